@@ -1,0 +1,48 @@
+# SPDX-License-Identifier: MIT
+# Two entry points for a fresh Debian 12 machine (as root): `make demo` and `make test`.
+# Both install what they need first; the tests run under Debian's own Python so they
+# exercise the same python3-* packages the .debs depend on.
+
+PYTHON := /usr/bin/python3
+TOOLS := .tools
+RUFF_VERSION := 0.17.6
+export PYTHONPATH := $(CURDIR)/src:$(CURDIR)
+
+RUN_DEPS := blender ffmpeg rsync openssh-client openssh-server \
+	python3-aiohttp python3-configobj python3-numpy python3-paramiko \
+	python3-debian python3-dbus python3-systemd
+TEST_DEPS := $(RUN_DEPS) python3-pytest python3-pytest-timeout python3-venv mypy \
+	iproute2 procps psmisc
+
+.PHONY: demo test deps-run deps-test lint unit clean
+
+define apt_install
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $$missing; \
+	fi
+endef
+
+deps-run:
+	$(call apt_install,$(RUN_DEPS))
+
+deps-test:
+	$(call apt_install,$(TEST_DEPS))
+	@test -x $(TOOLS)/bin/ruff || { $(PYTHON) -m venv $(TOOLS) && \
+		$(TOOLS)/bin/pip install -q ruff==$(RUFF_VERSION); }
+
+demo: deps-run
+	$(PYTHON) -m afarm.cli.main demo
+
+test: deps-test
+	$(PYTHON) -m pytest -ra --timeout=900 tests
+
+lint: deps-test
+	$(TOOLS)/bin/ruff check src tests benchmarks
+	mypy --config-file pyproject.toml src
+
+clean:
+	rm -rf $(TOOLS) afarm-demo build *.egg-info

@@ -1,0 +1,180 @@
+# SPDX-License-Identifier: MIT
+"""Blender: frame chunks or tiles of a .blend, with stitch and encode follow-ups."""
+
+import re
+from pathlib import Path
+from typing import Any
+
+from afarm.applications.base import (
+    Command,
+    RunContext,
+    check_keys,
+    int_param,
+    resolve_executable,
+    script_path,
+)
+from afarm.errors import UsageError
+from afarm.model.frames import chunk, parse_frames, parse_tiles, tiles
+from afarm.model.job import InputFile, TaskSpec
+
+ENGINES = ("CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH")
+FORMATS = {"PNG": "png", "OPEN_EXR": "exr"}
+ENCODINGS = ("", "mp4")
+PARAMS = {"frames", "chunk", "tiles", "engine", "format", "encode", "fps", "scene"}
+_ERROR_LINE = re.compile(
+    r"(?i)(error|traceback|exception|cannot|can't|failed|unable|not a blend|"
+    r"file format is not supported|out of memory)")
+
+
+def frame_file(frame: int, ext: str, suffix: str = "") -> str:
+    # Blender pads `####` to four digits and writes longer numbers in full, as does :04d.
+    return f"frame_{frame:04d}{suffix}.{ext}"
+
+
+def safe_stem(name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "job"
+    return stem[:100]
+
+
+class BlenderApp:
+    kind = "blender"
+
+    def __init__(self, name: str, conf: dict[str, Any]) -> None:
+        self.name = name
+        self.description = str(conf.get("description", ""))
+        self.executable = str(conf["executable"])
+        self.timeout = int(conf.get("timeout", 3600))
+        self.runs_on = str(conf.get("runs_on", "slave"))
+        self.engine = str(conf.get("engine", "CYCLES"))
+        self.format = str(conf.get("format", "PNG"))
+        self.followup = str(conf.get("followup_application", "ffmpeg"))
+
+    # -- on the master ------------------------------------------------------------------
+    def validate(self, params: dict[str, Any], files: list[InputFile]) -> dict[str, Any]:
+        check_keys(params, PARAMS, self.name)
+        if len(files) != 1 or not files[0].name.lower().endswith(".blend"):
+            raise UsageError(f"application {self.name!r} renders exactly one .blend file;"
+                             " give the path of a .blend")
+        if "frames" not in params:
+            raise UsageError("--frames is required for Blender jobs, e.g. --frames 1-240")
+        frames = parse_frames(str(params["frames"]))
+        if min(frames) < 0:
+            raise UsageError(f"--frames {params['frames']!r}: Blender jobs render frames 0 and"
+                             " up; drop the negative frames")
+        out: dict[str, Any] = {"frames": frames}
+        out["chunk"] = int_param(params, "chunk", 1, 1, 100_000)
+        engine = str(params.get("engine") or self.engine).upper()
+        if engine not in ENGINES:
+            raise UsageError(f"--engine {engine!r} is not one of {', '.join(ENGINES)}")
+        out["engine"] = engine
+        fmt = str(params.get("format") or self.format).upper()
+        if fmt == "EXR":
+            fmt = "OPEN_EXR"
+        if fmt not in FORMATS:
+            raise UsageError(f"--format {fmt!r} is not one of PNG, OPEN_EXR")
+        out["format"] = fmt
+        tiles_spec = params.get("tiles") or ""
+        if tiles_spec:
+            cols, rows = parse_tiles(str(tiles_spec))
+            out["tiles"] = [cols, rows]
+            if fmt != "PNG":
+                raise UsageError("--tiles needs --format PNG (tiles are stitched with ffmpeg)")
+        encode = str(params.get("encode") or "")
+        if encode not in ENCODINGS:
+            raise UsageError(f"--encode {encode!r}: the only encoding is mp4")
+        if encode and fmt != "PNG":
+            raise UsageError("--encode mp4 needs --format PNG")
+        out["encode"] = encode
+        out["fps"] = int_param(params, "fps", 24, 1, 240)
+        scene = params.get("scene")
+        if scene:
+            if not isinstance(scene, str) or len(scene) > 63 or any(ord(c) < 32 for c in scene):
+                raise UsageError("--scene must be a scene name of at most 63 characters")
+            out["scene"] = scene
+        return out
+
+    def plan(self, job_name: str, params: dict[str, Any],
+             files: list[InputFile]) -> list[TaskSpec]:
+        ext = FORMATS[params["format"]]
+        frames: list[int] = params["frames"]
+        plan: list[TaskSpec] = []
+        finals: list[int] = []  # plan indices whose outputs are the job's frames
+        if params.get("tiles"):
+            cols, rows = params["tiles"]
+            for f in frames:
+                first = len(plan)
+                tile_paths = []
+                for t in tiles(cols, rows):
+                    path = f"tiles/{frame_file(f, ext, '_' + t.name)}"
+                    tile_paths.append(path)
+                    plan.append(TaskSpec(
+                        kind="render", label=f"frame {f} tile {t.name}", application=self.name,
+                        params={**params, "frames": [f], "tile": [t.col, t.row, cols, rows]},
+                        outputs=[path], frames=0))
+                finals.append(len(plan))
+                plan.append(TaskSpec(
+                    kind="stitch", label=f"frame {f} stitch {cols}x{rows}",
+                    application=self.followup, runs_on="master",
+                    params={"cols": cols, "rows": rows}, inputs=tile_paths,
+                    outputs=[f"out/{frame_file(f, ext)}"],
+                    depends=list(range(first, len(plan))), frames=1))
+        else:
+            for part in chunk(frames, params["chunk"]):
+                finals.append(len(plan))
+                label = f"frame {part[0]}" if len(part) == 1 else f"frames {part[0]}..{part[-1]}"
+                plan.append(TaskSpec(
+                    kind="render", label=label, application=self.name,
+                    params={**params, "frames": part},
+                    outputs=[f"out/{frame_file(f, ext)}" for f in part], frames=len(part)))
+        if params.get("encode"):
+            plan.append(TaskSpec(
+                kind="encode", label=f"encode {params['encode']}", application=self.followup,
+                runs_on="master", params={"fps": params["fps"]},
+                inputs=[f"out/{frame_file(f, ext)}" for f in frames],
+                outputs=[f"out/{safe_stem(job_name)}.{params['encode']}"], depends=finals))
+        return plan
+
+    def check_inputs(self, paths: list[Path]) -> None:
+        with open(paths[0], "rb") as f:
+            head = f.read(7)
+        # Blender writes plain files ("BLENDER"), and compressed ones with gzip (older
+        # versions) or zstd (3.0 and later).
+        if not head.startswith((b"BLENDER", b"\x1f\x8b", b"\x28\xb5\x2f\xfd")):
+            raise UsageError("the input is not a .blend file (it does not start with"
+                             " Blender's header); check that you gave the right file")
+
+    # -- on the slave ---------------------------------------------------------------------
+    def commands(self, kind: str, params: dict[str, Any], ctx: RunContext) -> list[Command]:
+        return [Command(self.argv(kind, params, ctx))]
+
+    def argv(self, kind: str, params: dict[str, Any], ctx: RunContext) -> list[str]:
+        if kind != "render" or len(ctx.inputs) != 1:
+            raise UsageError(f"{self.name} runs render tasks of one .blend, not {kind!r}")
+        fmt = params["format"]
+        frames = [int(f) for f in params["frames"]]
+        # -Y: scripts inside the submitted file never run.  Order matters: Blender applies
+        # arguments left to right, so engine, output and format precede the frame option.
+        argv = [resolve_executable(self.executable), "-b", "-Y", str(ctx.inputs[0])]
+        if params.get("scene"):
+            argv += ["-S", str(params["scene"])]
+        argv += ["-E", str(params["engine"]), "--python-exit-code", "1"]
+        suffix = ""
+        tile = params.get("tile")
+        if tile:
+            col, row, cols, rows = (int(v) for v in tile)
+            suffix = f"_r{row}c{col}"
+            argv += ["--python", str(script_path("tile_border.py"))]
+        argv += ["-o", str(ctx.out_dir / f"frame_####{suffix}"), "-F", fmt, "-x", "1",
+                 "-f", ",".join(str(f) for f in frames)]
+        if tile:
+            argv += ["--", "--tile", str(col), str(row), str(cols), str(rows)]
+        return argv
+
+    def failure(self, exit_code: int, log_lines: list[str]) -> str | None:
+        errors = [ln for ln in log_lines if _ERROR_LINE.search(ln)]
+        if exit_code != 0:
+            return f"blender exited {exit_code}" + (f": {errors[-1]}" if errors else "")
+        return None
+
+    def error_lines(self, log_lines: list[str]) -> list[str]:
+        return [ln for ln in log_lines if _ERROR_LINE.search(ln)]

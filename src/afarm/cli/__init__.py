@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: MIT
+"""afarmctl: the command-line client of the master."""

@@ -1,0 +1,124 @@
+# SPDX-License-Identifier: MIT
+"""HTTP client of the job and results ports (stdlib only, so afarmctl starts fast)."""
+
+import hashlib
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from afarm.errors import OperationFailed, UsageError
+
+DEFAULT_MASTER = "127.0.0.1:7731"
+
+
+def parse_address(value: str, default_port: int, what: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = value, str(default_port)
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"{what} {value!r}: write HOST or HOST:PORT, e.g. 127.0.0.1:7731")
+    return host, int(port)
+
+
+class Client:
+    def __init__(self, master: str | None = None, results: str | None = None,
+                 token: str | None = None) -> None:
+        jhost, jport = parse_address(master or os.environ.get("AFARM_MASTER")
+                                     or DEFAULT_MASTER, 7731, "--master")
+        rhost, rport = parse_address(results, 7732, "--results") if results \
+            else (jhost, jport + 1)
+        host = f"[{jhost}]" if ":" in jhost else jhost
+        rh = f"[{rhost}]" if ":" in rhost else rhost
+        self.job_url = f"http://{host}:{jport}"
+        self.results_url = f"http://{rh}:{rport}"
+        self.token = token
+
+    def _request(self, url: str, method: str = "GET", body: bytes | None = None,
+                 headers: dict[str, str] | None = None, timeout: float = 60) -> Any:
+        h = dict(headers or {})
+        if self.token:
+            h["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(url, data=body, method=method, headers=h)
+        try:
+            return urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 (http only)
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read() or b"{}").get("error") or exc.reason
+            except ValueError:
+                message = exc.reason
+            if exc.code in (400, 404):
+                raise UsageError(str(message)) from None
+            raise OperationFailed(f"the master refused ({exc.code}): {message}") from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise OperationFailed(
+                f"cannot reach the master at {url.split('/api')[0]} ({reason}); is"
+                " afarm-master running? Pass --master HOST:PORT or set AFARM_MASTER") from None
+
+    def get(self, path: str) -> Any:
+        with self._request(self.results_url + path) as resp:
+            return json.loads(resp.read())
+
+    def get_text(self, path: str) -> str:
+        with self._request(self.results_url + path) as resp:
+            return str(resp.read().decode("utf-8", errors="replace"))
+
+    def post(self, path: str, data: dict[str, Any]) -> Any:
+        body = json.dumps(data).encode()
+        with self._request(self.job_url + path, "POST", body,
+                           {"Content-Type": "application/json"}) as resp:
+            return json.loads(resp.read())
+
+    def upload(self, path: Path) -> str:
+        """Send a file unless the master has it already; returns its sha256."""
+        sha = sha256_of(path)
+        try:
+            with self._request(f"{self.job_url}/api/v1/files/{sha}", "HEAD"):
+                return sha  # already there: nothing to send
+        except UsageError:
+            pass  # 404: not there yet
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            req_body: Any = f
+            with self._request(f"{self.job_url}/api/v1/files/{sha}", "PUT", req_body,
+                               {"Content-Length": str(size),
+                                "Content-Type": "application/octet-stream"},
+                               timeout=3600):
+                pass
+        return sha
+
+    def download(self, path: str, dst: Path) -> int:
+        tmp = dst.with_name(f".{dst.name}.part")
+        with self._request(self.results_url + path, timeout=600) as resp, open(tmp, "wb") as f:
+            n = 0
+            while chunk := resp.read(1 << 20):
+                f.write(chunk)
+                n += len(chunk)
+        os.replace(tmp, dst)
+        return n
+
+    def events(self, job: int | None = None, after: int = 0) -> Iterator[dict[str, Any]]:
+        """Server-sent events as they happen (blocks between them)."""
+        query = f"?after={after}" + (f"&job={job}" if job is not None else "")
+        resp = self._request(f"{self.results_url}/api/v1/events{query}", timeout=3600)
+        with resp:
+            data = ""
+            for raw in resp:
+                line = raw.decode("utf-8").rstrip("\n")
+                if line.startswith("data: "):
+                    data = line[6:]
+                elif not line and data:
+                    yield json.loads(data)
+                    data = ""
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

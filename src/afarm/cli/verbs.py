@@ -1,0 +1,93 @@
+# SPDX-License-Identifier: MIT
+"""The one table of afarmctl verbs: argparse, --help and man/afarmctl.1 are all made from it."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Arg:
+    names: tuple[str, ...]
+    help: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verb:
+    name: str
+    summary: str
+    description: str
+    args: tuple[Arg, ...] = ()
+    example: str = ""
+
+
+JOB = Arg(("job",), "the job's number (see afarmctl jobs)", {"type": int})
+
+VERBS: tuple[Verb, ...] = (
+    Verb("submit", "submit a job",
+         "Upload the input file (once: the master keeps files by sha256) and submit a job. "
+         "Blender jobs render FILE.blend with scripts in the file disabled; command "
+         "applications run once per item.",
+         (Arg(("file",), "the input file (a .blend for Blender jobs)", {"nargs": "?"}),
+          Arg(("--app",), "application name (default: blender)", {"default": "blender"}),
+          Arg(("--name",), "job name (default: the file name)", {}),
+          Arg(("--frames",), "frames: 1-240, 1,5,10-20 or 1-100x5 (every 5th)", {}),
+          Arg(("--chunk",), "frames per task (default 1)", {"type": int}),
+          Arg(("--tiles",), "split each frame into COLSxROWS tiles, e.g. 2x2", {}),
+          Arg(("--engine",), "CYCLES, BLENDER_EEVEE or BLENDER_WORKBENCH", {}),
+          Arg(("--format",), "PNG or OPEN_EXR", {}),
+          Arg(("--encode",), "encode the frames into a video: mp4", {"choices": ["mp4"]}),
+          Arg(("--fps",), "frames per second of the video (default 24)", {"type": int}),
+          Arg(("--scene",), "the scene to render (default: the file's active scene)", {}),
+          Arg(("--items",), "comma-separated items for a command application", {}),
+          Arg(("--items-file",), "file with one item a line for a command application", {}),
+          Arg(("--priority",), "0 to 100, higher runs first (default 50)", {"type": int}),
+          Arg(("--timeout",), "seconds a task may run (default: the application's)",
+              {"type": int}),
+          Arg(("--wait",), "wait for the job and show its progress",
+              {"action": "store_true"})),
+         "afarmctl submit shot.blend --frames 1-240 --chunk 4 --encode mp4"),
+    Verb("jobs", "list jobs", "List the master's jobs, newest first, with their progress."),
+    Verb("status", "show a job", "Show a job, its tasks and its outputs.", (JOB,)),
+    Verb("wait", "wait for a job",
+         "Show a progress bar (frames done, total and ETA) until the job ends. Exits 0 if it"
+         " completed and 1 if it failed or was canceled.", (JOB,)),
+    Verb("fetch", "download a job's outputs",
+         "Download every output of a job (frames, videos) into a directory.",
+         (JOB, Arg(("--output", "-o"), "directory to write to (default: ./afarm-job-ID)", {}))),
+    Verb("cancel", "cancel a job", "Cancel a job; running tasks are stopped.", (JOB,)),
+    Verb("pause", "pause a job", "Dispatch no new tasks of a job; running ones finish.",
+         (JOB,)),
+    Verb("resume", "resume a paused job", "Queue the paused tasks of a job again.", (JOB,)),
+    Verb("requeue", "requeue a job's failed and canceled tasks",
+         "Queue failed and canceled tasks of a job again and forget its blocklist.", (JOB,)),
+    Verb("logs", "show a job's task logs",
+         "Print the logs of a job's tasks: the command, exit code, error lines and the last"
+         " lines of output of every attempt.",
+         (JOB, Arg(("--task",), "only this task (its id or index)", {}))),
+    Verb("slaves", "list slaves",
+         "List the slaves: state (online, busy, unreachable, ...), running tasks, the jobs"
+         " they are blocklisted for, and their last error."),
+    Verb("demo", "render a demo on an embedded local farm",
+         "Start a master with local slaves on loopback, make an animated scene with Blender,"
+         " render it, encode an mp4, and print where the frames and the video are. Stops"
+         " everything it started, also on Ctrl-C.",
+         (Arg(("--slaves",), "local slaves (default 2)", {"type": int, "default": 2}),
+          Arg(("--frames",), "frames to render (default 24)", {"type": int, "default": 24}),
+          Arg(("--output", "-o"), "directory for the results (default: ./afarm-demo)",
+              {"default": "afarm-demo"}),
+          Arg(("--size",), "resolution WIDTHxHEIGHT (default 320x180)",
+              {"default": "320x180"}),
+          Arg(("--samples",), "Cycles samples (default 8)", {"type": int, "default": 8}))),
+)
+
+GLOBAL_ARGS: tuple[Arg, ...] = (
+    Arg(("--master",), "the master's job port as HOST[:PORT] (default: $AFARM_MASTER or"
+        " 127.0.0.1:7731); the results port is the next port unless --results says", {}),
+    Arg(("--results",), "the results port as HOST:PORT", {}),
+    Arg(("--token-file",), "file holding the bearer token (default: $AFARM_TOKEN)", {}),
+    Arg(("--json",), "print machine-readable JSON", {"action": "store_true"}),
+)
+
+EXIT_CODES = ((0, "success"), (1, "the operation failed (a job failed, the master refused)"),
+              (2, "usage error: bad arguments or input; nothing was submitted"))

@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: MIT
+"""Load a configobj file against a shipped spec, reporting every problem at once."""
+
+import logging
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from configobj import ConfigObj, ConfigObjError, flatten_errors, get_extra_values
+from validate import Validator, VdtValueError
+
+from afarm.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def spec_lines(name: str) -> list[str]:
+    """The lines of a spec shipped in this package, e.g. ``master``."""
+    text = resources.files("afarm.config").joinpath(f"{name}.spec").read_text("utf-8")
+    return text.splitlines()
+
+
+def _where(section_path: Iterable[str], key: str | None) -> str:
+    parts = [f"[{s}]" for s in section_path]
+    return " ".join(parts + ([key] if key else [])) or "(top level)"
+
+
+def load(
+    path: str | Path | None,
+    spec: str,
+    *,
+    text: list[str] | None = None,
+    warn: bool = True,
+) -> dict[str, Any]:
+    """Validated config as plain dicts; raises ConfigError listing every problem.
+
+    ``path`` None with ``text`` None loads only the defaults of ``spec``.
+    """
+    label = str(path) if path is not None else f"<{spec} defaults>"
+    source: Any = text if text is not None else (str(path) if path is not None else [])
+    try:
+        cfg = ConfigObj(
+            source,
+            configspec=spec_lines(spec),
+            interpolation=False,
+            file_error=path is not None and text is None,
+            encoding="utf-8",
+        )
+    except OSError as exc:
+        raise ConfigError(label, [f"cannot read the file ({exc.strerror}); check the path"]) from exc
+    except ConfigObjError as exc:
+        problems = [f"line {e.line_number}: {e.msg}: {e.line!r}" for e in exc.errors] or [str(exc)]
+        raise ConfigError(label, problems) from exc
+
+    result = cfg.validate(Validator(), preserve_errors=True)
+    problems: list[str] = []
+    if result is not True:
+        for section_path, key, error in flatten_errors(cfg, result):
+            where = _where(section_path, key)
+            if error is False:
+                if key is None:
+                    problems.append(f"{where}: section is missing; add it")
+                else:
+                    problems.append(f"{where}: required key is missing; set it")
+            elif isinstance(error, VdtValueError | Exception):
+                problems.append(f"{where}: {error}; see the key's comment in the spec ({spec})")
+    if problems:
+        raise ConfigError(label, problems)
+    if warn:
+        for section_path, name in get_extra_values(cfg):
+            log.warning("%s: unknown key or section %s is ignored; check its spelling",
+                        label, _where(section_path, name))
+    return _plain(cfg)
+
+
+def unknown_keys(cfg_path: str | Path, spec: str) -> list[str]:
+    cfg = ConfigObj(str(cfg_path), configspec=spec_lines(spec), interpolation=False)
+    cfg.validate(Validator(), preserve_errors=True)
+    return [_where(sp, name) for sp, name in get_extra_values(cfg)]
+
+
+def _plain(section: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in section.items():
+        out[key] = _plain(value) if hasattr(value, "items") else value
+    return out

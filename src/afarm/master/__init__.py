@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: MIT
+"""The master daemon: the job port, the results port, the scheduler and its dispatchers."""

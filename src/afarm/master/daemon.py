@@ -1,0 +1,166 @@
+# SPDX-License-Identifier: MIT
+"""`afarm-master`: load the configuration, open both ports, run the farm until stopped."""
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from afarm import __version__
+from afarm.applications.registry import load_applications
+from afarm.config.loader import load
+from afarm.errors import AfarmError, ConfigError
+from afarm.master import auth, job_api, results_api
+from afarm.master.dispatcher import Dispatcher
+from afarm.master.farm import Farm
+from afarm.master.http_util import errors
+from afarm.master.slaves import slave_definitions, transport_for
+from afarm.transport.local import LocalTransport
+
+log = logging.getLogger("afarm.master")
+EX_OK, EX_USAGE, EX_SOFTWARE, EX_OSERR, EX_CONFIG = 0, 64, 70, 71, 78
+DEFAULT_CONFIG = "/etc/afarm/master.conf"
+
+
+def parse_listen(value: str, where: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise ConfigError(where, [f"listen = {value!r}: write HOST:PORT, e.g. 127.0.0.1:7731"])
+    return host.strip("[]"), int(port)
+
+
+def load_config(path: str | None) -> dict[str, Any]:
+    cfg = load(path, "master")
+    cfg["slaves"] = slave_definitions(cfg)
+    return cfg
+
+
+def build_farm(cfg: dict[str, Any]) -> Farm:
+    m, sched = cfg["master"], cfg["scheduler"]
+    state = Path(m["state_dir"])
+    state.mkdir(parents=True, exist_ok=True)
+    apps_dir = Path(m["applications_dir"])
+    apps = load_applications(apps_dir)
+    farm = Farm(state, apps, slave_failures_per_job=sched["slave_failures_per_job"],
+                slaves_per_task=sched["slaves_per_task"], task_timeout=sched["task_timeout"],
+                followup_workers=sched["followup_workers"])
+    local = cfg["local_slaves"]
+    for i in range(1, local["count"] + 1):
+        name = f"local-{i}"
+        t = LocalTransport(name, Path(local["work_dir"]) / name, apps_dir)
+        farm.add_slave(Dispatcher(farm, name, t, local["slots"]))
+    for name, conf in cfg["slaves"].items():
+        farm.add_slave(Dispatcher(farm, name, transport_for(name, conf, state),
+                                  conf["slots"], conf["tags"]))
+    return farm
+
+
+def token_policy(cfg: dict[str, Any], where: str) -> tuple[set[str], bool]:
+    """The accepted token digests, and whether a token is required."""
+    jp = cfg["job_port"]
+    host, _ = parse_listen(jp["listen"], where)
+    digests = auth.load_digests(Path(jp["token_file"]))
+    exposed = not auth.is_loopback(host) or not auth.is_loopback(
+        parse_listen(cfg["results_port"]["listen"], where)[0])
+    if exposed and not digests:
+        raise ConfigError(where, [
+            f"[job_port] listen = {jp['listen']} is not loopback, so clients need a token,"
+            f" but {jp['token_file']} holds none; run: afarm-master --config {where}"
+            " new-token"])
+    return digests, exposed or bool(digests)
+
+
+async def serve(cfg: dict[str, Any], where: str) -> int:
+    digests, required = token_policy(cfg, where)
+    farm = build_farm(cfg)
+    max_upload = cfg["job_port"]["max_upload_mib"] << 20
+    mw = [errors, auth.middleware(digests, required)]
+    job_app = web.Application(middlewares=mw, client_max_size=max_upload + (1 << 20))
+    job_app.add_routes(job_api.routes(farm, max_upload))
+    res_app = web.Application(middlewares=mw)
+    res_app.add_routes(results_api.routes(farm))
+    runners = []
+    try:
+        for app, key in ((job_app, "job_port"), (res_app, "results_port")):
+            host, port = parse_listen(cfg[key]["listen"], where)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                   shutdown_timeout=1.0)
+            await runner.setup()
+            await web.TCPSite(runner, host, port, reuse_address=True).start()
+            runners.append(runner)
+            log.info("%s listening on %s:%d", key.replace("_", " "), host, port)
+    except OSError as exc:
+        for r in runners:
+            await r.cleanup()
+        log.error("cannot listen: %s; is another afarm-master running?", exc)
+        return EX_OSERR
+    await farm.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    _notify("READY=1")
+    log.info("afarm-master %s ready: %d slaves, %d applications", __version__,
+             len(farm.dispatchers), len(farm.apps))
+    await stop.wait()
+    _notify("STOPPING=1")
+    log.info("stopping")
+    for r in runners:
+        await r.cleanup()
+    await farm.stop()
+    return EX_OK
+
+
+def _notify(state: str) -> None:
+    if not os.environ.get("NOTIFY_SOCKET"):
+        return
+    try:
+        from systemd import daemon  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return
+    daemon.notify(state)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="afarm-master",
+                                description="The afarm master daemon (see afarm-master(8)).")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="master.conf to use")
+    p.add_argument("--version", action="version", version=__version__)
+    sub = p.add_subparsers(dest="command")
+    sub.add_parser("run", help="run the daemon (the default)")
+    sub.add_parser("check-config", help="validate the configuration and exit")
+    tok = sub.add_parser("new-token", help="create a client token and print it once")
+    tok.add_argument("--label", default="afarmctl", help="a note stored beside the digest")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(name)s %(levelname)s %(message)s")
+    try:
+        cfg = load_config(a.config)
+        logging.getLogger().setLevel(cfg["master"]["log_level"].upper())
+        if a.command == "check-config":
+            load_applications(Path(cfg["master"]["applications_dir"]))
+            token_policy(cfg, a.config)
+            print(f"{a.config}: OK")
+            return EX_OK
+        if a.command == "new-token":
+            print(auth.new_token(Path(cfg["job_port"]["token_file"]), a.label))
+            return EX_OK
+        return asyncio.run(serve(cfg, a.config))
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return EX_CONFIG
+    except AfarmError as exc:
+        log.error("%s", exc)
+        return EX_SOFTWARE
+    except KeyboardInterrupt:
+        return EX_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+# SPDX-License-Identifier: MIT
+"""Slave definitions from master.conf and slaves.d/, and the transport each one gets."""
+
+import re
+from pathlib import Path
+from typing import Any
+
+from afarm.config.loader import load
+from afarm.errors import ConfigError
+from afarm.transport.base import Transport
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def slave_definitions(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """[slaves] sections plus one file per slave in [master] slaves_dir, checked together."""
+    slaves: dict[str, dict[str, Any]] = dict(cfg.get("slaves", {}))
+    problems: list[str] = []
+    directory = Path(cfg["master"]["slaves_dir"])
+    if directory.is_dir():
+        for path in sorted(directory.glob("*.conf")):
+            name = path.name.removesuffix(".conf")
+            try:
+                conf = load(path, "slavedef")
+            except ConfigError as exc:
+                problems += [f"{path.name}: {p}" for p in exc.problems]
+                continue
+            if name in slaves:
+                problems.append(f"{path.name}: slave {name!r} is also defined in [slaves];"
+                                " keep one of the two")
+            slaves[name] = conf
+    for name in slaves:
+        if not _NAME.match(name) or name.startswith("local-") or name == "master":
+            problems.append(f"[slaves] [[{name}]]: a slave name is letters, digits, '.', '_'"
+                            " or '-' (not 'master' or local-N); rename it")
+    if problems:
+        raise ConfigError(str(directory), problems)
+    return slaves
+
+
+def transport_for(name: str, conf: dict[str, Any], state_dir: Path) -> Transport:
+    from afarm.transport.ssh import SSHTransport
+
+    return SSHTransport(name=name, host=conf["host"], port=conf["port"], user=conf["user"],
+                        key=Path(conf["key"]), known_hosts=state_dir / "known_hosts",
+                        work_dir=conf["work_dir"], control_dir=state_dir / "ssh-control")

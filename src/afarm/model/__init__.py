@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: MIT
+"""Jobs, tasks and their statuses: plain data with no I/O."""

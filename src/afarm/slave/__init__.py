@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: MIT
+"""The slave side: the agent behind the serve verb, the forced-command shell, the daemon."""

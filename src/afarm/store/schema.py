@@ -1,0 +1,115 @@
+# SPDX-License-Identifier: MIT
+"""The schema as a list of migrations; `PRAGMA user_version` counts the ones applied."""
+
+import sqlite3
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        application TEXT NOT NULL,
+        params TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        created REAL NOT NULL,
+        updated REAL NOT NULL,
+        error TEXT NOT NULL DEFAULT '',
+        timeout INTEGER
+    );
+    CREATE TABLE job_files (
+        job_id INTEGER NOT NULL REFERENCES jobs(id),
+        name TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (job_id, name)
+    );
+    CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER NOT NULL REFERENCES jobs(id),
+        idx INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        label TEXT NOT NULL,
+        application TEXT NOT NULL,
+        runs_on TEXT NOT NULL,
+        params TEXT NOT NULL,
+        inputs TEXT NOT NULL,
+        outputs TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        slave TEXT,
+        started REAL,
+        finished REAL,
+        updated REAL NOT NULL,
+        error TEXT NOT NULL DEFAULT '',
+        frames INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (job_id, idx)
+    );
+    CREATE INDEX tasks_runnable ON tasks(status, runs_on);
+    CREATE TABLE task_deps (
+        task_id INTEGER NOT NULL REFERENCES tasks(id),
+        dep_id INTEGER NOT NULL REFERENCES tasks(id),
+        PRIMARY KEY (task_id, dep_id)
+    );
+    CREATE TABLE task_failures (
+        task_id INTEGER NOT NULL REFERENCES tasks(id),
+        job_id INTEGER NOT NULL,
+        slave TEXT NOT NULL,
+        at REAL NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE INDEX task_failures_job ON task_failures(job_id, slave);
+    CREATE TABLE blocklist (
+        job_id INTEGER NOT NULL,
+        slave TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (job_id, slave)
+    );
+    CREATE TABLE slaves (
+        name TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        last_error TEXT NOT NULL DEFAULT '',
+        last_seen REAL,
+        info TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE files (
+        sha256 TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        added REAL NOT NULL
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        job_id INTEGER,
+        task_id INTEGER,
+        slave TEXT,
+        message TEXT NOT NULL,
+        data TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_job ON events(job_id, id);
+    """,
+]
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Apply the migrations this database lacks, each in its own transaction."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"the database is schema version {version}, newer than this afarm"
+            f" ({len(MIGRATIONS)}); upgrade afarm or restore a backup"
+        )
+    for n in range(version, len(MIGRATIONS)):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in MIGRATIONS[n].split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+            db.execute(f"PRAGMA user_version = {n + 1}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    return len(MIGRATIONS)

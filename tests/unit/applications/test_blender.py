@@ -1,0 +1,89 @@
+# SPDX-License-Identifier: MIT
+from pathlib import Path
+
+import pytest
+
+from afarm.applications.base import RunContext
+from afarm.applications.blender import BlenderApp
+from afarm.errors import UsageError
+from afarm.model.job import InputFile
+
+APP = BlenderApp("blender", {"executable": "/usr/bin/blender", "engine": "CYCLES",
+                             "format": "PNG", "followup_application": "ffmpeg"})
+BLEND = [InputFile("my shot; $(rm -rf ~).blend", "0" * 64, 1)]
+
+
+def ctx(tmp: Path) -> RunContext:
+    return RunContext(inputs=[tmp / "in" / BLEND[0].name], out_dir=tmp / "out",
+                      scratch=tmp, outputs=[])
+
+
+def test_chunks_become_render_tasks_with_their_frame_outputs() -> None:
+    params = APP.validate({"frames": "1-5", "chunk": 2}, BLEND)
+    plan = APP.plan("shot", params, BLEND)
+    assert [t.params["frames"] for t in plan] == [[1, 2], [3, 4], [5]]
+    assert plan[0].outputs == ["out/frame_0001.png", "out/frame_0002.png"]
+    assert sum(t.frames for t in plan) == 5
+
+
+def test_encode_depends_on_every_frame_task_and_runs_on_the_master() -> None:
+    params = APP.validate({"frames": "1,3,5", "encode": "mp4"}, BLEND)
+    plan = APP.plan("my shot", params, BLEND)
+    enc = plan[-1]
+    assert enc.kind == "encode" and enc.runs_on == "master" and enc.application == "ffmpeg"
+    assert enc.depends == [0, 1, 2]
+    assert enc.inputs == ["out/frame_0001.png", "out/frame_0003.png", "out/frame_0005.png"]
+    assert enc.outputs == ["out/my_shot.mp4"]
+
+
+def test_tiles_make_one_task_per_tile_and_a_stitch_per_frame() -> None:
+    params = APP.validate({"frames": "7", "tiles": "2x2"}, BLEND)
+    plan = APP.plan("t", params, BLEND)
+    assert [t.kind for t in plan] == ["render"] * 4 + ["stitch"]
+    assert plan[4].depends == [0, 1, 2, 3]
+    assert plan[4].inputs == [f"tiles/frame_0007_r{r}c{c}.png" for r in (0, 1) for c in (0, 1)]
+    assert plan[4].outputs == ["out/frame_0007.png"] and plan[4].frames == 1
+
+
+def test_argv_disables_autoexec_and_sets_output_before_frames(tmp_path: Path) -> None:
+    params = APP.validate({"frames": "1-3"}, BLEND)
+    argv = APP.argv("render", APP.plan("x", params, BLEND)[0].params, ctx(tmp_path))
+    assert argv[:4] == ["/usr/bin/blender", "-b", "-Y", str(tmp_path / "in" / BLEND[0].name)]
+    assert "-y" not in argv
+    assert argv.index("-E") < argv.index("-f")
+    assert argv.index("-o") < argv.index("-f") and argv.index("-F") < argv.index("-f")
+    assert argv[argv.index("-f") + 1] == "1"
+
+
+def test_tile_argv_runs_only_afarms_own_script(tmp_path: Path) -> None:
+    params = APP.validate({"frames": "2", "tiles": "2x1"}, BLEND)
+    argv = APP.argv("render", APP.plan("x", params, BLEND)[1].params, ctx(tmp_path))
+    script = argv[argv.index("--python") + 1]
+    assert script.endswith("afarm/applications/scripts/tile_border.py")
+    assert argv[-5:] == ["--tile", "1", "0", "2", "1"]
+    assert argv[argv.index("-o") + 1].endswith("frame_####_r0c1")
+
+
+@pytest.mark.parametrize(("params", "needle"), [
+    ({"frames": "1-x"}, "--frames"),
+    ({"frames": "10-1"}, "--frames"),
+    ({"frames": "1-3", "chunk": 0}, "--chunk"),
+    ({"frames": "1", "engine": "POVRAY"}, "--engine"),
+    ({"frames": "1", "format": "GIF"}, "--format"),
+    ({"frames": "1", "encode": "avi"}, "--encode"),
+    ({"frames": "1", "bogus": 1}, "'bogus'"),
+    ({}, "--frames is required"),
+])
+def test_bad_parameters_are_usage_errors_naming_the_option(params: dict[str, object],
+                                                           needle: str) -> None:
+    with pytest.raises(UsageError, match=needle.replace("-", r"\-")):
+        APP.validate(params, BLEND)
+
+
+def test_a_file_that_is_not_a_blend_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"\.blend"):
+        APP.validate({"frames": "1"}, [InputFile("scene.txt", "0" * 64, 1)])
+    fake = tmp_path / "fake.blend"
+    fake.write_bytes(b"#!/bin/sh\necho pwned\n")
+    with pytest.raises(UsageError, match="not a .blend"):
+        APP.check_inputs([fake])

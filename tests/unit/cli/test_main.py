@@ -1,0 +1,57 @@
+# SPDX-License-Identifier: MIT
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from afarm.cli import manpage
+from afarm.cli.main import build_parser, main
+from afarm.cli.verbs import VERBS
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_the_shipped_man_page_is_generated_from_the_verb_table() -> None:
+    assert (ROOT / "man" / "afarmctl.1").read_text() == manpage.render(), \
+        "run: PYTHONPATH=src python3 -m afarm.cli.manpage man/afarmctl.1"
+
+
+def test_every_verb_is_in_help_and_in_the_man_page() -> None:
+    help_text = build_parser().format_help()
+    page = manpage.render()
+    for verb in VERBS:
+        assert verb.name in help_text
+        assert f".SS {verb.name}" in page
+
+
+def test_the_man_page_renders_without_groff_warnings(tmp_path: Path) -> None:
+    page = tmp_path / "afarmctl.1"
+    page.write_text(manpage.render())
+    cp = subprocess.run(["groff", "-ww", "-z", "-man", str(page)], capture_output=True,
+                        text=True, check=False)
+    assert cp.returncode == 0 and cp.stderr == "", cp.stderr
+
+
+@pytest.mark.parametrize("argv", [[], ["frobnicate"], ["submit", "--bogus"],
+                                  ["status", "notanumber"], ["submit", "x.blend", "--chunk",
+                                                             "many"]])
+def test_usage_errors_exit_2_with_a_message(argv: list[str],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_bad_frames_fail_before_contacting_the_master(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    blend = tmp_path / "a.blend"
+    blend.write_bytes(b"BLENDER-v304")
+    # Port 9 (discard) has no master: a usage error must come first, without a connection.
+    assert main(["--master", "127.0.0.1:9", "submit", str(blend), "--frames", "1-x"]) == 2
+    assert "--frames" in capsys.readouterr().err
+
+
+def test_an_unreachable_master_is_exit_1_and_says_how_to_fix_it(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--master", "127.0.0.1:9", "jobs"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach the master" in err and "--master" in err
