@@ -19,8 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from afarm.demo import make_scene  # noqa: E402
 from tests.farm import MasterProcess  # noqa: E402
+
+from afarm.demo import make_scene  # noqa: E402
 
 
 def overhead(base: Path, slaves: int, tasks: int, sleep: float) -> dict[str, float]:

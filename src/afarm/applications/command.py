@@ -61,7 +61,7 @@ class CommandApp:
              files: list[InputFile]) -> list[TaskSpec]:
         numbered = list(enumerate(params["items"], start=1))
         plan = []
-        for part in chunk(numbered, params["chunk"]):  # type: ignore[arg-type]
+        for part in chunk(numbered, params["chunk"]):
             first = part[0][0]
             outputs = ([f"out/{item_stem(i)}.out" for i, _ in part]
                        if self.capture_stdout else [])

@@ -62,6 +62,8 @@ def stitch_argv(
     rgba64be, ...): ffmpeg's PNG encoder accepts all of them, so format negotiation picks the
     input format unchanged and the stitched pixels are bit-identical to the tiles'.
     """
+    if cols < 1 or rows < 1:
+        raise ValueError(f"tile grid must be at least 1x1, got {cols}x{rows}")
     if len(tiles) != cols * rows:
         raise ValueError(f"{cols}x{rows} tiles need {cols * rows} files, got {len(tiles)}")
     if len(tiles) > _MAX_TILES:

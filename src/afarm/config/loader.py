@@ -48,10 +48,12 @@ def load(
             encoding="utf-8",
         )
     except OSError as exc:
-        raise ConfigError(label, [f"cannot read the file ({exc.strerror}); check the path"]) from exc
+        raise ConfigError(label, [f"cannot read the file ({exc.strerror}); check the path"]
+                          ) from exc
     except ConfigObjError as exc:
-        problems = [f"line {e.line_number}: {e.msg}: {e.line!r}" for e in exc.errors] or [str(exc)]
-        raise ConfigError(label, problems) from exc
+        syntax = [f"line {e.line_number}: {e.msg}: {e.line!r}" for e in exc.errors] \
+            or [str(exc)]
+        raise ConfigError(label, syntax) from exc
 
     result = cfg.validate(Validator(), preserve_errors=True)
     problems: list[str] = []

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from afarm.master.http_util import Handler
+
 
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -43,7 +45,7 @@ def is_loopback(host: str) -> bool:
 
 def middleware(digests: set[str], required: bool) -> web.middleware:  # type: ignore[valid-type]
     @web.middleware
-    async def check(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         if required:
             header = request.headers.get("Authorization", "")
             token = header[7:] if header.startswith("Bearer ") else ""

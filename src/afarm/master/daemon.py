@@ -89,10 +89,10 @@ async def serve(cfg: dict[str, Any], where: str) -> int:
     try:
         for app, key in ((job_app, "job_port"), (res_app, "results_port")):
             host, port = parse_listen(cfg[key]["listen"], where)
-            runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                   shutdown_timeout=1.0)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
-            await web.TCPSite(runner, host, port, reuse_address=True).start()
+            await web.TCPSite(runner, host, port, reuse_address=True,
+                              shutdown_timeout=1.0).start()
             runners.append(runner)
             log.info("%s listening on %s:%d", key.replace("_", " "), host, port)
     except OSError as exc:
@@ -121,7 +121,7 @@ def _notify(state: str) -> None:
     if not os.environ.get("NOTIFY_SOCKET"):
         return
     try:
-        from systemd import daemon  # type: ignore[import-not-found,unused-ignore]
+        from systemd import daemon  # type: ignore[attr-defined]
     except ImportError:
         return
     daemon.notify(state)

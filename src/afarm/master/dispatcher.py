@@ -62,7 +62,7 @@ class Dispatcher:
             except AuthFailure as exc:
                 self._set_state("refused", str(exc))
                 delay = 60.0  # a bad key or host key does not fix itself quickly
-            except (TransportError, OSError, SlaveGone, asyncio.TimeoutError) as exc:
+            except (TimeoutError, TransportError, OSError, SlaveGone) as exc:
                 self._set_state("unreachable", str(exc) or type(exc).__name__)
             if self._stopping:
                 break
@@ -115,9 +115,11 @@ class Dispatcher:
             return
         key: Any = ("done", msg.get("task"), msg.get("attempt")) if op == "done" \
             else msg.get("id")
-        fut = self._waiters.pop(key, None)
-        if fut is not None and not fut.done():
-            fut.set_result(msg)
+        waiter = self._waiters.get(key)
+        if waiter is not None:
+            del self._waiters[key]
+        if waiter is not None and not waiter.done():
+            waiter.set_result(msg)
         elif op == "refused":
             log.warning("%s refused a request: %s", self.name, msg.get("reason"))
 
@@ -209,9 +211,10 @@ class Dispatcher:
         })
         try:
             return await asyncio.wait_for(fut, timeout=timeout + GRACE)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.cancel(task.id, attempt)
-            self._waiters.pop(key, None)
+            if key in self._waiters:
+                del self._waiters[key]
             return {"error": f"no answer from {self.name} within {timeout + GRACE:.0f} s",
                     "timed_out": True, "log": [], "errors": []}
 

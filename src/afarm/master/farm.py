@@ -48,6 +48,9 @@ class Farm:
         n = self.store.recover_active()
         if n:
             log.info("requeued %d tasks that were active when the master stopped", n)
+        # Whatever is in a .partial dir now belongs to an attempt that died with the master.
+        for partial in self.jobs_root.glob("*/.partial/*"):
+            partial.unlink(missing_ok=True)
         for d in self.dispatchers.values():
             self._tasks.append(asyncio.create_task(d.keep_connected()))
         self._tasks.append(asyncio.create_task(self._schedule_loop()))

@@ -82,7 +82,7 @@ def routes(farm: Farm) -> list[web.RouteDef]:
             while True:
                 try:
                     ev = await asyncio.wait_for(queue.get(), timeout=15)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     await resp.write(b": keepalive\n\n")
                     continue
                 if job_id is None or ev.get("job") == job_id:

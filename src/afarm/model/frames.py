@@ -3,6 +3,7 @@
 
 import re
 from dataclasses import dataclass
+from typing import TypeVar
 
 from afarm.errors import UsageError
 
@@ -48,7 +49,10 @@ def parse_frames(spec: str) -> list[int]:
     return frames
 
 
-def chunk(frames: list[int], size: int) -> list[list[int]]:
+T = TypeVar("T")
+
+
+def chunk(frames: list[T], size: int) -> list[list[T]]:
     if size < 1:
         raise UsageError(f"--chunk {size}: a chunk holds at least 1 frame; use --chunk 1 or more")
     return [frames[i : i + size] for i in range(0, len(frames), size)]
@@ -86,13 +90,10 @@ def compact(frames: list[int]) -> str:
     """The shortest `a-b,c` spelling of a frame list, for display."""
     if not frames:
         return ""
-    parts: list[str] = []
-    start = prev = frames[0]
-    for f in frames[1:] + [None]:  # type: ignore[list-item]
-        if f is not None and f == prev + 1:
-            prev = f
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if f is not None:
-            start = prev = f
-    return ",".join(parts)
+    runs: list[list[int]] = []
+    for f in frames:
+        if runs and f == runs[-1][-1] + 1:
+            runs[-1].append(f)
+        else:
+            runs.append([f])
+    return ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)

@@ -30,8 +30,8 @@ class DemoSceneError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    # argparse would sys.exit(2) on its own; raising instead keeps one failure path
-    # (exception -> traceback on stderr -> --python-exit-code) and a message naming the script.
+    # argparse would print its usage and exit on its own; raising instead gives one failure
+    # path for every bad argument: a one-line reason on stderr and exit code 2 (see the end).
     def error(self, message: str) -> NoReturn:
         raise DemoSceneError(f"demo_scene.py: {message}")
 
@@ -49,26 +49,25 @@ def _int_in(name: str, low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    if _SEPARATOR not in argv:
+    args = list(argv)
+    if _SEPARATOR not in args:
         raise DemoSceneError("demo_scene.py: arguments must follow '--' (see the docstring)")
-    ours = list(argv[list(argv).index(_SEPARATOR) + 1 :])
+    ours = args[args.index(_SEPARATOR) + 1 :]
     parser = _Parser(prog="demo_scene.py", description=__doc__)
     parser.add_argument("--output", required=True, help="absolute path of the .blend to write")
     parser.add_argument("--frames", type=_int_in("--frames", 1, 100_000), default=24)
     parser.add_argument("--width", type=_int_in("--width", 4, 16_384), default=320)
     parser.add_argument("--height", type=_int_in("--height", 4, 16_384), default=180)
     parser.add_argument("--samples", type=_int_in("--samples", 1, 65_536), default=8)
-    args = parser.parse_args(ours)
-    if not os.path.isabs(args.output) or not args.output.endswith(".blend"):
+    parsed = parser.parse_args(ours)
+    if not os.path.isabs(parsed.output) or not parsed.output.endswith(".blend"):
         raise DemoSceneError("demo_scene.py: --output must be an absolute path ending in .blend,"
-                             f" got {args.output!r}")
-    if not os.path.isdir(os.path.dirname(args.output)):
+                             f" got {parsed.output!r}")
+    if not os.path.isdir(os.path.dirname(parsed.output)):
         raise DemoSceneError(
-            f"demo_scene.py: the directory of --output does not exist: {args.output!r}"
-        )
-    return args
+            f"demo_scene.py: the directory of --output does not exist: {parsed.output!r}")
+    return parsed
 
 
 def _clear() -> None:
@@ -226,14 +225,16 @@ def build(frames: int, width: int, height: int, samples: int) -> None:
     cycles.device = "CPU"
     cycles.samples = samples
     cycles.preview_samples = samples
-    # Adaptive sampling decides per pixel from its neighbours' noise; at a tile edge the
-    # neighbours are missing, so a tile could stop at a different sample than the full frame.
+    # A fixed sample count makes every frame the same amount of work, so the benchmark's
+    # seconds per frame measure the machine, not how early the noise happened to converge.
     cycles.use_adaptive_sampling = False
+    # Debian's Blender is built without OpenImageDenoise: with denoising on, a render fails
+    # ("Error: Build without OpenImageDenoiser", exit 1).
     cycles.use_denoising = False
     cycles.use_preview_denoising = False
     cycles.seed = 0
     cycles.use_animated_seed = False
-    # Few bounces are enough for these diffuse materials and keep a frame near one second.
+    # Few bounces are enough for these simple materials and keep a frame well under a second.
     cycles.max_bounces = 4
     cycles.diffuse_bounces = 2
     cycles.glossy_bounces = 2
@@ -251,6 +252,8 @@ def build(frames: int, width: int, height: int, samples: int) -> None:
 def main(argv: Sequence[str]) -> None:
     args = parse_args(argv)
     build(args.frames, args.width, args.height, args.samples)
+    # Overwriting an existing scene would otherwise leave a scene.blend1 backup beside it.
+    bpy.context.preferences.filepaths.save_version = 0
     result = bpy.ops.wm.save_as_mainfile(filepath=args.output, check_existing=False,
                                          compress=False, relative_remap=False)
     if "FINISHED" not in result or not os.path.isfile(args.output):

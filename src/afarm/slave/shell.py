@@ -1,0 +1,292 @@
+# SPDX-License-Identifier: MIT
+"""afarm-slave-shell: the only program the master's key may run on a slave.
+
+sshd runs it as the forced command of the master's key::
+
+    restrict,command="/usr/bin/afarm-slave-shell [--config FILE]" ssh-ed25519 AAAA... master
+
+and puts what the master asked for in SSH_ORIGINAL_COMMAND. That text is split with shlex
+(never given to a shell) and must be one of these verbs:
+
+``serve``      the JSON-lines agent on this connection's stdin/stdout (afarm.slave.agent)
+``version``    print the afarm version
+``rsync --server ...``  exactly the server side of the master's put and get (see
+               afarm.transport.rsync), one path, confined to the work dir; run by Debian's
+               rrsync, which checks the paths once more and pins them against races
+
+Anything else (an interactive login, another program, another rsync option or a path
+outside the work dir) is refused: exit 1, one line on stderr, and a log record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import os
+import posixpath
+import re
+import shlex
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from afarm import __version__
+from afarm.config.loader import load
+from afarm.errors import ConfigError
+
+log = logging.getLogger("afarm.slave.shell")
+
+DEFAULT_CONFIG = Path("/etc/afarm/slave.conf")
+RRSYNC = "/usr/bin/rrsync"
+PARTIAL_DIR = ".rsync-partial"  # afarm.transport.rsync.PARTIAL_DIR
+EX_CONFIG = 78
+
+# No verb needs any of these; rejecting them up front means no later step can be fooled
+# into passing one on (rrsync splits the command again with its own rules).
+_METACHARS = re.compile(r"[;|&$`()<>\x00-\x1f\x7f]")
+# Every word of an accepted rsync command: plain option and path characters. This also
+# keeps out globs and braces, which rrsync would expand.
+_RSYNC_WORD = re.compile(r"^[A-Za-z0-9._=/+,-]+$")
+# The option cluster the master's `rsync --times` sends: "t", then "e" and the protocol
+# capability letters (e.g. -te.LsfxCIvu), which differ between rsync versions.
+_CLUSTER = re.compile(r"^-t(?:e\d*\.[A-Za-z]*)?$")
+_TIMEOUT = re.compile(r"^--timeout=\d{1,5}$")
+_PATH = re.compile(r"^[A-Za-z0-9._/][A-Za-z0-9._+/-]*$")
+
+
+class Refused(Exception):
+    """The command is not one this shell runs; the message says why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    name: str
+    work_dir: Path
+    applications_dir: Path
+
+
+@dataclass(frozen=True)
+class RsyncRequest:
+    """A validated server side of the master's rsync: where it writes or reads."""
+
+    sender: bool  # True: this slave sends (the master's get)
+    words: list[str]  # the command as rrsync will see it, path made relative
+
+    @property
+    def path(self) -> str:
+        return self.words[-1]
+
+
+# ------------------------------------------------------------------------------ verbs
+
+
+def parse_rsync(words: list[str], work_dir: Path) -> RsyncRequest:
+    """Accept only the server side of afarm's own put and get; refuse anything else."""
+    for w in words:
+        if not _RSYNC_WORD.match(w):
+            raise Refused(f"rsync: {w!r} has characters afarm's transfers never send")
+    if words[1:2] != ["--server"]:
+        raise Refused("rsync: only the server side of a transfer ('rsync --server ...') "
+                      "is accepted")
+    i = 2
+    sender = words[i:i + 1] == ["--sender"]
+    if sender:
+        i += 1
+    allowed = {"cluster", "timeout", "stats"} | (set() if sender else {"partial", "mkpath"})
+    seen: set[str] = set()
+    while i < len(words) and words[i] != ".":
+        w = words[i]
+        if _CLUSTER.match(w):
+            kind = "cluster"
+        elif _TIMEOUT.match(w):
+            kind = "timeout"
+        elif w == "--stats":
+            kind = "stats"
+        elif w == "--mkpath":
+            kind = "mkpath"
+        elif w == f"--partial-dir={PARTIAL_DIR}":
+            kind = "partial"
+        elif w == "--partial-dir" and words[i + 1:i + 2] == [PARTIAL_DIR]:
+            kind = "partial"
+            i += 1
+        else:
+            raise Refused(f"rsync: option {w!r} is not one afarm's "
+                          f"{'get' if sender else 'put'} sends")
+        if kind not in allowed or kind in seen:
+            raise Refused(f"rsync: option {w!r} is not one afarm's "
+                          f"{'get' if sender else 'put'} sends (or it came twice)")
+        seen.add(kind)
+        i += 1
+    if "cluster" not in seen:
+        raise Refused("rsync: the option cluster (-t...) is missing")
+    paths = words[i + 1:]
+    if i >= len(words) or len(paths) != 1:
+        raise Refused("rsync: expected '.' and exactly one path after the options")
+    path = _confine(paths[0], work_dir)
+    if not sender and not path.endswith("/"):
+        raise Refused("rsync: a put names its destination directory, ending in '/'")
+    if sender and path.endswith("/"):
+        raise Refused("rsync: a get names one file, not a directory")
+    return RsyncRequest(sender, [*words[:i + 1], path])
+
+
+def _confine(path: str, work_dir: Path) -> str:
+    """``path`` relative to the work dir, or Refused: no '..', nothing outside."""
+    if not _PATH.match(path):
+        raise Refused(f"rsync: path {path!r} is not a plain path")
+    if ".." in path.split("/"):
+        raise Refused(f"rsync: path {path!r} contains '..'")
+    if not path.startswith("/"):
+        return path
+    root = str(work_dir)
+    norm = posixpath.normpath(path)
+    if norm != root and not norm.startswith(root.rstrip("/") + "/"):
+        raise Refused(f"rsync: path {path!r} is outside the work dir {root}")
+    rel = posixpath.relpath(norm, root)
+    if rel == ".":
+        return "./"
+    return rel + "/" if path.endswith("/") else rel
+
+
+def _run_rsync(words: list[str], settings: Settings, env: Mapping[str, str]) -> int:
+    req = parse_rsync(words, settings.work_dir)
+    if not os.path.isfile(RRSYNC):
+        raise Refused(f"{RRSYNC} is missing; install rsync >= 3.2.4 (it ships rrsync)")
+    if not settings.work_dir.is_dir():
+        raise Refused(f"the work dir {settings.work_dir} does not exist; create it for this "
+                      "user or fix [slave] work_dir")
+    # -ro/-wo: a get may only read, a put only write. -no-del: we never delete remotely.
+    # -no-lock: rrsync's single-run lock would make parallel transfers of one master fail.
+    mode = ["-ro"] if req.sender else ["-wo", "-no-lock"]
+    argv = ["rrsync", *mode, "-no-del", str(settings.work_dir)]
+    # rrsync reads the command from the environment; give it the words we checked (with an
+    # absolute path made relative), never the original text.
+    child_env = {k: v for k, v in env.items() if k != "SSH_ORIGINAL_COMMAND"}
+    child_env["SSH_ORIGINAL_COMMAND"] = " ".join(req.words)
+    log.debug("rsync %s %s", "get" if req.sender else "put", req.path)
+    _flush_logs()
+    os.execve(RRSYNC, argv, child_env)
+    return 1  # only reached when execve is replaced in tests
+
+
+def _serve(words: list[str], settings: Settings, env: Mapping[str, str]) -> int:
+    if len(words) != 1:
+        raise Refused("serve takes no arguments")
+    from afarm.slave import agent  # the agent's imports cost ~0.1 s; only serve pays
+
+    log.debug("serve as %s in %s", settings.name, settings.work_dir)
+    try:
+        return agent.serve(settings.name, settings.work_dir, settings.applications_dir)
+    except ConfigError as exc:
+        print(f"afarm-slave-shell: {exc}".replace("\n", " "), file=sys.stderr)
+        return EX_CONFIG
+
+
+def _version(words: list[str], settings: Settings, env: Mapping[str, str]) -> int:
+    if len(words) != 1:
+        raise Refused("version takes no arguments")
+    print(__version__)
+    return 0
+
+
+Verb = Callable[[list[str], Settings, Mapping[str, str]], int]
+VERBS: dict[str, Verb] = {"serve": _serve, "version": _version, "rsync": _run_rsync}
+_ALLOWED = "serve, version, rsync --server (afarm's own transfers)"
+
+
+def dispatch(command: str | None, settings: Settings, env: Mapping[str, str]) -> int:
+    """Run one verb of SSH_ORIGINAL_COMMAND; a refusal is logged and exits 1."""
+    try:
+        if command is None or not command.strip():
+            raise Refused(f"interactive logins are not allowed; this key runs only {_ALLOWED}")
+        bad = _METACHARS.search(command)
+        if bad:
+            raise Refused(f"shell metacharacter {bad.group()!r} in the command")
+        try:
+            words = shlex.split(command)
+        except ValueError as exc:
+            raise Refused(f"cannot parse the command ({exc})") from exc
+        verb = VERBS.get(words[0])
+        if verb is None:
+            raise Refused(f"{words[0]!r} is not a verb of afarm-slave-shell; it runs only "
+                          f"{_ALLOWED}")
+        return verb(words, settings, env)
+    except Refused as exc:
+        client = (env.get("SSH_CONNECTION") or "local").split(" ")[0]
+        log.warning("refused %r from %s: %s", command, client, exc)
+        return 1
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def _setup_logging(level: str, name: str) -> None:
+    logger = logging.getLogger("afarm")
+    # A second main() in one process (tests) replaces the handlers of the first.
+    for h in [h for h in logger.handlers if getattr(h, "afarm_shell", False)]:
+        logger.removeHandler(h)
+        h.close()
+    handlers: list[logging.Handler] = []
+    # stderr reaches the master: it is the refusal's one line, and the agent's log.
+    err = logging.StreamHandler(sys.stderr)
+    err.setFormatter(logging.Formatter(f"afarm-slave-shell[{name}]: %(message)s"))
+    handlers.append(err)
+    # The slave's own record of who tried what (journald reads /dev/log too).
+    if os.path.exists("/dev/log"):
+        try:
+            sl = logging.handlers.SysLogHandler(
+                address="/dev/log", facility=logging.handlers.SysLogHandler.LOG_AUTH)
+        except OSError:
+            pass
+        else:
+            sl.setFormatter(logging.Formatter(
+                "afarm-slave-shell[%(process)d]: %(levelname)s %(message)s"))
+            handlers.append(sl)
+    for h in handlers:
+        h.afarm_shell = True  # type: ignore[attr-defined]
+        logger.addHandler(h)
+    logger.setLevel(getattr(logging, level.upper(), logging.INFO))
+
+
+def _flush_logs() -> None:
+    for h in logging.getLogger("afarm").handlers:
+        h.flush()
+
+
+def load_settings(path: Path | None) -> tuple[Settings, str]:
+    """The [slave] section (defaults when the default file does not exist) and log level."""
+    if path is None:
+        path = DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+    conf: dict[str, Any] = load(path, "slave")["slave"]
+    settings = Settings(name=conf["name"] or os.uname().nodename,
+                        work_dir=Path(conf["work_dir"]).resolve(),
+                        applications_dir=Path(conf["applications_dir"]))
+    return settings, str(conf["log_level"])
+
+
+def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    environ: Mapping[str, str] = os.environ if env is None else env
+    p = argparse.ArgumentParser(
+        prog="afarm-slave-shell",
+        description="Forced command of the master's key on a slave: runs only the verbs "
+                    "serve, version and rsync --server, read from SSH_ORIGINAL_COMMAND.")
+    p.add_argument("--config", type=Path, default=None,
+                   help=f"slave configuration (default: {DEFAULT_CONFIG})")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        settings, level = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"afarm-slave-shell: {exc}".replace("\n", " "), file=sys.stderr)
+        return EX_CONFIG
+    _setup_logging(level, settings.name)
+    return dispatch(environ.get("SSH_ORIGINAL_COMMAND"), settings, environ)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
