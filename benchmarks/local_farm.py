@@ -43,6 +43,7 @@ def overhead(base: Path, slaves: int, tasks: int, sleep: float) -> dict[str, flo
 
 def demo_vs_loop(base: Path, slaves: int, frames: int, size: tuple[int, int],
                  samples: int) -> dict[str, float]:
+    base.mkdir(parents=True, exist_ok=True)
     scene = base / "scene.blend"
     make_scene(scene, frames, size, samples)
     blender = shutil.which("blender") or "blender"

@@ -266,11 +266,20 @@ class Agent:
         stream = proc.stderr if out_file else proc.stdout
         reader = threading.Thread(target=self._read_lines, args=(run, stream), daemon=True)
         reader.start()
-        try:
-            code: int | None = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
+        # Popen.wait(timeout) polls with sleeps of up to 50 ms, which would be most of a
+        # short task's overhead; a timer thread kills on the deadline and wait() blocks.
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
             _kill_group(proc)
-            proc.wait()
+
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
+        timer.daemon = True
+        timer.start()
+        code: int | None = proc.wait()
+        timer.cancel()
+        if expired.is_set():
             code = None
         reader.join(timeout=5)
         if out_file:

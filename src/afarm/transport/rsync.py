@@ -10,6 +10,7 @@ argvs produce; change both together (see `afarm.slave.shell`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -30,9 +31,9 @@ PARTIAL_DIR = ".rsync-partial"
 # rsync splits its -e value itself (no shell) on white space and also treats quotes and
 # backslashes specially, so none of these may appear in any word of the ssh command.
 _RSH_UNSAFE = re.compile(r"""[\s'"\\]""")
-# sun_path holds 108 bytes; %C expands to 40 hex digits; ssh appends a random suffix
-# while it creates the socket.
-_MAX_CONTROL_DIR = 108 - 1 - 40 - 18
+# sun_path holds 107 bytes and a NUL; ssh creates the socket as NAME.<16 random chars>
+# and renames it, so the dir gets what a 16-digit NAME and that suffix leave.
+_MAX_CONTROL_DIR = 107 - 1 - 16 - 17
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,15 @@ def _control_dir(path: Path) -> Path:
     return path
 
 
+def control_path(target: SSHTarget) -> Path:
+    """The ControlMaster socket of ``target``: like ssh's %C a hash of user, host and port,
+    but 16 digits instead of 40, which leaves the state dir room under sun_path's limit."""
+    name = hashlib.sha256(f"{target.user}@{target.host}:{target.port}".encode()).hexdigest()
+    return _control_dir(target.control_dir) / name[:16]
+
+
 def ssh_command(target: SSHTarget) -> list[str]:
     """The `ssh` argv (without destination) rsync runs and close() reuses with -O exit."""
-    control = _control_dir(target.control_dir)
     options: list[tuple[list[str], str]] = [
         (["-F", "/dev/null"], "ignore ~/.ssh/config and /etc/ssh/ssh_config: only the "
                               "options below apply, as with paramiko, which reads neither"),
@@ -104,8 +111,7 @@ def ssh_command(target: SSHTarget) -> list[str]:
         (["-o", "ControlMaster=auto"], "share one authenticated connection between transfers"
                                        ": 5 ms instead of a 200 ms handshake"),
         (["-o", "ControlPersist=60"], "keep it a minute after the last transfer"),
-        (["-o", f"ControlPath={control}/%C"], "its socket, in our 0700 dir; %C is a hash of "
-                                              "user, host and port, short and unique"),
+        (["-o", f"ControlPath={control_path(target)}"], "its socket, in our 0700 dir"),
     ]
     argv = ["ssh"]
     for args, why in options:
@@ -217,12 +223,12 @@ def raise_for_exit(code: int, stderr: str, *, direction: Direction, slave: str,
                                  f"take {remote}); free space there or run gc ({detail})")
         raise TransportError(f"the master's disk is full: cannot write {local} from "
                              f"{where} ({detail})")
-    if ("afarm-slave-shell" in text and "refused" in text) or "rrsync error" in text:
-        raise TransportError(f"{where}: the slave's shell refused the transfer of {remote!r}"
-                             f" ({detail}); are master and slave the same afarm version?")
     if direction == "get" and "no such file or directory" in text and code in (12, 23):
         raise TransportError(f"{where}: {remote} does not exist in the slave's work dir "
                              f"({detail})")
+    if ("afarm-slave-shell" in text and "refused" in text) or "rrsync error" in text:
+        raise TransportError(f"{where}: the slave's shell refused the transfer of {remote!r}"
+                             f" ({detail}); are master and slave the same afarm version?")
     if code in _UNREACHABLE:
         raise HostUnreachable(f"{where}: rsync {direction} of {remote} failed: "
                               f"{_UNREACHABLE[code]} (exit {code}; {detail})")

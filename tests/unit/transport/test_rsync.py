@@ -2,7 +2,10 @@
 """The rsync/ssh argv the master runs, and what each way rsync can fail becomes."""
 
 import os
+import shutil
 import stat
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,11 +15,20 @@ from afarm.transport.rsync import (
     PARTIAL_DIR,
     SSHTarget,
     control_exit_argv,
+    control_path,
     raise_for_exit,
     rsync_argv,
     ssh_command,
     transferred_bytes,
 )
+
+
+@pytest.fixture
+def ctl() -> Iterator[Path]:
+    # pytest's tmp_path is too long for a unix socket path below it.
+    base = Path(tempfile.mkdtemp(prefix="afc-"))
+    yield base / "ctl"
+    shutil.rmtree(base)
 
 
 def _target(tmp_path: Path, **kw: object) -> SSHTarget:
@@ -32,8 +44,8 @@ def _ssh_options(argv: list[str]) -> list[str]:
     return [argv[i + 1] for i, a in enumerate(argv) if a == "-o"]
 
 
-def test_put_argv_is_a_list_ending_in_the_local_file_and_the_slave_dir(tmp_path: Path) -> None:
-    argv = rsync_argv(_target(tmp_path), "put", tmp_path / "in.blend", "cache/")
+def test_put_argv_is_a_list_ending_in_the_local_file_and_the_slave_dir(tmp_path: Path, ctl: Path) -> None:
+    argv = rsync_argv(_target(tmp_path, control_dir=ctl), "put", tmp_path / "in.blend", "cache/")
     assert isinstance(argv, list) and all(isinstance(a, str) for a in argv)
     assert argv[0] == "rsync"
     assert argv[-3:] == ["--", str(tmp_path / "in.blend"), "afarm@10.0.0.5:cache/"]
@@ -42,19 +54,19 @@ def test_put_argv_is_a_list_ending_in_the_local_file_and_the_slave_dir(tmp_path:
     assert "--checksum" not in argv
 
 
-def test_get_argv_reads_the_slave_file_into_the_local_path(tmp_path: Path) -> None:
-    argv = rsync_argv(_target(tmp_path), "get", tmp_path / "f.png", "jobs/3/17-1/out/f.png")
+def test_get_argv_reads_the_slave_file_into_the_local_path(tmp_path: Path, ctl: Path) -> None:
+    argv = rsync_argv(_target(tmp_path, control_dir=ctl), "get", tmp_path / "f.png", "jobs/3/17-1/out/f.png")
     assert argv[-3:] == ["--", "afarm@10.0.0.5:jobs/3/17-1/out/f.png", str(tmp_path / "f.png")]
     assert "--mkpath" not in argv
 
 
-def test_a_put_must_name_a_directory(tmp_path: Path) -> None:
+def test_a_put_must_name_a_directory(tmp_path: Path, ctl: Path) -> None:
     with pytest.raises(ValueError):
-        rsync_argv(_target(tmp_path), "put", tmp_path / "x", "cache/x")
+        rsync_argv(_target(tmp_path, control_dir=ctl), "put", tmp_path / "x", "cache/x")
 
 
-def test_ssh_never_prompts_and_trusts_only_the_masters_known_hosts(tmp_path: Path) -> None:
-    argv = rsync_argv(_target(tmp_path), "get", tmp_path / "f", "f")
+def test_ssh_never_prompts_and_trusts_only_the_masters_known_hosts(tmp_path: Path, ctl: Path) -> None:
+    argv = rsync_argv(_target(tmp_path, control_dir=ctl), "get", tmp_path / "f", "f")
     rsh = argv[argv.index("-e") + 1].split(" ")
     assert rsh[:3] == ["ssh", "-F", "/dev/null"]
     opts = _ssh_options(rsh)
@@ -62,39 +74,48 @@ def test_ssh_never_prompts_and_trusts_only_the_masters_known_hosts(tmp_path: Pat
                  f"UserKnownHostsFile={tmp_path / 'known_hosts'}",
                  "GlobalKnownHostsFile=/dev/null", "ConnectTimeout=7",
                  "ServerAliveInterval=1", "ServerAliveCountMax=3", "ControlMaster=auto",
-                 "ControlPersist=60", f"ControlPath={tmp_path / 'ctl'}/%C"):
+                 "ControlPersist=60"):
         assert want in opts, want
+    path = control_path(_target(tmp_path, control_dir=ctl))
+    assert f"ControlPath={path}" in opts
+    assert path.parent == ctl and len(path.name) == 16
     assert rsh[rsh.index("-i") + 1] == str(tmp_path / "id_ed25519")
     assert rsh[rsh.index("-p") + 1] == "2222"
     assert not any(o.startswith("StrictHostKeyChecking=no") or "accept-new" in o for o in opts)
 
 
-def test_control_dir_is_created_0700(tmp_path: Path) -> None:
-    ssh_command(_target(tmp_path))
-    st = (tmp_path / "ctl").stat()
+def test_control_dir_is_created_0700(tmp_path: Path, ctl: Path) -> None:
+    ssh_command(_target(tmp_path, control_dir=ctl))
+    st = ctl.stat()
     assert stat.S_IMODE(st.st_mode) == 0o700
     assert st.st_uid == os.geteuid()
 
 
-def test_control_dir_with_loose_permissions_is_tightened(tmp_path: Path) -> None:
-    (tmp_path / "ctl").mkdir(mode=0o755)
-    (tmp_path / "ctl").chmod(0o755)
-    ssh_command(_target(tmp_path))
-    assert stat.S_IMODE((tmp_path / "ctl").stat().st_mode) == 0o700
+def test_control_dir_with_loose_permissions_is_tightened(tmp_path: Path, ctl: Path) -> None:
+    ctl.mkdir(mode=0o755)
+    ctl.chmod(0o755)
+    ssh_command(_target(tmp_path, control_dir=ctl))
+    assert stat.S_IMODE(ctl.stat().st_mode) == 0o700
 
 
-def test_control_dir_of_another_user_is_refused(tmp_path: Path) -> None:
+def test_control_dir_of_another_user_is_refused(tmp_path: Path, ctl: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to give the dir away")
-    (tmp_path / "ctl").mkdir(mode=0o700)
-    os.chown(tmp_path / "ctl", 65534, 65534)
+    ctl.mkdir(mode=0o700)
+    os.chown(ctl, 65534, 65534)
     with pytest.raises(TransportError, match="owned by uid"):
-        ssh_command(_target(tmp_path))
+        ssh_command(_target(tmp_path, control_dir=ctl))
 
 
 def test_control_dir_too_long_for_a_socket_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TransportError, match="too long"):
-        ssh_command(_target(tmp_path, control_dir=tmp_path / ("d" * 120)))
+        ssh_command(_target(tmp_path, control_dir=Path("/var/lib/") / ("d" * 70)))
+
+
+def test_each_slave_gets_its_own_control_socket(tmp_path: Path, ctl: Path) -> None:
+    paths = {control_path(_target(tmp_path, control_dir=ctl, **kw))  # type: ignore[arg-type]
+             for kw in ({}, {"port": 22}, {"user": "other"}, {"host": "10.0.0.6"})}
+    assert len(paths) == 4
 
 
 @pytest.mark.parametrize("field,value", [
@@ -104,20 +125,23 @@ def test_control_dir_too_long_for_a_socket_is_refused(tmp_path: Path) -> None:
     ("key", '/var/lib/"q"/key'),
     ("key", "/var/lib/back\\slash/key"),
 ])
-def test_paths_rsync_would_split_are_refused(tmp_path: Path, field: str, value: str) -> None:
+def test_paths_rsync_would_split_are_refused(tmp_path: Path, ctl: Path, field: str,
+                                            value: str) -> None:
     with pytest.raises(TransportError, match="white space"):
-        rsync_argv(_target(tmp_path, **{field: Path(value)}), "get", tmp_path / "f", "f")
+        rsync_argv(_target(tmp_path, control_dir=ctl, **{field: Path(value)}), "get",
+                   tmp_path / "f", "f")
 
 
-def test_ipv6_hosts_are_bracketed_for_rsync(tmp_path: Path) -> None:
-    argv = rsync_argv(_target(tmp_path, host="fd00::5"), "get", tmp_path / "f", "a/f")
+def test_ipv6_hosts_are_bracketed_for_rsync(tmp_path: Path, ctl: Path) -> None:
+    argv = rsync_argv(_target(tmp_path, control_dir=ctl, host="fd00::5"), "get", tmp_path / "f", "a/f")
     assert argv[-2] == "afarm@[fd00::5]:a/f"
 
 
-def test_control_exit_stops_the_same_socket(tmp_path: Path) -> None:
-    argv = control_exit_argv(_target(tmp_path))
+def test_control_exit_stops_the_same_socket(tmp_path: Path, ctl: Path) -> None:
+    argv = control_exit_argv(_target(tmp_path, control_dir=ctl))
     assert argv[-3:] == ["-O", "exit", "afarm@10.0.0.5"]
-    assert f"ControlPath={tmp_path / 'ctl'}/%C" in _ssh_options(argv)
+    assert f"ControlPath={control_path(_target(tmp_path, control_dir=ctl))}" in \
+        _ssh_options(argv)
 
 
 STATS = """
@@ -144,7 +168,7 @@ def test_missing_stats_is_an_error() -> None:
 
 def _raise(tmp_path: Path, code: int, stderr: str, direction: str = "put") -> None:
     raise_for_exit(code, stderr, direction=direction,  # type: ignore[arg-type]
-                   slave="s1", target=_target(tmp_path), remote="cache/",
+                   slave="s1", target=_target(tmp_path, control_dir=ctl), remote="cache/",
                    local=tmp_path / "f")
 
 

@@ -1,0 +1,25 @@
+# SPDX-License-Identifier: MIT
+from pathlib import Path
+
+import pytest
+
+from afarm.transport.base import CommandTimedOut, TransportError
+from afarm.transport.local import LocalTransport
+
+
+def test_put_and_get_stay_inside_the_work_dir(tmp_path: Path) -> None:
+    t = LocalTransport("l", tmp_path / "work", tmp_path / "apps")
+    src = tmp_path / "a"
+    src.write_bytes(b"abc")
+    assert t.put(src, "cache/x") == 3
+    assert t.get("cache/x", tmp_path / "b") == 3 and (tmp_path / "b").read_bytes() == b"abc"
+    with pytest.raises(TransportError, match="leaves"):
+        t.put(src, "../escape")
+
+
+def test_run_keeps_exit_status_and_output(tmp_path: Path) -> None:
+    t = LocalTransport("l", tmp_path, tmp_path)
+    r = t.run(["/bin/sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert (r.exit_code, r.stdout, r.stderr) == (3, "out\n", "err\n") and not r.ok
+    with pytest.raises(CommandTimedOut):
+        t.run(["/bin/sleep", "5"], timeout=0.2)
