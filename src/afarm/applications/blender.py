@@ -131,7 +131,8 @@ class BlenderApp:
                 kind="encode", label=f"encode {params['encode']}", application=self.followup,
                 runs_on="master", params={"fps": params["fps"]},
                 inputs=[f"out/{frame_file(f, ext)}" for f in frames],
-                outputs=[f"out/{safe_stem(job_name)}.{params['encode']}"], depends=finals))
+                outputs=[f"out/{safe_stem(job_name.removesuffix('.blend'))}.{params['encode']}"],
+                depends=finals))
         return plan
 
     def check_inputs(self, paths: list[Path]) -> None:

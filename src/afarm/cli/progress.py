@@ -34,11 +34,11 @@ class ProgressBar:
             eta = "ETA " + _clock(elapsed / rendered_here * (total - done))
         else:
             eta = "ETA --:--"
-        extra = f" {p['active']} active" if p.get("active") else ""
+        extra = f", {p['active']} tasks running" if p.get("active") else ""
         if p.get("failed"):
             extra += f", {p['failed']} failed"
         return (f"job {job['id']} [{bar}] {done}/{total} {unit} {frac:4.0%} {eta}"
-                f" {_clock(elapsed)} elapsed, {job['status']}{extra}")
+                f" ({_clock(elapsed)} elapsed, {job['status']}{extra})")
 
     def update(self, job: dict[str, Any]) -> None:
         if not self.enabled:

@@ -169,7 +169,9 @@ def _section_title(path: tuple[str, ...]) -> str:
 
 def render() -> str:
     # .nh: no hyphenation, so paths, key names and values stay whole.
-    out = [f'.TH AFARM.CONF 5 "" "afarm {__version__}" "afarm manual"', ".nh",
+    out = ['.\\" SPDX-License-Identifier: MIT',
+           '.\\" Generated from the config specs by: python3 -m afarm.config.manpage; do not edit.',
+           f'.TH AFARM.CONF 5 "" "afarm {__version__}" "afarm manual"', ".nh",
            ".SH NAME", "afarm.conf \\- configuration files of the afarm render farm",
            ".SH SYNOPSIS", ".nf"]
     out += [esc(path) for _, path, _ in FILES]
@@ -190,7 +192,7 @@ def render() -> str:
             " key commented out at its default, and changes survive upgrades. Slaves and"
             " applications are drop\\-in files, one per slave or application, so a new"
             " one never means editing a shipped file."]
-    for spec_name, path, title in FILES:
+    for spec_name, _path, title in FILES:
         spec = read_spec(spec_name)
         out += [f'.SH "{title}"', esc(" ".join(spec.description))]
         for section in spec.sections:

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 from afarm.errors import AfarmError
 from afarm.images import verify_output
 from afarm.model.job import Task
-from afarm.transport.base import AuthFailure, Channel, Transport, TransportError
+from afarm.transport.base import (
+    AuthFailure,
+    Channel,
+    HostUnreachable,
+    Transport,
+    TransportError,
+)
 
 if TYPE_CHECKING:
     from afarm.master.farm import Farm
@@ -177,17 +183,15 @@ class Dispatcher:
         try:
             reply = await self._run_remote(task, attempt)
             await self.farm.finish_remote(self, task, attempt, reply)
-        except (SlaveGone, TransportError, OSError) as exc:
-            if isinstance(exc, OSError) and self.channel is not None \
-                    and not isinstance(exc, ConnectionError):
-                # Our side failed (disk full on the master, say): not the slave's fault.
-                store.requeue_task(task, attempt, f"master could not take the result: {exc}")
-            else:
-                store.requeue_task(task, attempt, f"{self.name} went away: {exc}")
+        except (SlaveGone, HostUnreachable, ConnectionError) as exc:
+            # The slave or the path to it vanished: redo the task elsewhere, blame no one.
+            store.requeue_task(task, attempt, f"{self.name} went away: {exc}")
         except asyncio.CancelledError:
             store.requeue_task(task, attempt, "master is stopping")
             raise
-        except AfarmError as exc:
+        except (AfarmError, OSError) as exc:
+            # The slave answered but could not do it (disk full, a bad output, a refused
+            # transfer): count it against this slave so the task moves on to another.
             self.farm.fail(task, attempt, self.name, str(exc))
         finally:
             self.running.pop(task.id, None)

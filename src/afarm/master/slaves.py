@@ -1,7 +1,10 @@
 # SPDX-License-Identifier: MIT
 """Slave definitions from master.conf and slaves.d/, and the transport each one gets."""
 
+import hashlib
+import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +41,19 @@ def slave_definitions(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return slaves
 
 
+def control_dir(state_dir: Path) -> Path:
+    """Where OpenSSH's ControlMaster sockets go: a unix socket path holds ~107 bytes, so a
+    deep state dir gets a short private directory of its own under /tmp instead."""
+    preferred = state_dir / "ssh-control"
+    if len(str(preferred)) <= 60:
+        return preferred
+    digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"afarm-ssh-{os.getuid()}-{digest}"
+
+
 def transport_for(name: str, conf: dict[str, Any], state_dir: Path) -> Transport:
     from afarm.transport.ssh import SSHTransport
 
     return SSHTransport(name=name, host=conf["host"], port=conf["port"], user=conf["user"],
                         key=Path(conf["key"]), known_hosts=state_dir / "known_hosts",
-                        work_dir=conf["work_dir"], control_dir=state_dir / "ssh-control")
+                        work_dir=conf["work_dir"], control_dir=control_dir(state_dir))

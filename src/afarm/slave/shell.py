@@ -134,21 +134,25 @@ def parse_rsync(words: list[str], work_dir: Path) -> RsyncRequest:
 
 
 def _confine(path: str, work_dir: Path) -> str:
-    """``path`` relative to the work dir, or Refused: no '..', nothing outside."""
+    """``path`` relative to the work dir, or Refused: no '..', nothing outside, no hidden
+    names."""
     if not _PATH.match(path):
         raise Refused(f"rsync: path {path!r} is not a plain path")
     if ".." in path.split("/"):
         raise Refused(f"rsync: path {path!r} contains '..'")
-    if not path.startswith("/"):
-        return path
-    root = str(work_dir)
-    norm = posixpath.normpath(path)
-    if norm != root and not norm.startswith(root.rstrip("/") + "/"):
-        raise Refused(f"rsync: path {path!r} is outside the work dir {root}")
-    rel = posixpath.relpath(norm, root)
-    if rel == ".":
-        return "./"
-    return rel + "/" if path.endswith("/") else rel
+    rel = path
+    if path.startswith("/"):
+        root = str(work_dir)
+        norm = posixpath.normpath(path)
+        if norm != root and not norm.startswith(root.rstrip("/") + "/"):
+            raise Refused(f"rsync: path {path!r} is outside the work dir {root}")
+        rel = posixpath.relpath(norm, root)
+        rel = "./" if rel == "." else rel + "/" if path.endswith("/") else rel
+    # If the work dir is also the user's home, .ssh/authorized_keys (and with it this very
+    # forced command) would be in reach; afarm never transfers hidden names.
+    if any(p.startswith(".") and p != "." for p in rel.split("/")):
+        raise Refused(f"rsync: path {path!r} names a hidden file or dir")
+    return rel
 
 
 def _run_rsync(words: list[str], settings: Settings, env: Mapping[str, str]) -> int:
@@ -183,6 +187,10 @@ def _serve(words: list[str], settings: Settings, env: Mapping[str, str]) -> int:
     except ConfigError as exc:
         print(f"afarm-slave-shell: {exc}".replace("\n", " "), file=sys.stderr)
         return EX_CONFIG
+    except OSError as exc:
+        print(f"afarm-slave-shell: cannot serve in {settings.work_dir}: "
+              f"{exc.strerror or exc} ({exc.filename or 'work dir'})", file=sys.stderr)
+        return 1
 
 
 def _version(words: list[str], settings: Settings, env: Mapping[str, str]) -> int:
@@ -285,6 +293,8 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         print(f"afarm-slave-shell: {exc}".replace("\n", " "), file=sys.stderr)
         return EX_CONFIG
     _setup_logging(level, settings.name)
+    # Refusals are logged whatever the configured level.
+    log.setLevel(min(logging.WARNING, getattr(logging, level.upper(), logging.INFO)))
     return dispatch(environ.get("SSH_ORIGINAL_COMMAND"), settings, environ)
 
 

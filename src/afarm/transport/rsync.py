@@ -31,6 +31,8 @@ PARTIAL_DIR = ".rsync-partial"
 # rsync splits its -e value itself (no shell) on white space and also treats quotes and
 # backslashes specially, so none of these may appear in any word of the ssh command.
 _RSH_UNSAFE = re.compile(r"""[\s'"\\]""")
+_HOST = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9.-]*|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$")
+_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 # sun_path holds 107 bytes and a NUL; ssh creates the socket as NAME.<16 random chars>
 # and renames it, so the dir gets what a 16-digit NAME and that suffix leave.
 _MAX_CONTROL_DIR = 107 - 1 - 16 - 17
@@ -89,6 +91,10 @@ def control_path(target: SSHTarget) -> Path:
 
 def ssh_command(target: SSHTarget) -> list[str]:
     """The `ssh` argv (without destination) rsync runs and close() reuses with -O exit."""
+    # ssh would read a host or user starting with "-" as an option (-oProxyCommand=...).
+    if not _HOST.match(target.host) or not _USER.match(target.user):
+        raise TransportError(f"{target.user!r}@{target.host!r} is not a plain user and host "
+                             "name or address; fix the slave's definition")
     options: list[tuple[list[str], str]] = [
         (["-F", "/dev/null"], "ignore ~/.ssh/config and /etc/ssh/ssh_config: only the "
                               "options below apply, as with paramiko, which reads neither"),

@@ -55,8 +55,8 @@ from afarm.transport.rsync import (
 log = logging.getLogger(__name__)
 
 MAX_LINE = 64 << 20  # a reply carries at most a task's log tail; more is a broken agent
-# What the slave's shell and rrsync accept in a path, component by component.
-_COMPONENT = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._+-]*$")
+# What the slave's shell accepts in a path, component by component (no hidden names).
+_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$")
 _SSH_ERRORS = (paramiko.SSHException, EOFError, OSError)
 
 
@@ -86,7 +86,8 @@ def check_remote_path(path: str) -> str:
     if not path or path.startswith("/") or not all(
             _COMPONENT.match(p) and p not in (".", "..") for p in parts):
         raise TransportError(f"{path!r} is not a plain relative path below the slave's work "
-                             "dir (letters, digits, '.', '_', '+', '-'; no '..')")
+                             "dir (letters, digits, '.', '_', '+', '-'; no '..', no name "
+                             "starting with '.' or '-')")
     return path
 
 
@@ -415,10 +416,10 @@ class SSHTransport:
         # The file lands in the directory under its local name (see rsync_argv), so a
         # source with another name is hard-linked under the wanted one first.
         if src.name == name:
-            return self._rsync("put", src, (directory or ".") + "/")
+            return self._rsync("put", src, (directory or ".") + "/", dst)
         stage = self._stage(src, name)
         try:
-            return self._rsync("put", stage / name, (directory or ".") + "/")
+            return self._rsync("put", stage / name, (directory or ".") + "/", dst)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
 
@@ -442,9 +443,9 @@ class SSHTransport:
         check_remote_path(src)
         dst = Path(dst).absolute()
         dst.parent.mkdir(parents=True, exist_ok=True)
-        return self._rsync("get", dst, src)
+        return self._rsync("get", dst, src, src)
 
-    def _rsync(self, direction: Direction, local: Path, remote: str) -> int:
+    def _rsync(self, direction: Direction, local: Path, remote: str, label: str) -> int:
         argv = rsync_argv(self.target, direction, local, remote, io_timeout=self.io_timeout)
         self._used_rsync = True
         # The C locale fixes rsync's digit grouping and message language for parsing.
@@ -456,7 +457,7 @@ class SSHTransport:
             raise TransportError("rsync or ssh is not installed on the master; install the "
                                  "rsync and openssh-client packages") from exc
         raise_for_exit(cp.returncode, cp.stderr, direction=direction, slave=self.name,
-                       target=self.target, remote=remote, local=local)
+                       target=self.target, remote=label, local=local)
         return transferred_bytes(cp.stdout, direction)
 
     def close(self) -> None:

@@ -110,6 +110,10 @@ REFUSED = [
     f"{GET} -rf",
     f"{GET} cache/a cache/b",
     f"{GET}",
+    f"{PUT} .ssh/",  # work dir == home: the forced command itself would be in reach
+    f"{GET} .ssh/authorized_keys",
+    f"{PUT} cache/.hidden/",
+    f"{GET} .rsync-partial/abc",
     f"{GET} cache/",  # a get reads one file
     f"{PUT} cache/x",  # a put names a directory
     "rsync --server -te.LsfxCIvu --delete . cache/",
@@ -144,6 +148,15 @@ def test_refused_with_exit_1_one_line_and_a_log_record(
     assert repr(command) in records[0].getMessage()
     assert "10.231.0.1" in records[0].getMessage()
     assert slave["serve"] == []
+
+
+def test_refusals_are_logged_even_at_log_level_error(
+        slave: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    conf: Path = slave["conf"]
+    conf.write_text(conf.read_text() + "log_level = error\n")
+    with caplog.at_level(logging.NOTSET):
+        assert _main(slave, "cat /etc/shadow") == 1
+    assert any("'cat /etc/shadow'" in r.getMessage() for r in caplog.records)
 
 
 def test_version_prints_the_afarm_version(slave: dict[str, Any],
@@ -187,6 +200,18 @@ def test_an_absolute_path_inside_the_work_dir_is_made_relative(slave: dict[str, 
     with pytest.raises(Exec) as exc:
         _main(slave, f"{PUT} {slave['work']}/apps/blender/")
     assert exc.value.env["SSH_ORIGINAL_COMMAND"] == f"{PUT} apps/blender/"
+
+
+def test_a_work_dir_below_a_hidden_dir_still_takes_absolute_paths(
+        slave: dict[str, Any], tmp_path: Path) -> None:
+    work = tmp_path / ".afarm" / "work"
+    work.mkdir(parents=True)
+    conf: Path = slave["conf"]
+    conf.write_text(conf.read_text().replace(str(tmp_path / "work"), str(work)))
+    with pytest.raises(Exec) as exc:
+        _main(slave, f"{GET} {work}/cache/abc")
+    assert exc.value.env["SSH_ORIGINAL_COMMAND"] == f"{GET} cache/abc"
+    assert _main(slave, f"{GET} {work}/.ssh/authorized_keys") == 1
 
 
 @pytest.mark.parametrize("variant", [

@@ -44,8 +44,10 @@ def _ssh_options(argv: list[str]) -> list[str]:
     return [argv[i + 1] for i, a in enumerate(argv) if a == "-o"]
 
 
-def test_put_argv_is_a_list_ending_in_the_local_file_and_the_slave_dir(tmp_path: Path, ctl: Path) -> None:
-    argv = rsync_argv(_target(tmp_path, control_dir=ctl), "put", tmp_path / "in.blend", "cache/")
+def test_put_argv_is_a_list_ending_in_the_local_file_and_the_slave_dir(tmp_path: Path,
+                                                                        ctl: Path) -> None:
+    argv = rsync_argv(_target(tmp_path, control_dir=ctl), "put", tmp_path / "in.blend",
+                      "cache/")
     assert isinstance(argv, list) and all(isinstance(a, str) for a in argv)
     assert argv[0] == "rsync"
     assert argv[-3:] == ["--", str(tmp_path / "in.blend"), "afarm@10.0.0.5:cache/"]
@@ -55,7 +57,8 @@ def test_put_argv_is_a_list_ending_in_the_local_file_and_the_slave_dir(tmp_path:
 
 
 def test_get_argv_reads_the_slave_file_into_the_local_path(tmp_path: Path, ctl: Path) -> None:
-    argv = rsync_argv(_target(tmp_path, control_dir=ctl), "get", tmp_path / "f.png", "jobs/3/17-1/out/f.png")
+    argv = rsync_argv(_target(tmp_path, control_dir=ctl), "get", tmp_path / "f.png",
+                      "jobs/3/17-1/out/f.png")
     assert argv[-3:] == ["--", "afarm@10.0.0.5:jobs/3/17-1/out/f.png", str(tmp_path / "f.png")]
     assert "--mkpath" not in argv
 
@@ -65,7 +68,8 @@ def test_a_put_must_name_a_directory(tmp_path: Path, ctl: Path) -> None:
         rsync_argv(_target(tmp_path, control_dir=ctl), "put", tmp_path / "x", "cache/x")
 
 
-def test_ssh_never_prompts_and_trusts_only_the_masters_known_hosts(tmp_path: Path, ctl: Path) -> None:
+def test_ssh_never_prompts_and_trusts_only_the_masters_known_hosts(tmp_path: Path,
+                                                                   ctl: Path) -> None:
     argv = rsync_argv(_target(tmp_path, control_dir=ctl), "get", tmp_path / "f", "f")
     rsh = argv[argv.index("-e") + 1].split(" ")
     assert rsh[:3] == ["ssh", "-F", "/dev/null"]
@@ -132,8 +136,18 @@ def test_paths_rsync_would_split_are_refused(tmp_path: Path, ctl: Path, field: s
                    tmp_path / "f", "f")
 
 
+@pytest.mark.parametrize("field,value", [("host", "-oProxyCommand=touch /tmp/x"),
+                                         ("host", "a b"), ("user", "-lroot"), ("user", "")])
+def test_user_and_host_cannot_become_ssh_options(tmp_path: Path, ctl: Path, field: str,
+                                                 value: str) -> None:
+    with pytest.raises(TransportError, match="not a plain user and host"):
+        rsync_argv(_target(tmp_path, control_dir=ctl, **{field: value}), "get",
+                   tmp_path / "f", "f")
+
+
 def test_ipv6_hosts_are_bracketed_for_rsync(tmp_path: Path, ctl: Path) -> None:
-    argv = rsync_argv(_target(tmp_path, control_dir=ctl, host="fd00::5"), "get", tmp_path / "f", "a/f")
+    argv = rsync_argv(_target(tmp_path, control_dir=ctl, host="fd00::5"), "get",
+                      tmp_path / "f", "a/f")
     assert argv[-2] == "afarm@[fd00::5]:a/f"
 
 
