@@ -13,6 +13,7 @@ from tests.farm import MasterProcess
 APPS = {
     "factor": "kind = command\nexecutable = /usr/bin/factor\nargv = {item},\n",
     "sleep": "kind = command\nexecutable = /bin/sleep\nargv = {item},\ncapture_stdout = false\n",
+    "echo": "kind = command\nexecutable = /bin/echo\nargv = {item},\n",
     "fail": "kind = command\nexecutable = /bin/false\nargv = {item},\n",
     "writer": "kind = command\nexecutable = /usr/bin/touch\nargv = {out}/{item},\n"
               "capture_stdout = false\n",
@@ -37,11 +38,19 @@ def test_a_command_job_runs_every_item_and_keeps_its_output(farm: MasterProcess)
 
 def test_items_with_shell_characters_are_single_arguments(farm: MasterProcess) -> None:
     items = ["a b;touch pwned", "$(touch pwned)", "`touch pwned`", "x|touch pwned&"]
-    job = farm.submit("--app", "writer", "--items", ",".join(items))
+    job = farm.submit("--app", "echo", "--items", ",".join(items))
     assert farm.wait(job)["status"] == "completed"
-    made = sorted(p.name for p in (farm.job_dir(job) / "out").rglob("*") if p.is_file())
-    assert made == sorted(items)
+    out = farm.job_dir(job) / "out"
+    assert [(out / f"item_{i:06d}.out").read_text() for i in range(1, 5)] == [
+        f"{item}\n" for item in items]
     assert not [p for p in farm.base.rglob("pwned")]
+
+
+def test_a_program_writing_odd_file_names_fails_loudly(farm: MasterProcess) -> None:
+    job = farm.submit("--app", "writer", "--items", "fine.txt,bad name;x")
+    assert farm.wait(job)["status"] == "failed"
+    errors = [t["error"] for t in farm.client.get(f"/api/v1/jobs/{job}")["tasks"]]
+    assert any("'bad name;x'" in e and "letters, digits" in e for e in errors), errors
 
 
 def test_a_failing_command_fails_the_job_after_every_slave_tried(farm: MasterProcess) -> None:

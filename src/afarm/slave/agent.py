@@ -33,6 +33,7 @@ from afarm.images import verify_output
 log = logging.getLogger("afarm.agent")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _SAVED = re.compile(r"Saved: '(.+)'")
+_OUTPUT_NAME = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9._+-]{0,254}$")
 LOG_TAIL = 200
 
 
@@ -209,6 +210,14 @@ class Agent:
                 return {"error": why, "exit_code": code}
         produced = sorted(p.name for p in out_dir.iterdir() if p.is_file()
                           and not p.is_symlink())
+        odd = [n for n in produced if not _OUTPUT_NAME.match(n)]
+        if odd:
+            # Such names cannot cross rsync through the slave's shell; failing loudly beats
+            # a job that completes without some of its files.
+            return {"exit_code": 0, "outputs": [],
+                    "error": f"the program wrote {odd[0]!r}: output file names may only use"
+                             " letters, digits, '.', '_', '+' and '-' and must not start with"
+                             " '.' or '-'"}
         missing = [o for o in expected if o not in produced]
         if missing:
             return {"exit_code": 0, "outputs": produced,
