@@ -275,8 +275,33 @@ def load_settings(path: Path | None) -> tuple[Settings, str]:
     return settings, str(conf["log_level"])
 
 
+def as_login_shell(argv: list[str], environ: Mapping[str, str]
+                   ) -> tuple[list[str], Mapping[str, str]]:
+    """Arguments and environment when sshd runs us as the slave user's login shell.
+
+    sshd runs every command, the forced one included, as `SHELL -c COMMAND`. With this
+    program as the slave user's shell, even a key without `command=` lands here. The -c
+    text never chooses the configuration: a client could otherwise name its own.
+    """
+    command = argv[1] if len(argv) > 1 else ""
+    try:
+        first = shlex.split(command)[:1]
+    except ValueError:
+        first = []
+    if first and posixpath.basename(first[0]) == "afarm-slave-shell":
+        return [], environ  # our own forced command: the request is SSH_ORIGINAL_COMMAND
+    return [], {**environ, "SSH_ORIGINAL_COMMAND": command}
+
+
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     environ: Mapping[str, str] = os.environ if env is None else env
+    argv = sys.argv[1:] if argv is None else argv
+    if "-c" in argv:
+        # What precedes -c comes from the installed program (or a wrapper around it), what
+        # follows from sshd: only the first may carry options.
+        cut = argv.index("-c")
+        rest, environ = as_login_shell(argv[cut:], environ)
+        argv = argv[:cut] + rest
     p = argparse.ArgumentParser(
         prog="afarm-slave-shell",
         description="Forced command of the master's key on a slave: runs only the verbs "

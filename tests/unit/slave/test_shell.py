@@ -343,3 +343,25 @@ def test_a_path_outside_the_work_dir_never_reaches_rsync(real_rsync: dict[str, A
     assert cp.returncode != 0
     assert "outside the work dir" in cp.stderr
     assert not target_dir.exists()
+
+
+def test_as_a_login_shell_the_forced_command_text_never_picks_the_config() -> None:
+    from afarm.slave.shell import as_login_shell
+
+    argv, env = as_login_shell(["-c", "/usr/bin/afarm-slave-shell --config /tmp/evil.conf"],
+                               {"SSH_ORIGINAL_COMMAND": "serve"})
+    assert argv == [] and env["SSH_ORIGINAL_COMMAND"] == "serve"
+
+
+def test_as_a_login_shell_a_plain_command_is_checked_like_a_forced_one() -> None:
+    from afarm.slave.shell import as_login_shell
+
+    argv, env = as_login_shell(["-c", "cat /etc/shadow"], {})
+    assert argv == [] and env["SSH_ORIGINAL_COMMAND"] == "cat /etc/shadow"
+
+
+def test_as_a_login_shell_other_commands_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    from afarm.slave.shell import main
+
+    assert main(["-c", "cat /etc/shadow"], env={}) == 1
+    assert "refused" in capsys.readouterr().err
