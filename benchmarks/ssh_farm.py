@@ -18,8 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from tests.system.test_ssh_farm import ssh_master  # noqa: E402
 from tests.system.test_slave_shell_ssh import install_shell  # noqa: E402
+from tests.system.test_ssh_farm import ssh_master  # noqa: E402
 from tests.system.testnet import TestNet  # noqa: E402
 
 APPS = {
