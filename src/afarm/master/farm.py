@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from afarm.applications.base import Application
+from afarm.applications.base import Application, plain_name
 from afarm.errors import UsageError
 from afarm.master.dispatcher import Dispatcher
-from afarm.master.files import FileStore, JobDir
+from afarm.master.files import FileStore, JobDir, check_sha
 from afarm.master.followups import FollowupRunner
 from afarm.model.job import InputFile, JobSpec, Task
 from afarm.store.db import Store
@@ -120,9 +120,6 @@ class Farm:
         return job_id
 
     def input_files(self, raw: Any) -> list[InputFile]:
-        from afarm.applications.base import plain_name
-        from afarm.master.files import check_sha
-
         if not isinstance(raw, list):
             raise UsageError("files must be a list of {name, sha256}")
         out = []

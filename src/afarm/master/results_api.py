@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from afarm.applications.base import plain_name
+from afarm.errors import UsageError
 from afarm.master.farm import Farm
 from afarm.master.files import JobDir
 from afarm.master.http_util import int_arg, job_json, job_or_404
@@ -17,7 +18,9 @@ def routes(farm: Farm) -> list[web.RouteDef]:
     store = farm.store
 
     async def jobs(request: web.Request) -> web.Response:
-        return web.json_response([job_json(store, j) for j in store.jobs()])
+        # Parameters can be large (a million items); the listing leaves them out.
+        return web.json_response([{**job_json(store, j), "params": None}
+                                  for j in store.jobs()])
 
     async def job(request: web.Request) -> web.Response:
         j = job_or_404(store, int_arg(request, "job"))
@@ -68,9 +71,11 @@ def routes(farm: Farm) -> list[web.RouteDef]:
         return web.json_response(out)
 
     async def events(request: web.Request) -> web.StreamResponse:
-        after = int(request.query.get("after", "0") or 0)
-        job_filter = request.query.get("job")
-        job_id = int(job_filter) if job_filter else None
+        try:
+            after = int(request.query.get("after") or 0)
+            job_id = int(request.query["job"]) if request.query.get("job") else None
+        except ValueError:
+            raise UsageError("after and job must be numbers") from None
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         farm.listeners.append(queue.put_nowait)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
