@@ -192,9 +192,16 @@ def cmd_demo(args: argparse.Namespace, client: Client) -> int:
     return run_demo(args)
 
 
+def cmd_slave(args: argparse.Namespace, client: Client) -> int:
+    answer = client.post("/api/v1/enroll-tokens", {"ttl": args.ttl})
+    _print(args, answer, f"one-time token, valid {args.ttl} s: {answer['token']}\n"
+                         f"on the slave, as root: {answer['command']}")
+    return 0
+
+
 HANDLERS = {
     "submit": cmd_submit, "jobs": cmd_jobs, "status": cmd_status, "wait": cmd_wait,
     "fetch": cmd_fetch, "cancel": _action("cancel"), "pause": _action("pause"),
     "resume": _action("resume"), "requeue": _action("requeue"), "logs": cmd_logs,
-    "slaves": cmd_slaves, "demo": cmd_demo,
+    "slaves": cmd_slaves, "slave": cmd_slave, "demo": cmd_demo,
 }

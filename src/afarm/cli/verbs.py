@@ -68,6 +68,15 @@ VERBS: tuple[Verb, ...] = (
     Verb("slaves", "list slaves",
          "List the slaves: state (online, busy, unreachable, ...), running tasks, the jobs"
          " they are blocklisted for, and their last error."),
+    Verb("slave", "enroll slaves",
+         "slave token: make a token with which one slave can enroll with this master, once,"
+         " within --ttl seconds, and print the command to run on the slave as root"
+         " (afarm-slave enroll --master HOST:PORT --token TOKEN). The job port must listen"
+         " on an address the slave reaches.",
+         (Arg(("action",), "what to do: token", {"choices": ["token"]}),
+          Arg(("--ttl",), "seconds the token stays valid, 60 to 604800 (default 3600)",
+              {"type": int, "default": 3600})),
+         "afarmctl --master farm.example.org slave token"),
     Verb("demo", "render a demo on an embedded local farm",
          "Start a master with local slaves on loopback, make an animated scene with Blender,"
          " render it, encode an mp4, and print where the frames and the video are. Stops"

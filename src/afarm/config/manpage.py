@@ -64,7 +64,7 @@ class Spec:
 
 def _parse_check(text: str) -> tuple[str, list[str], dict[str, str], Any]:
     # configobj's own parser of checks, so quoting and list() work exactly as in validation.
-    fun, args, kwargs, default = Validator()._parse_with_caching(text)  # noqa: SLF001
+    fun, args, kwargs, default = Validator()._parse_with_caching(text)
     return str(fun), [str(a) for a in args], {str(k): str(v) for k, v in kwargs.items()}, \
         _NO_DEFAULT if default is None else default
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from afarm.errors import ConfigError
 from afarm.master.http_util import Handler
 
 
@@ -17,9 +18,13 @@ def digest(token: str) -> str:
 
 
 def load_digests(path: Path) -> set[str]:
-    if not path.is_file():
+    if not path.exists():
         return set()
-    lines = path.read_text("utf-8").splitlines()
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read the token file ({exc.strerror}); it must"
+                                      " be readable by the user afarm-master runs as"]) from exc
     return {ln.strip().split()[0] for ln in lines if ln.strip() and not ln.startswith("#")}
 
 

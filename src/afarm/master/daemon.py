@@ -16,7 +16,7 @@ from afarm import __version__
 from afarm.applications.registry import load_applications
 from afarm.config.loader import load
 from afarm.errors import AfarmError, ConfigError
-from afarm.master import auth, job_api, results_api
+from afarm.master import auth, enroll, job_api, results_api
 from afarm.master.dispatcher import Dispatcher
 from afarm.master.farm import Farm
 from afarm.master.http_util import errors
@@ -80,10 +80,14 @@ async def serve(cfg: dict[str, Any], where: str) -> int:
     digests, required = token_policy(cfg, where)
     farm = build_farm(cfg)
     max_upload = cfg["job_port"]["max_upload_mib"] << 20
-    mw = [errors, auth.middleware(digests, required)]
-    job_app = web.Application(middlewares=mw, client_max_size=max_upload + (1 << 20))
+    client_auth = auth.middleware(digests, required)
+    # POST /api/v1/enroll carries the enrolment token's signature instead of a client token.
+    job_app = web.Application(middlewares=[errors, enroll.skip_client_auth(client_auth)],
+                              client_max_size=max_upload + (1 << 20))
     job_app.add_routes(job_api.routes(farm, max_upload))
-    res_app = web.Application(middlewares=mw)
+    job_app.add_routes(enroll.routes(farm, Path(cfg["master"]["state_dir"]),
+                                     slaves_dir=Path(cfg["master"]["slaves_dir"])))
+    res_app = web.Application(middlewares=[errors, client_auth])
     res_app.add_routes(results_api.routes(farm))
     runners = []
     try:
@@ -124,7 +128,10 @@ def _notify(state: str) -> None:
         from systemd import daemon  # type: ignore[attr-defined]
     except ImportError:
         return
-    daemon.notify(state)
+    try:
+        daemon.notify(state)
+    except OSError as exc:  # a broken notify socket must not take the master down
+        log.warning("cannot notify systemd (%s): %s", state, exc)
 
 
 def main(argv: list[str] | None = None) -> int:

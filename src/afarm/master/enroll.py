@@ -291,7 +291,7 @@ def routes(farm: Farm, state_dir: Path, *, slaves_dir: Path | None = None,
         tid = parsed.get("token_id") if isinstance(parsed, dict) else None
         tid = tid if isinstance(tid, str) and len(tid) == 64 else ""
         unknown = ("the enrolment token is unknown, used or expired; make a new one on the"
-                   " master with: afarmctl slave-token")
+                   " master with: afarmctl slave token")
         key = _find_key(state_dir, tid) if tid else None
         if key is None or not hmac.compare_digest(mac.encode(),
                                                   request_mac(key, raw).encode()):

@@ -39,10 +39,14 @@ class Farm:
         self.bytes_sent: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
 
     # -- life cycle -----------------------------------------------------------------------
     def add_slave(self, dispatcher: Dispatcher) -> None:
         self.dispatchers[dispatcher.name] = dispatcher
+        if self._started:  # enrolled while running: connect now, not at the next start
+            self._tasks.append(asyncio.create_task(dispatcher.keep_connected()))
+            self.wake()
 
     async def start(self) -> None:
         n = self.store.recover_active()
@@ -51,6 +55,7 @@ class Farm:
         # Whatever is in a .partial dir now belongs to an attempt that died with the master.
         for partial in self.jobs_root.glob("*/.partial/*"):
             partial.unlink(missing_ok=True)
+        self._started = True
         for d in self.dispatchers.values():
             self._tasks.append(asyncio.create_task(d.keep_connected()))
         self._tasks.append(asyncio.create_task(self._schedule_loop()))

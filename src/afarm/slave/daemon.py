@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--master", required=True, metavar="HOST[:PORT]",
                    help="the master's job port (default port 7731)")
     e.add_argument("--token", required=True,
-                   help="one-time token from 'afarmctl slave-token' on the master")
+                   help="one-time token from 'afarmctl slave token' on the master")
     e.add_argument("--name", help="slave name (default: [slave] name, else the host name)")
     e.add_argument("--address", metavar="ADDR",
                    help="address the master reaches this slave at (default: the one this"

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """``afarm-slave enroll``: introduce this slave to a master, so nobody edits key files.
 
-The admin makes a one-time token on the master (``afarmctl slave-token``) and runs, as
+The admin makes a one-time token on the master (``afarmctl slave token``) and runs, as
 root on the slave, ``afarm-slave enroll --master HOST[:PORT] --token TOKEN``. This module
 sends the master the slave's name, address, SSH port, work dir and SSH host key; the master
 stores the host key in its known_hosts, writes ``slaves.d/NAME.conf`` and answers with its
@@ -212,7 +212,7 @@ def enroll(master: str, token: str, *, name: str, address: str | None = None,
         raise UsageError(f"--ssh-port {ssh_port}: give a port from 1 to 65535")
     token = token.strip()
     if not token:
-        raise UsageError("--token: give the token printed by afarmctl slave-token")
+        raise UsageError("--token: give the token printed by afarmctl slave token")
     host, port = parse_master(master)
     if address is None:
         address = local_address_towards(host, port)

@@ -1,0 +1,385 @@
+# SPDX-License-Identifier: MIT
+"""The Debian packages, end to end, on this machine: build, lintian, install, run the
+master as its unit says, enrol a namespace host as a slave with the installed
+``afarm-slave enroll``, render a real Blender scene with the installed ``afarmctl``, purge,
+and check that nothing of afarm is left but the users (which the test then removes).
+
+Needs root, dpkg-buildpackage, lintian, Blender and what tests/system needs (network
+namespaces, sshd). It installs and purges the packages python3-afarm, afarm-master,
+afarm-slave, afarmctl and python3-wakeonlan, and removes the users afarm and afarm-master:
+leftovers of an earlier, killed run are removed first. Runs of it on one machine take
+turns (a lock file), since dpkg allows one at a time anyway.
+
+The slave host: namespace hosts share the filesystem and users with this machine, so the
+packages installed here are installed "there" too, user afarm included. The host's own
+sshd (tests/system/testnet.py) is pointed at the afarm user: ``AllowUsers afarm`` and
+``AuthorizedKeysFile`` = afarm's ~/.ssh/authorized_keys, which ``afarm-slave enroll`` then
+fills like on a real slave. The host key enrolled is that host's own (--host-key), since
+its sshd does not use /etc/ssh/ssh_host_ed25519_key.
+
+AFARM_PACKAGING_TREE=DIR builds from DIR instead of this checkout (e.g. a tree with a
+patch applied).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.blends import make_scene
+from tests.system.testnet import TestNet
+
+pytestmark = [pytest.mark.system, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("python3-afarm", "afarm-master", "afarm-slave", "afarmctl")
+WAKEONLAN = "python3-wakeonlan"
+USERS = ("afarm-master", "afarm")
+LOCK = Path("/run/lock/afarm-packaging-test.lock")
+# Debian's own programs only: the PATH a package build and a daemon see, without
+# $HOME/.pyenv shims or a virtualenv in front of /usr/bin/python3.
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CLEAN_ENV = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8", "HOME": "/root",
+             "DEBIAN_FRONTEND": "noninteractive"}
+LEFTOVER_GLOBS = ("/etc/afarm", "/var/lib/afarm-master", "/var/lib/afarm-slave",
+                  "/usr/bin/afarm*", "/usr/lib/python3/dist-packages/afarm*",
+                  "/usr/lib/python3/dist-packages/wakeonlan*", "/lib/systemd/system/afarm*",
+                  "/etc/systemd/system/*.wants/afarm*", "/usr/share/man/man*/afarm*",
+                  "/usr/share/doc/afarm*", "/usr/share/doc/python3-afarm")
+
+
+def _need(cond: bool, why: str) -> None:
+    if not cond:
+        pytest.skip(why)
+
+
+def run(argv: Sequence[str], *, check: bool = True, timeout: float = 600,
+        env: dict[str, str] | None = None, cwd: Path | None = None,
+        input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a program (an argv list, never a shell) with Debian's PATH only."""
+    cp = subprocess.run(  # noqa: S603 - argv list
+        list(argv), capture_output=True, text=True, timeout=timeout, check=False,
+        env=env or CLEAN_ENV, cwd=cwd, input=input)
+    if check and cp.returncode != 0:
+        raise AssertionError(f"{shlex.join(argv)} exited {cp.returncode}:\n"
+                             f"{cp.stdout[-4000:]}\n{cp.stderr[-4000:]}")
+    return cp
+
+
+def _installed(pkg: str) -> bool:
+    cp = run(["dpkg-query", "-W", "-f=${Status}", pkg], check=False)
+    return cp.returncode == 0 and "installed" in cp.stdout and "not-installed" not in cp.stdout
+
+
+def _leftovers() -> list[str]:
+    import glob
+
+    return sorted(p for g in LEFTOVER_GLOBS for p in glob.glob(g))
+
+
+def _purge() -> None:
+    present = [p for p in (*PACKAGES, WAKEONLAN) if _installed(p)]
+    if present:
+        run(["apt-get", "purge", "-y", *present])
+
+
+def _user_exists(user: str) -> bool:
+    return run(["getent", "passwd", user], check=False).returncode == 0
+
+
+def _remove_users() -> None:
+    for user in USERS:
+        if _user_exists(user):
+            # userdel also removes the user's own group; -f when a zombie of the user is
+            # still counted as logged in (PID 1 here reaps orphans late).
+            if run(["userdel", user], check=False).returncode != 0:
+                run(["userdel", "-f", user])
+        if run(["getent", "group", user], check=False).returncode == 0:
+            run(["groupdel", user], check=False)
+
+
+@dataclass
+class Build:
+    out: Path  # where the .debs are
+    debs: list[Path]
+    changes: Path
+    seconds: float
+    tree: Path
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    dirs: list[Path] = field(default_factory=list)  # made outside pytest's tmp dirs
+
+
+# ------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Build]:
+    _need(os.geteuid() == 0, "installs packages: needs root")
+    for tool in ("dpkg-buildpackage", "lintian", "apt-get", "setpriv", "systemd-analyze"):
+        _need(shutil.which(tool, path=SYSTEM_PATH) is not None, f"needs {tool}")
+    _need(shutil.which("blender", path=SYSTEM_PATH) is not None, "needs blender")
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        base = tmp_path_factory.mktemp("debs")
+        tree = base / "afarm"
+        source = Path(os.environ.get("AFARM_PACKAGING_TREE") or ROOT)
+        _copy_tree(source, tree)
+        t0 = time.monotonic()
+        run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=tree, timeout=1200)
+        seconds = time.monotonic() - t0
+        # Debian 12 lacks the wakeonlan module that python3-afarm recommends; build it as
+        # debian/README.source says, and install it with the rest.
+        run([sys.executable, str(tree / "debian" / "build-wakeonlan-deb"), str(base)],
+            timeout=300, env={**CLEAN_ENV, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+        debs = sorted(base.glob("*.deb"))
+        changes = next(base.glob("afarm_*.changes"))
+        print(f"\n  measured: dpkg-buildpackage -us -uc -b took {seconds:.1f} s")
+        yield Build(base, debs, changes, seconds, tree)
+
+
+def _copy_tree(source: Path, dest: Path) -> None:
+    """The sources only (tracked and new files, not ignored ones), so the build neither
+    litters the checkout nor packs caches."""
+    if (source / ".git").exists():
+        cp = run(["git", "-C", str(source), "ls-files", "-z", "--cached", "--others",
+                  "--exclude-standard"])
+        for rel in filter(None, cp.stdout.split("\0")):
+            src = source / rel
+            if src.is_file():
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest / rel)
+    else:
+        shutil.copytree(source, dest, ignore=shutil.ignore_patterns(
+            ".git", "__pycache__", ".mypy_cache", ".ruff_cache", ".tools", "build"))
+
+
+@pytest.fixture(scope="module")
+def installed(build: Build) -> Iterator[Build]:
+    if any(_installed(p) for p in (*PACKAGES, WAKEONLAN)) or any(map(_user_exists, USERS)):
+        print("\n  removing afarm packages and users left by an earlier run")
+        _purge()
+        _remove_users()
+    try:
+        run(["apt-get", "install", "-y", *map(str, build.debs)], timeout=900)
+        yield build
+    finally:
+        for p in build.processes:
+            _stop(p)
+        for d in build.dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        _purge()
+        _remove_users()
+        assert not any(map(_user_exists, USERS)), "the users afarm and afarm-master stay"
+
+
+def _stop(p: subprocess.Popen[bytes]) -> None:
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait(timeout=30)
+
+
+# -------------------------------------------------------------------------------- tests
+
+
+def test_the_four_packages_and_python3_wakeonlan_are_built(build: Build) -> None:
+    names = sorted(p.name.split("_")[0] for p in build.debs)
+    assert names == sorted([*PACKAGES, WAKEONLAN])
+    assert not (ROOT / "debian" / "tmp").exists(), "the build littered the checkout"
+
+
+def test_lintian_pedantic_finds_nothing(build: Build) -> None:
+    wol = next(p for p in build.debs if p.name.startswith(WAKEONLAN))
+    cp = run(["lintian", "--pedantic", "--display-info", "--display-experimental",
+              "--fail-on", "none", str(build.changes), str(wol)], timeout=600)
+    tags = [ln for ln in cp.stdout.splitlines() if re.match(r"^[EWIPX]: ", ln)]
+    assert tags == [], "\n".join(tags)
+
+
+def test_the_installed_units_verify_with_their_programs_and_man_pages(
+        installed: Build) -> None:
+    units = ["/lib/systemd/system/afarm-master.service", "/lib/systemd/system/afarm-slave.service"]
+    cp = run(["systemd-analyze", "verify", *units], check=False, cwd=Path("/"))
+    assert cp.returncode == 0 and not cp.stderr.strip(), cp.stdout + cp.stderr
+    assert run(["man", "-w", "afarmctl"]).stdout.strip().endswith("afarmctl.1.gz")
+
+
+def test_the_autopkgtest_smoke_test_passes_on_the_installed_packages(installed: Build,
+                                                                      tmp_path: Path) -> None:
+    cp = run(["sh", str(installed.tree / "debian" / "tests" / "smoke")],
+             env={**CLEAN_ENV, "AUTOPKGTEST_TMP": str(tmp_path)}, check=False, timeout=300)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+
+
+def test_installing_again_keeps_the_key_the_users_and_edited_configuration(
+        installed: Build) -> None:
+    key = Path("/var/lib/afarm-master/.ssh/id_ed25519.pub").read_text()
+    uids = [run(["id", "-u", u]).stdout for u in USERS]
+    conf = Path("/etc/afarm/slave.conf")
+    conf.write_text(conf.read_text() + "# edited by the admin\n")
+    debs = [str(p) for p in installed.debs if not p.name.startswith(WAKEONLAN)]
+    run(["dpkg", "-i", "--force-confold", *debs], timeout=600)
+    assert Path("/var/lib/afarm-master/.ssh/id_ed25519.pub").read_text() == key
+    assert [run(["id", "-u", u]).stdout for u in USERS] == uids
+    assert conf.read_text().endswith("# edited by the admin\n")
+
+
+def _unit(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", ";", "[")):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _start_as_unit(unit_path: Path, build: Build, base: Path) -> subprocess.Popen[bytes]:
+    """Run the service the way systemd would: its User=, ExecStartPre=, ExecStart=, UMask=,
+    a clean environment, and Type=notify (wait for READY=1 on a notify socket)."""
+    unit = _unit(unit_path)
+    user = unit["User"]
+    as_user = ["setpriv", f"--reuid={user}", f"--regid={unit.get('Group', user)}",
+               "--init-groups", "--no-new-privs", "--"]
+    home = run(["getent", "passwd", user]).stdout.split(":")[5]
+    env = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8", "HOME": home, "USER": user,
+           "LOGNAME": user, "SHELL": "/usr/sbin/nologin"}
+    if "ExecStartPre" in unit:
+        run([*as_user, *shlex.split(unit["ExecStartPre"])], env=env, cwd=Path("/"))
+    # Where the service user can reach it (pytest's tmp dirs are root's alone), as
+    # systemd's own /run/systemd/notify.
+    notify_dir = Path(tempfile.mkdtemp(prefix="afarm-notify-", dir="/run"))
+    build.dirs.append(notify_dir)
+    notify_dir.chmod(0o755)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify_dir / "notify"))
+    (notify_dir / "notify").chmod(0o777)
+    sock.settimeout(60)
+    log = open(base / f"{user}.log", "wb")  # the child keeps its own copy of the fd
+    proc = subprocess.Popen(  # noqa: S603 - argv list
+        [*as_user, *shlex.split(unit["ExecStart"])], stdout=log, stderr=subprocess.STDOUT,
+        env={**env, "NOTIFY_SOCKET": str(notify_dir / "notify")}, cwd="/",
+        umask=int(unit.get("UMask", "0022"), 8), start_new_session=True)
+    build.processes.append(proc)
+    log.close()
+    with sock:
+        try:
+            assert unit["Type"] == "notify"
+            while not sock.recv(4096).startswith(b"READY=1"):
+                pass
+        except TimeoutError:
+            raise AssertionError(f"{unit_path.name} sent no READY=1:\n"
+                                 f"{(base / f'{user}.log').read_text()}") from None
+    return proc
+
+
+def _use_afarm_user(net: TestNet) -> None:
+    """Point the host's sshd at the packaged slave user, as a slave's own sshd is."""
+    h = net[0]
+    text = h.sshd_config.read_text()
+    text = re.sub(r"(?m)^AllowUsers .*$", "AllowUsers afarm", text)
+    text = re.sub(r"(?m)^AuthorizedKeysFile .*$",
+                  "AuthorizedKeysFile /var/lib/afarm-slave/.ssh/authorized_keys", text)
+    h.sshd_config.write_text(text)
+    net.restart(h)
+
+
+def test_a_namespace_host_enrols_and_renders_with_the_installed_commands(
+        installed: Build, tmp_path: Path) -> None:
+    with TestNet(1) as net:
+        h = net[0]
+        _use_afarm_user(net)
+        job_port, results_port = _free_port(net.bridge_addr), _free_port(net.bridge_addr)
+        master = f"{net.bridge_addr}:{job_port}"
+        # What the admin does (README.Debian): open the job port, make a client token.
+        conf = Path("/etc/afarm/master.conf")
+        conf.write_text(conf.read_text()
+                        .replace("#listen = 127.0.0.1:7731", f"listen = {master}")
+                        .replace("#listen = 127.0.0.1:7732",
+                                 f"listen = {net.bridge_addr}:{results_port}"))
+        token = run(["afarm-master", "--config", str(conf), "new-token"]).stdout.strip()
+        token_file = tmp_path / "token"
+        token_file.write_text(token + "\n")
+        _start_as_unit(Path("/lib/systemd/system/afarm-master.service"), installed, tmp_path)
+        ctl = ["/usr/bin/afarmctl", "--master", master, "--results",
+               f"{net.bridge_addr}:{results_port}", "--token-file", str(token_file), "--json"]
+
+        slave_token = json.loads(run([*ctl, "slave", "token"]).stdout)["token"]
+        cp = net.exec(h, ["/usr/bin/afarm-slave", "enroll", "--master", master,
+                          "--token", slave_token, "--name", "h1",
+                          "--host-key", f"{h.host_key}.pub"], env=CLEAN_ENV, timeout=120)
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        line = Path("/var/lib/afarm-slave/.ssh/authorized_keys").read_text().strip()
+        master_key = Path("/var/lib/afarm-master/.ssh/id_ed25519.pub").read_text().split()
+        assert line.startswith('restrict,command="/usr/bin/afarm-slave-shell" '
+                               f"{master_key[0]} {master_key[1]}")
+        assert Path("/var/lib/afarm-master/known_hosts").read_text() == \
+            f"{h.addr} {h.host_key_pub}\n"
+        definition = Path("/etc/afarm/slaves.d/h1.conf").read_text()
+        assert f"host = {h.addr}\n" in definition
+
+        deadline = time.monotonic() + 90
+        state = ""
+        while time.monotonic() < deadline:
+            slaves = {s["name"]: s for s in json.loads(run([*ctl, "slaves"]).stdout)}
+            state = slaves.get("h1", {}).get("state", "")
+            if state == "online":
+                break
+            time.sleep(0.5)
+        assert state == "online", f"h1 is {state!r}:\n{(tmp_path / 'afarm-master.log').read_text()}"
+
+        scene = make_scene(tmp_path, frames=2)
+        job = json.loads(run([*ctl, "submit", str(scene), "--frames", "1-2"]).stdout)
+        cp = run([*ctl, "wait", str(job["id"])], check=False, timeout=600)
+        status = json.loads(run([*ctl, "status", str(job["id"])]).stdout)
+        assert cp.returncode == 0 and status["status"] == "completed", \
+            json.dumps(status, indent=1) + (tmp_path / "afarm-master.log").read_text()[-4000:]
+        assert {t["slave"] for t in status["tasks"]} == {"h1"}
+        out = tmp_path / "out"
+        run([*ctl, "fetch", str(job["id"]), "-o", str(out)])
+        frames = sorted(p.name for p in out.rglob("*.png"))
+        assert len(frames) == 2, frames
+        for png in out.rglob("*.png"):
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        for p in installed.processes:
+            _stop(p)
+
+
+def test_purging_leaves_nothing_of_afarm_but_its_users(installed: Build) -> None:
+    for p in installed.processes:
+        _stop(p)
+    run(["apt-get", "purge", "-y", *PACKAGES, WAKEONLAN], timeout=600)
+    assert _leftovers() == []
+    assert not [p for p in (*PACKAGES, WAKEONLAN) if _installed(p)]
+    statoverrides = run(["dpkg-statoverride", "--list"]).stdout
+    assert "/etc/afarm" not in statoverrides
+    cp = run(["/usr/bin/python3", "-c", "import afarm"], check=False, cwd=Path("/"))
+    assert cp.returncode != 0 and "No module named 'afarm'" in cp.stderr
+    assert all(map(_user_exists, USERS)), "Debian policy: purge keeps the system users"
