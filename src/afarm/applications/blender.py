@@ -14,7 +14,7 @@ from afarm.applications.base import (
     script_path,
 )
 from afarm.errors import UsageError
-from afarm.model.frames import chunk, parse_frames, parse_tiles, tiles
+from afarm.model.frames import MAX_FRAME, chunk, parse_frames, parse_tiles, tiles
 from afarm.model.job import InputFile, TaskSpec
 
 ENGINES = ("CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH")
@@ -88,8 +88,10 @@ class BlenderApp:
         out["fps"] = int_param(params, "fps", 24, 1, 240)
         scene = params.get("scene")
         if scene:
-            if not isinstance(scene, str) or len(scene) > 63 or any(ord(c) < 32 for c in scene):
-                raise UsageError("--scene must be a scene name of at most 63 characters")
+            if not isinstance(scene, str) or len(scene) > 63 or scene.startswith("-") \
+                    or any(ord(c) < 32 for c in scene):
+                raise UsageError("--scene must be a scene name of at most 63 characters,"
+                                 " not starting with '-'")
             out["scene"] = scene
         return out
 
@@ -151,18 +153,34 @@ class BlenderApp:
     def argv(self, kind: str, params: dict[str, Any], ctx: RunContext) -> list[str]:
         if kind != "render" or len(ctx.inputs) != 1:
             raise UsageError(f"{self.name} runs render tasks of one .blend, not {kind!r}")
-        fmt = params["format"]
-        frames = [int(f) for f in params["frames"]]
+        # Checked again here, on the slave: whoever sent the task, only these shapes of
+        # argument ever reach Blender.
+        fmt = params.get("format")
+        if fmt not in FORMATS or params.get("engine") not in ENGINES:
+            raise UsageError(f"refused: format {fmt!r} / engine {params.get('engine')!r}")
+        frames = params.get("frames")
+        if not isinstance(frames, list) or not frames or not all(
+                isinstance(f, int) and not isinstance(f, bool) and 0 <= f <= MAX_FRAME
+                for f in frames):
+            raise UsageError("refused: frames must be a list of frame numbers")
+        scene = params.get("scene")
+        if scene is not None and (not isinstance(scene, str) or scene.startswith("-")
+                                  or len(scene) > 63):
+            raise UsageError(f"refused: scene {scene!r}")
         # -Y: scripts inside the submitted file never run.  Order matters: Blender applies
         # arguments left to right, so engine, output and format precede the frame option.
         argv = [resolve_executable(self.executable), "-b", "-Y", str(ctx.inputs[0])]
-        if params.get("scene"):
-            argv += ["-S", str(params["scene"])]
+        if scene:
+            argv += ["-S", scene]
         argv += ["-E", str(params["engine"]), "--python-exit-code", "1"]
         suffix = ""
         tile = params.get("tile")
         if tile:
-            col, row, cols, rows = (int(v) for v in tile)
+            if not (isinstance(tile, list) and len(tile) == 4
+                    and all(isinstance(v, int) for v in tile)
+                    and 0 <= tile[0] < tile[2] <= 16 and 0 <= tile[1] < tile[3] <= 16):
+                raise UsageError(f"refused: tile {tile!r}")
+            col, row, cols, rows = tile
             suffix = f"_r{row}c{col}"
             argv += ["--python", str(script_path("tile_border.py"))]
         argv += ["-o", str(ctx.out_dir / f"frame_####{suffix}"), "-F", fmt, "-x", "1",

@@ -154,6 +154,7 @@ class Agent:
         try:
             reply.update(self._run(msg, run, job, task, attempt))
         except (Refused, AfarmError) as exc:
+            log.warning("task %s: refused or failed: %s", task, exc)
             reply["error"] = str(exc)
         except OSError as exc:
             reply["error"] = f"{exc.strerror or exc} ({exc.filename or 'work dir'})"

@@ -87,3 +87,15 @@ def test_a_file_that_is_not_a_blend_is_refused(tmp_path: Path) -> None:
     fake.write_bytes(b"#!/bin/sh\necho pwned\n")
     with pytest.raises(UsageError, match="not a .blend"):
         APP.check_inputs([fake])
+
+
+@pytest.mark.parametrize("bad", [
+    {"frames": ["1; rm -rf /"]}, {"frames": [-1]}, {"frames": [True]}, {"frames": []},
+    {"engine": "CYCLES --python-expr x"}, {"format": "PNG -P evil.py"},
+    {"scene": "-P"}, {"tile": [0, 0, 99, 1]}, {"tile": ["0", 0, 2, 2]},
+])
+def test_the_slave_side_argv_builder_refuses_malformed_parameters(tmp_path: Path,
+                                                                  bad: dict[str, object]) -> None:
+    params = {**APP.validate({"frames": "1"}, BLEND), **bad}
+    with pytest.raises(UsageError, match="refused"):
+        APP.argv("render", params, ctx(tmp_path))
