@@ -275,8 +275,9 @@ SSH_ORIGINAL_COMMAND="$*" PYTHONPATH={src} exec {python} -m afarm.slave.shell --
 @pytest.fixture
 def real_rsync(slave: dict[str, Any], tmp_path: Path) -> Iterator[dict[str, Any]]:
     # The shell runs in a child process: the fakes of `slave` do not reach it.
-    if not (shutil.which("rsync") and os.path.isfile("/usr/bin/rrsync")):
-        pytest.skip("needs rsync and /usr/bin/rrsync (Debian's rsync >= 3.2.4)")
+    # make test installs rsync; its absence is a broken set-up, not a reason to pass.
+    assert shutil.which("rsync") and os.path.isfile("/usr/bin/rrsync"), \
+        "needs rsync and /usr/bin/rrsync (Debian's rsync >= 3.2.4): run make deps-test"
     fake = tmp_path / "ssh"
     src = Path(shell.__file__).resolve().parents[2]
     fake.write_text(FAKE_SSH.format(src=src, python=sys.executable, conf=slave["conf"]))
