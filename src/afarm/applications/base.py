@@ -56,6 +56,22 @@ class Application(Protocol):
         """Why a finished process failed, from its exit code and output; None if it did not."""
         ...
 
+class ConfiguredApp:
+    """The keys every application definition has (application.spec); kinds add theirs."""
+
+    kind = ""
+
+    def __init__(self, name: str, conf: dict[str, Any]) -> None:
+        self.name = name
+        self.description = str(conf.get("description", ""))
+        self.executable = str(conf["executable"])
+        self.timeout = int(conf.get("timeout", 3600))
+        self.runs_on = str(conf.get("runs_on", "slave"))
+
+    def check_inputs(self, paths: list[Path]) -> None:
+        """Most kinds take their inputs as they come."""
+
+
 def script_path(name: str) -> Path:
     """A script afarm ships (the only kind Blender is allowed to run)."""
     return Path(str(resources.files("afarm.applications").joinpath("scripts", name)))

@@ -7,6 +7,7 @@ from typing import Any
 
 from afarm.applications.base import (
     Command,
+    ConfiguredApp,
     RunContext,
     check_keys,
     int_param,
@@ -36,15 +37,11 @@ def safe_stem(name: str) -> str:
     return stem[:100]
 
 
-class BlenderApp:
+class BlenderApp(ConfiguredApp):
     kind = "blender"
 
     def __init__(self, name: str, conf: dict[str, Any]) -> None:
-        self.name = name
-        self.description = str(conf.get("description", ""))
-        self.executable = str(conf["executable"])
-        self.timeout = int(conf.get("timeout", 3600))
-        self.runs_on = str(conf.get("runs_on", "slave"))
+        super().__init__(name, conf)
         self.engine = str(conf.get("engine", "CYCLES"))
         self.format = str(conf.get("format", "PNG"))
         self.followup = str(conf.get("followup_application", "ffmpeg"))

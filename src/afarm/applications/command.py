@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: MIT
 """command: any program over a list of items, the general-computing case."""
 
-from pathlib import Path
 from typing import Any
 
 from afarm.applications.base import (
     Command,
+    ConfiguredApp,
     RunContext,
     check_keys,
     int_param,
@@ -25,15 +25,11 @@ def item_stem(index: int) -> str:
     return f"item_{index:06d}"
 
 
-class CommandApp:
+class CommandApp(ConfiguredApp):
     kind = "command"
 
     def __init__(self, name: str, conf: dict[str, Any]) -> None:
-        self.name = name
-        self.description = str(conf.get("description", ""))
-        self.executable = str(conf["executable"])
-        self.timeout = int(conf.get("timeout", 3600))
-        self.runs_on = str(conf.get("runs_on", "slave"))
+        super().__init__(name, conf)
         self.template: list[str] = [str(a) for a in conf.get("argv", [])]
         self.capture_stdout = bool(conf.get("capture_stdout", True))
         if not any("{item}" in a for a in self.template):
@@ -83,9 +79,6 @@ class CommandApp:
                 arg = arg.replace(key, value)
             argv.append(arg)
         return argv
-
-    def check_inputs(self, paths: list[Path]) -> None:
-        pass
 
     def commands(self, kind: str, params: dict[str, Any], ctx: RunContext) -> list[Command]:
         return [Command(self.argv_for(int(i), str(item), ctx),

@@ -1,24 +1,16 @@
 # SPDX-License-Identifier: MIT
 """ffmpeg: the follow-ups that stitch tiles into a frame and encode frames into a video."""
 
-from pathlib import Path
 from typing import Any
 
-from afarm.applications.base import Command, RunContext, resolve_executable
+from afarm.applications.base import Command, ConfiguredApp, RunContext, resolve_executable
 from afarm.applications.stitch import encode_argv, stitch_argv
 from afarm.errors import UsageError
 from afarm.model.job import InputFile, TaskSpec
 
 
-class FfmpegApp:
+class FfmpegApp(ConfiguredApp):
     kind = "ffmpeg"
-
-    def __init__(self, name: str, conf: dict[str, Any]) -> None:
-        self.name = name
-        self.description = str(conf.get("description", ""))
-        self.executable = str(conf["executable"])
-        self.timeout = int(conf.get("timeout", 3600))
-        self.runs_on = str(conf.get("runs_on", "master"))
 
     def validate(self, params: dict[str, Any], files: list[InputFile]) -> dict[str, Any]:
         raise UsageError(f"{self.name!r} only runs follow-up tasks of other jobs;"
@@ -27,9 +19,6 @@ class FfmpegApp:
     def plan(self, job_name: str, params: dict[str, Any],
              files: list[InputFile]) -> list[TaskSpec]:
         return []
-
-    def check_inputs(self, paths: list[Path]) -> None:
-        pass
 
     def commands(self, kind: str, params: dict[str, Any], ctx: RunContext) -> list[Command]:
         return [Command(self._argv(kind, params, ctx))]

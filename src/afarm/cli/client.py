@@ -1,7 +1,6 @@
 # SPDX-License-Identifier: MIT
 """HTTP client of the job and results ports (stdlib only, so afarmctl starts fast)."""
 
-import hashlib
 import json
 import os
 import urllib.error
@@ -10,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from afarm.digest import sha256_file
 from afarm.errors import OperationFailed, UsageError
 
 DEFAULT_MASTER = "127.0.0.1:7731"
@@ -75,7 +75,7 @@ class Client:
 
     def upload(self, path: Path) -> str:
         """Send a file unless the master has it already; returns its sha256."""
-        sha = sha256_of(path)
+        sha = sha256_file(path)
         try:
             with self._request(f"{self.job_url}/api/v1/files/{sha}", "HEAD"):
                 return sha  # already there: nothing to send
@@ -114,11 +114,3 @@ class Client:
                 elif not line and data:
                     yield json.loads(data)
                     data = ""
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()

@@ -8,7 +8,6 @@ process it started, so a slave never keeps rendering for a master that is gone.
 """
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from typing import IO, Any
 from afarm import __version__
 from afarm.applications.base import Application, RunContext, plain_name
 from afarm.applications.registry import load_applications
+from afarm.digest import sha256_file
 from afarm.errors import AfarmError
 from afarm.images import verify_output
 
@@ -242,7 +242,7 @@ class Agent:
         ok_marker = self.work / "cache" / f"{sha}.ok"
         if not ok_marker.exists():
             # Checked once per file, not per task: a 200 MB file costs ~0.5 s to hash.
-            if _sha256(cached) != sha:
+            if sha256_file(cached) != sha:
                 cached.unlink()
                 raise Refused(f"input {name!r} arrived corrupted (sha256 mismatch); it will"
                               " be sent again")
@@ -337,14 +337,6 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def serve(name: str, work_dir: Path, applications_dir: Path) -> int:
