@@ -199,3 +199,34 @@ def _renders_under(base: Path) -> list[int]:
         if cmd and cmd[0].endswith(b"blender") and any(str(base).encode() in c for c in cmd):
             pids.append(int(entry.name))
     return [p for p in pids if p != os.getpid()]
+
+
+@pytest.fixture(scope="module")
+def factory_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Blender's own default scene, saved as is: Eevee, and Cycles denoising switched on."""
+    from tests.fixtures.blends import run_blender
+
+    dst = tmp_path_factory.mktemp("factory") / "default cube.blend"
+    cp = run_blender(["-b", "--factory-startup", "--python-expr",
+                      "import bpy; s = bpy.context.scene; s.render.resolution_x = 64;"
+                      " s.render.resolution_y = 36; s.cycles.samples = 2;"
+                      " s.eevee.taa_render_samples = 2;"
+                      f" bpy.ops.wm.save_as_mainfile(filepath={str(dst)!r})"])
+    assert cp.returncode == 0 and dst.is_file(), cp.stdout + cp.stderr
+    return dst
+
+
+def test_a_scene_renders_with_its_own_engine_unless_the_job_picks_one(
+        farm: MasterProcess, factory_scene: Path) -> None:
+    own = farm.submit(str(factory_scene), "--frames", "1")
+    assert farm.wait(own)["status"] == "completed", farm.ctl("logs", str(own)).stdout
+    assert "-E" not in farm.ctl("logs", str(own)).stdout.split("argv:")[1].split("\n")[0]
+    verify_output(farm.job_dir(own) / "out" / "frame_0001.png")
+
+
+def test_cycles_denoising_this_blender_lacks_renders_without_it_and_says_so(
+        farm: MasterProcess, factory_scene: Path) -> None:
+    job = farm.submit(str(factory_scene), "--frames", "1", "--engine", "CYCLES")
+    assert farm.wait(job)["status"] == "completed", farm.ctl("logs", str(job)).stdout
+    assert "without OpenImageDenoise" in farm.ctl("logs", str(job)).stdout
+    verify_output(farm.job_dir(job) / "out" / "frame_0001.png")

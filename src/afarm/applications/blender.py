@@ -42,7 +42,7 @@ class BlenderApp(ConfiguredApp):
 
     def __init__(self, name: str, conf: dict[str, Any]) -> None:
         super().__init__(name, conf)
-        self.engine = str(conf.get("engine", "CYCLES"))
+        self.engine = str(conf.get("engine", ""))
         self.format = str(conf.get("format", "PNG"))
         self.followup = str(conf.get("followup_application", "ffmpeg"))
 
@@ -60,8 +60,9 @@ class BlenderApp(ConfiguredApp):
                              " up; drop the negative frames")
         out: dict[str, Any] = {"frames": frames}
         out["chunk"] = int_param(params, "chunk", 1, 1, 100_000)
+        # No engine given: the file's own, as the artist set it up.
         engine = str(params.get("engine") or self.engine).upper()
-        if engine not in ENGINES:
+        if engine and engine not in ENGINES:
             raise UsageError(f"--engine {engine!r} is not one of {', '.join(ENGINES)}")
         out["engine"] = engine
         fmt = str(params.get("format") or self.format).upper()
@@ -153,7 +154,7 @@ class BlenderApp(ConfiguredApp):
         # Checked again here, on the slave: whoever sent the task, only these shapes of
         # argument ever reach Blender.
         fmt = params.get("format")
-        if fmt not in FORMATS or params.get("engine") not in ENGINES:
+        if fmt not in FORMATS or params.get("engine") not in ("", *ENGINES):
             raise UsageError(f"refused: format {fmt!r} / engine {params.get('engine')!r}")
         frames = params.get("frames")
         if not isinstance(frames, list) or not frames or not all(
@@ -169,7 +170,9 @@ class BlenderApp(ConfiguredApp):
         argv = [resolve_executable(self.executable), "-b", "-Y", str(ctx.inputs[0])]
         if scene:
             argv += ["-S", scene]
-        argv += ["-E", str(params["engine"]), "--python-exit-code", "1"]
+        if params["engine"]:
+            argv += ["-E", str(params["engine"])]
+        argv += ["--python-exit-code", "1", "--python", str(script_path("render_prep.py"))]
         suffix = ""
         tile = params.get("tile")
         if tile:

@@ -34,7 +34,8 @@ VERBS: tuple[Verb, ...] = (
           Arg(("--frames",), "frames: 1-240, 1,5,10-20 or 1-100x5 (every 5th)", {}),
           Arg(("--chunk",), "frames per task (default 1)", {"type": int}),
           Arg(("--tiles",), "split each frame into COLSxROWS tiles, e.g. 2x2", {}),
-          Arg(("--engine",), "CYCLES, BLENDER_EEVEE or BLENDER_WORKBENCH", {}),
+          Arg(("--engine",), "CYCLES, BLENDER_EEVEE or BLENDER_WORKBENCH (default: the"
+              " engine the file is set up with)", {}),
           Arg(("--format",), "PNG or OPEN_EXR", {}),
           Arg(("--encode",), "encode the frames into a video: mp4", {"choices": ["mp4"]}),
           Arg(("--fps",), "frames per second of the video (default 24)", {"type": int}),

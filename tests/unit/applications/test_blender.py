@@ -50,16 +50,26 @@ def test_argv_disables_autoexec_and_sets_output_before_frames(tmp_path: Path) ->
     argv = APP.argv("render", APP.plan("x", params, BLEND)[0].params, ctx(tmp_path))
     assert argv[:4] == ["/usr/bin/blender", "-b", "-Y", str(tmp_path / "in" / BLEND[0].name)]
     assert "-y" not in argv
-    assert argv.index("-E") < argv.index("-f")
+    assert argv.index("-E") < argv.index("--python") < argv.index("-f")
     assert argv.index("-o") < argv.index("-f") and argv.index("-F") < argv.index("-f")
     assert argv[argv.index("-f") + 1] == "1"
+
+
+def test_without_an_engine_the_files_own_is_used(tmp_path: Path) -> None:
+    app = BlenderApp("blender", {"executable": "blender"})
+    params = app.validate({"frames": "1"}, BLEND)
+    assert "-E" not in app.argv("render", params, ctx(tmp_path))
+    params = app.validate({"frames": "1", "engine": "cycles"}, BLEND)
+    argv = app.argv("render", params, ctx(tmp_path))
+    assert argv[argv.index("-E") + 1] == "CYCLES"
 
 
 def test_tile_argv_runs_only_afarms_own_script(tmp_path: Path) -> None:
     params = APP.validate({"frames": "2", "tiles": "2x1"}, BLEND)
     argv = APP.argv("render", APP.plan("x", params, BLEND)[1].params, ctx(tmp_path))
-    script = argv[argv.index("--python") + 1]
-    assert script.endswith("afarm/applications/scripts/tile_border.py")
+    scripts = [argv[i + 1] for i, a in enumerate(argv) if a == "--python"]
+    assert [Path(s).name for s in scripts] == ["render_prep.py", "tile_border.py"]
+    assert all(s.endswith(f"afarm/applications/scripts/{Path(s).name}") for s in scripts)
     assert argv[-5:] == ["--tile", "1", "0", "2", "1"]
     assert argv[argv.index("-o") + 1].endswith("frame_####_r0c1")
 
