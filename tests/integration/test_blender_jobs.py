@@ -230,3 +230,16 @@ def test_cycles_denoising_this_blender_lacks_renders_without_it_and_says_so(
     assert farm.wait(job)["status"] == "completed", farm.ctl("logs", str(job)).stdout
     assert "without OpenImageDenoise" in farm.ctl("logs", str(job)).stdout
     verify_output(farm.job_dir(job) / "out" / "frame_0001.png")
+
+
+def test_a_compressed_blend_is_accepted_and_renders(farm: MasterProcess, scene: Path,
+                                                    tmp_path: Path) -> None:
+    from tests.fixtures.blends import run_blender
+
+    packed = tmp_path / "compressed.blend"
+    cp = run_blender(["-b", "-Y", str(scene), "--python-expr",
+                      f"import bpy; bpy.ops.wm.save_as_mainfile(filepath={str(packed)!r},"
+                      " compress=True)"])
+    assert cp.returncode == 0 and packed.read_bytes()[:4] == b"\x28\xb5\x2f\xfd", cp.stdout
+    job = farm.submit(str(packed), "--frames", "2")
+    assert farm.wait(job)["status"] == "completed"
