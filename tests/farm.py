@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """A real afarm-master with local slaves in a temporary directory, for integration tests."""
 
+import json
 import os
 import shutil
 import signal
@@ -101,8 +102,6 @@ class MasterProcess:
     def submit(self, *args: str) -> int:
         cp = self.ctl("--json", "submit", *args)
         assert cp.returncode == 0, cp.stderr
-        import json
-
         return int(json.loads(cp.stdout)["id"])
 
     def wait(self, job_id: int, timeout: float = 600) -> dict[str, Any]:
