@@ -222,6 +222,10 @@ def test_exec_in_namespace(testnet: TestNet) -> None:
         testnet.exec(h, "id")
     # A background process started there is killed by a crash like everything else.
     p = testnet.popen(h, ["sleep", "60"])
+    # nsenter enters the namespace a moment after fork: until then the pid is not there.
+    deadline = time.monotonic() + 5
+    while p.pid not in testnet.pids(h) and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert p.pid in testnet.pids(h)
 
 
