@@ -137,3 +137,22 @@ def test_the_store_is_real_sqlite_with_every_task(farm: MasterProcess) -> None:
     rows = db.execute("SELECT status, COUNT(*) FROM tasks WHERE job_id=? GROUP BY status",
                       (job,)).fetchall()
     assert rows == [("completed", 50)]
+
+
+def test_actions_that_do_not_apply_to_a_job_are_refused_with_its_status(
+        farm: MasterProcess) -> None:
+    job = farm.submit("--app", "factor", "--items", "6")
+    farm.wait(job)
+    for verb in ("cancel", "pause", "resume", "requeue"):
+        cp = farm.ctl(verb, str(job))
+        assert cp.returncode == 1 and f"job {job} is completed" in cp.stderr, cp.stderr
+    assert farm.client.get(f"/api/v1/jobs/{job}")["status"] == "completed"
+
+
+def test_a_failed_job_can_be_requeued_and_runs_again(farm: MasterProcess) -> None:
+    job = farm.submit("--app", "fail", "--items", "x")
+    assert farm.wait(job)["status"] == "failed"
+    assert farm.ctl("requeue", str(job)).returncode == 0
+    assert farm.wait(job)["status"] == "failed"
+    task = farm.client.get(f"/api/v1/jobs/{job}")["tasks"][0]
+    assert task["attempt"] == 4  # two slaves tried it before and again after the requeue

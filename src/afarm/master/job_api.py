@@ -5,13 +5,21 @@ from typing import Any
 
 from aiohttp import web
 
-from afarm.errors import UsageError
+from afarm.errors import IllegalTransition, UsageError
 from afarm.master.farm import Farm
 from afarm.master.files import check_sha
 from afarm.master.http_util import int_arg, job_json, job_or_404
 from afarm.model.job import JobSpec
+from afarm.model.status import JobStatus
 
 ACTIONS = ("cancel", "pause", "resume", "requeue")
+# The job statuses each action may start from; anything else is a conflict, not a no-op.
+ALLOWED = {
+    "cancel": {JobStatus.QUEUED, JobStatus.ACTIVE, JobStatus.PAUSED},
+    "pause": {JobStatus.QUEUED, JobStatus.ACTIVE},
+    "resume": {JobStatus.PAUSED},
+    "requeue": {JobStatus.FAILED, JobStatus.CANCELED},
+}
 
 
 def routes(farm: Farm, max_upload: int) -> list[web.RouteDef]:
@@ -75,8 +83,12 @@ def routes(farm: Farm, max_upload: int) -> list[web.RouteDef]:
 
     async def action(request: web.Request) -> web.Response:
         job_id = int_arg(request, "job")
-        job_or_404(farm.store, job_id)
+        job = job_or_404(farm.store, job_id)
         what = request.match_info["action"]
+        if what in ALLOWED and job.status not in ALLOWED[what]:
+            raise IllegalTransition(
+                f"job {job_id} is {job.status}; {what} applies to "
+                + " or ".join(sorted(s.value for s in ALLOWED[what])) + " jobs")
         if what == "cancel":
             farm.cancel_job(job_id)
         elif what == "pause":
