@@ -52,7 +52,8 @@ def submission(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
     if args.file is not None:
         path = Path(args.file)
         if not path.is_file():
-            raise UsageError(f"{args.file}: no such file; give the path of the input file")
+            what = "is a directory" if path.is_dir() else "no such file"
+            raise UsageError(f"{args.file}: {what}; give the path of the input file")
     request: dict[str, Any] = {
         "name": args.name or (path.name if path else args.app),
         "application": args.app, "params": params}
@@ -144,6 +145,10 @@ def fetch(client: Client, job_id: int, output: Path) -> list[Path]:
     output.mkdir(parents=True, exist_ok=True)
     paths = []
     for rel in job["outputs"]:
+        parts = Path(rel).parts
+        if not parts or Path(rel).is_absolute() or any(p in ("..", ".") for p in parts):
+            raise OperationFailed(f"the master listed an output {rel!r} outside the job;"
+                                  " refusing to write it")
         dst = output / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         client.download(f"/api/v1/jobs/{job_id}/outputs/{rel}", dst)
