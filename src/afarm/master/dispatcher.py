@@ -66,17 +66,29 @@ class Dispatcher:
                 delay = 1.0
                 await self._disconnected()
             except AuthFailure as exc:
+                await self._drop_channel()
                 self._set_state("refused", str(exc))
                 delay = 60.0  # a bad key or host key does not fix itself quickly
             except (TimeoutError, TransportError, OSError, SlaveGone) as exc:
+                await self._drop_channel()
                 self._set_state("unreachable", str(exc) or type(exc).__name__)
             if self._stopping:
                 break
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
+    async def _drop_channel(self) -> None:
+        """Forget a half-opened channel (say, no hello came back) and close it."""
+        self._generation += 1
+        channel, self.channel = self.channel, None
+        if channel is not None:
+            await asyncio.to_thread(channel.close)
+
     async def connect(self) -> None:
-        self._set_state("connecting")
+        if self.state == "offline":
+            # Only the first attempt is news; retries of an unreachable slave would fill
+            # the event log with connecting/unreachable pairs.
+            self._set_state("connecting")
         channel = await asyncio.to_thread(self.transport.open_channel)
         self.channel = channel
         self._generation += 1
