@@ -206,6 +206,7 @@ class Dispatcher:
             # transfer): count it against this slave so the task moves on to another.
             self.farm.fail(task, attempt, self.name, str(exc))
         finally:
+            self.farm.discard_partials(task, attempt)
             self.running.pop(task.id, None)
             if self.state == "busy":
                 self._set_state("online")

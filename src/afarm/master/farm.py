@@ -184,6 +184,12 @@ class Farm:
             jobdir.publish(partial, rel)
         self.store.complete_task(task, attempt)
 
+    def discard_partials(self, task: Task, attempt: int) -> None:
+        """Whatever of this attempt is still in .partial/ was not published: remove it."""
+        jobdir = JobDir(self.jobs_root, task.job_id)
+        for p in jobdir.partial.glob(f"*.{task.id}-{attempt}"):
+            p.unlink(missing_ok=True)
+
     def fail(self, task: Task, attempt: int, slave: str | None, reason: str) -> None:
         eligible = set(self.dispatchers) if slave != "master" else set()
         new = self.store.fail_task(task, attempt, None if slave == "master" else slave,

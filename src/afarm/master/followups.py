@@ -55,6 +55,7 @@ class FollowupRunner:
             farm.store.requeue_task(task, attempt, "master is stopping")
             raise
         finally:
+            farm.discard_partials(task, attempt)
             self.running.pop(task.id, None)
             farm.wake()
 
