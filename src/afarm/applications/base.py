@@ -102,6 +102,15 @@ def plain_name(name: str, what: str) -> str:
     return name
 
 
+def relative_name(name: str, what: str) -> str:
+    """A relative path of plain names (textures/wood.png): it stays inside any directory."""
+    if not name or name.startswith("/") or len(name.encode()) > 1024:
+        raise UsageError(f"{what} {name!r} must be a relative path inside the job")
+    for part in name.split("/"):
+        plain_name(part, what)
+    return name
+
+
 def int_param(params: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
     value = params.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | str):

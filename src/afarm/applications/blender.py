@@ -49,9 +49,11 @@ class BlenderApp(ConfiguredApp):
     # -- on the master ------------------------------------------------------------------
     def validate(self, params: dict[str, Any], files: list[InputFile]) -> dict[str, Any]:
         check_keys(params, PARAMS, self.name)
-        if len(files) != 1 or not files[0].name.lower().endswith(".blend"):
-            raise UsageError(f"application {self.name!r} renders exactly one .blend file;"
-                             " give the path of a .blend")
+        # The first file is the scene; the others (textures, linked libraries, caches) sit
+        # beside it at the paths the scene refers to as //relative/paths.
+        if not files or "/" in files[0].name or not files[0].name.lower().endswith(".blend"):
+            raise UsageError(f"application {self.name!r} renders a .blend file;"
+                             " give the path of a .blend first")
         if "frames" not in params:
             raise UsageError("--frames is required for Blender jobs, e.g. --frames 1-240")
         frames = parse_frames(str(params["frames"]))
@@ -149,7 +151,7 @@ class BlenderApp(ConfiguredApp):
         return [Command(self.argv(kind, params, ctx))]
 
     def argv(self, kind: str, params: dict[str, Any], ctx: RunContext) -> list[str]:
-        if kind != "render" or len(ctx.inputs) != 1:
+        if kind != "render" or not ctx.inputs:
             raise UsageError(f"{self.name} runs render tasks of one .blend, not {kind!r}")
         # Checked again here, on the slave: whoever sent the task, only these shapes of
         # argument ever reach Blender.

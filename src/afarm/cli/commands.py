@@ -20,6 +20,26 @@ def _print(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, indent=2) if args.json else text)
 
 
+def extra_inputs(main: Path, extra: list[str]) -> list[tuple[str, Path]]:
+    """(name relative to FILE's directory, path) of each --with file, directories walked."""
+    base = main.resolve().parent
+    found: dict[str, Path] = {}
+    for given in extra:
+        path = Path(given)
+        if not path.exists():
+            raise UsageError(f"--with {given}: no such file or directory")
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            real = f.resolve()
+            if not real.is_relative_to(base):
+                raise UsageError(f"--with {given}: {f} is not beside {main.name} (in"
+                                 f" {base}); the slave finds it at the same relative path,"
+                                 " so it must be inside that directory")
+            found[str(real.relative_to(base))] = real
+    found.pop(main.name, None)
+    return sorted(found.items())
+
+
 def submission(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
     """The job request, checked as far as the client can before anything is sent."""
     params: dict[str, Any] = {}
@@ -49,6 +69,8 @@ def submission(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
             raise UsageError(f"--items-file {args.items_file}: {exc.strerror}") from None
         params["items"] = [ln for ln in text.splitlines() if ln.strip()]
     path = None
+    if args.extra and args.file is None:
+        raise UsageError("--with needs FILE: the extra inputs sit beside it")
     if args.file is not None:
         path = Path(args.file)
         if not path.is_file():
@@ -67,10 +89,11 @@ def submission(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
 def cmd_submit(args: argparse.Namespace, client: Client) -> int:
     request, path = submission(args)
     if path is not None:
+        inputs = [(path.name, path), *extra_inputs(path, args.extra)]
         # A dry run first, so a typo in --frames never costs a multi-GB upload.
-        request["files"] = [{"name": path.name, "sha256": "0" * 64}]
+        request["files"] = [{"name": name, "sha256": "0" * 64} for name, _ in inputs]
         client.post("/api/v1/jobs?dry_run=1", request)
-        request["files"] = [{"name": path.name, "sha256": client.upload(path)}]
+        request["files"] = [{"name": name, "sha256": client.upload(p)} for name, p in inputs]
     job = client.post("/api/v1/jobs", request)
     _print(args, job, f"job {job['id']} accepted: {job['progress']['tasks']} tasks"
                       + (f", {job['progress']['frames_total']} frames"

@@ -29,6 +29,10 @@ VERBS: tuple[Verb, ...] = (
          "Blender jobs render FILE.blend with scripts in the file disabled; command "
          "applications run once per item.",
          (Arg(("file",), "the input file (a .blend for Blender jobs)", {"nargs": "?"}),
+          Arg(("--with",), "another input the job needs (a texture, a linked .blend, a"
+              " directory of them), given beside FILE: it reaches the slave at the same path"
+              " relative to FILE; repeat for more", {"action": "append", "default": [],
+                                                      "dest": "extra", "metavar": "PATH"}),
           Arg(("--app",), "application name (default: blender)", {"default": "blender"}),
           Arg(("--name",), "job name (default: the file name)", {}),
           Arg(("--frames",), "frames: 1-240, 1,5,10-20 or 1-100x5 (every 5th)", {}),

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from afarm.applications.base import Application, plain_name
+from afarm.applications.base import Application, relative_name
 from afarm.errors import UsageError
 from afarm.master.dispatcher import Dispatcher
 from afarm.master.files import FileStore, JobDir, check_sha
@@ -132,7 +132,7 @@ class Farm:
             if not isinstance(f, dict):
                 raise UsageError("files must be a list of {name, sha256}")
             sha = check_sha(str(f.get("sha256", "")))
-            name = plain_name(str(f.get("name", "")), "input file name")
+            name = relative_name(str(f.get("name", "")), "input file name")
             path = self.files.path(sha)
             out.append(InputFile(name, sha, path.stat().st_size if path.is_file() else 0))
         if len({f.name for f in out}) != len(out):

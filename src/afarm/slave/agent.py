@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from afarm import __version__
-from afarm.applications.base import Application, RunContext, plain_name
+from afarm.applications.base import Application, RunContext, plain_name, relative_name
 from afarm.applications.registry import load_applications
 from afarm.digest import sha256_file
 from afarm.errors import AfarmError
@@ -232,7 +232,7 @@ class Agent:
     def _link_input(self, spec: Any, in_dir: Path) -> Path:
         if not isinstance(spec, dict):
             raise Refused("run: each input must be an object with name and sha256")
-        name = plain_name(str(spec.get("name", "")), "input")
+        name = relative_name(str(spec.get("name", "")), "input")
         sha = str(spec.get("sha256", ""))
         if not _SHA.match(sha):
             raise Refused(f"run: input {name!r} has no valid sha256")
@@ -248,6 +248,7 @@ class Agent:
                               " be sent again")
             ok_marker.touch()
         target = in_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(cached, target)
         except OSError:

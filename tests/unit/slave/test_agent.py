@@ -100,6 +100,8 @@ def test_a_corrupted_cache_file_is_refused_and_removed(agent: AgentProcess) -> N
 @pytest.mark.parametrize(("patch", "needle"), [
     ({"app": "rm"}, "not defined"),
     ({"inputs": [{"name": "../../etc/passwd", "sha256": "0" * 64}]}, "plain file name"),
+    ({"inputs": [{"name": "/etc/passwd", "sha256": "0" * 64}]}, "relative path"),
+    ({"inputs": [{"name": "a//b", "sha256": "0" * 64}]}, "plain file name"),
     ({"inputs": [{"name": "a", "sha256": "xyz"}]}, "sha256"),
     ({"outputs": ["../x"]}, "plain file name"),
 ])
@@ -143,3 +145,14 @@ def test_when_the_master_goes_away_the_agent_stops_its_processes(agent: AgentPro
     left = subprocess.run(["pgrep", "-f", "^/bin/sleep 30$"], capture_output=True, text=True,
                           check=False)
     assert left.stdout == ""
+
+
+def test_inputs_keep_their_relative_paths(agent: AgentProcess) -> None:
+    sha = put(agent, b"tex")
+    main = put(agent, b"main")
+    agent.send(run_msg(9, "echo", [[1, "x"]], inputs=[
+        {"name": "scene.blend", "sha256": main}, {"name": "tex/wood.png", "sha256": sha}]))
+    done = agent.until("done")
+    assert done["error"] is None, done
+    task_dir = agent.work / done["out_dir"] / ".."
+    assert (task_dir / "in" / "tex" / "wood.png").read_bytes() == b"tex"
