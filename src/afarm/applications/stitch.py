@@ -87,9 +87,10 @@ def stitch_argv(
     if pix_fmt is not None:
         argv += ["-pix_fmt", pix_fmt]
     # -update 1 writes exactly the named file (no pattern expansion of the output name).
-    # -y: the output is a fresh path in the task's scratch directory, never a user's file;
-    # without it a leftover from a retried attempt would make ffmpeg stop at a prompt.
-    argv += ["-frames:v", "1", "-update", "1", "-y", output]
+    # No -y: the output is a fresh path in a scratch directory made anew for every
+    # attempt, so nothing is ever overwritten; with -nostdin an existing file would be an
+    # error, not a prompt.
+    argv += ["-frames:v", "1", "-update", "1", output]
     return argv
 
 
@@ -117,6 +118,6 @@ def encode_argv(ffmpeg: str, pattern: str, start_number: int, fps: int, output: 
         "-c:v", "libx264", "-pix_fmt", "yuv420p",
         # The index goes first so the web page can start playing before the whole file loads.
         "-movflags", "+faststart",
-        # -y: as in stitch_argv, the output is a fresh scratch path.
-        "-y", output,
+        # No -y, as in stitch_argv: the output is a fresh scratch path.
+        output,
     ]
