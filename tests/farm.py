@@ -74,6 +74,7 @@ class MasterProcess:
             except Exception:
                 pass
             time.sleep(0.05)
+        self.stop()  # the caller never gets a fixture to tear down: stop it here
         raise RuntimeError(f"master did not come up:\n{self.logtext()}")
 
     def logtext(self) -> str:
