@@ -18,7 +18,7 @@ import pytest
 from afarm import __version__
 from afarm.transport.base import AuthFailure, CommandTimedOut, HostUnreachable, TransportError
 from afarm.transport.rsync import PARTIAL_DIR, control_path
-from afarm.transport.ssh import SSHTransport
+from afarm.transport.ssh import SSHChannel, SSHTransport
 from tests.system.test_slave_shell_ssh import install_shell, target_for, transport_for
 from tests.system.testnet import TestNet
 
@@ -284,17 +284,23 @@ def test_a_key_the_slave_does_not_know_is_auth_failure(net: TestNet, tmp_path: P
         t.close()
 
 
-def test_crash_ends_the_channel_and_the_transport_reconnects(
-        transports: Callable[..., SSHTransport], net: TestNet, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    h = net[3]
-    t = transports(3, connect_timeout=2)
+def _blocked_reader(t: SSHTransport) -> tuple[SSHChannel, list[object], threading.Thread]:
+    """A live channel with a thread blocked in recv(); what recv() returns lands in the list."""
     ch = t.open_channel()
     ch.send({"op": "hello", "id": 1})
     assert ch.recv() is not None
     got: list[object] = []
     reader = threading.Thread(target=lambda: got.append(ch.recv()), daemon=True)
     reader.start()
+    return ch, got, reader
+
+
+def test_crash_ends_the_channel_and_the_transport_reconnects(
+        transports: Callable[..., SSHTransport], net: TestNet, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    h = net[3]
+    t = transports(3, connect_timeout=2)
+    ch, got, reader = _blocked_reader(t)
     try:
         net.crash(h)
         t0 = time.monotonic()
@@ -327,12 +333,7 @@ def test_a_cut_link_is_noticed_within_seconds(transports: Callable[..., SSHTrans
                                               capsys: pytest.CaptureFixture[str]) -> None:
     h = net[2]
     t = transports(2, connect_timeout=2)
-    ch = t.open_channel()
-    ch.send({"op": "hello", "id": 1})
-    assert ch.recv() is not None
-    got: list[object] = []
-    reader = threading.Thread(target=lambda: got.append(ch.recv()), daemon=True)
-    reader.start()
+    ch, got, reader = _blocked_reader(t)
     try:
         net.cut(h)
         t0 = time.monotonic()
