@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from afarm.images import image_size, verify_output
+from afarm.runner.verify import image_size, verify_output
 from tests.farm import MasterProcess
 from tests.fixtures.blends import make_autorun_blend, make_broken_blend, make_scene
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from afarm.applications.stitch import stitch_argv
-from afarm.images import image_size, verify_output
+from afarm.runner.verify import image_size, verify_output
 from tests.fixtures.blends import (
     DEMO_SCENE,
     TILE_BORDER,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from afarm.images import verify_output
+from afarm.runner.verify import verify_output
 from tests.farm import MasterProcess
 from tests.fixtures.blends import make_scene
 from tests.system.test_slave_shell_ssh import install_shell

@@ -79,6 +79,8 @@ def submission(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
     request: dict[str, Any] = {
         "name": args.name or (path.name if path else args.app),
         "application": args.app, "params": params}
+    if args.require_tags:
+        request["require_tags"] = args.require_tags
     if args.priority is not None:
         request["priority"] = args.priority
     if args.timeout is not None:
@@ -125,6 +127,10 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
         lines.append(f"frames: {p['frames_done']}/{p['frames_total']}")
     if job.get("blocklist"):
         lines.append("blocklisted slaves: " + ", ".join(job["blocklist"]))
+    if job.get("tags"):
+        lines.append("requires tags: " + ", ".join(job["tags"]))
+    for w in job.get("warnings", []):
+        lines.append(f"warning: {w}")
     for t in job["tasks"]:
         where = f" on {t['slave']}" if t["slave"] else ""
         err = f"  ({t['error']})" if t["error"] and t["status"] != "completed" else ""
@@ -220,6 +226,20 @@ def cmd_demo(args: argparse.Namespace, client: Client) -> int:
     return run_demo(args)
 
 
+def cmd_gc(args: argparse.Namespace, client: Client) -> int:
+    body: dict[str, Any] = {}
+    if args.older_than is not None:
+        if args.older_than < 0:
+            raise UsageError("--older-than must be 0 or more days")
+        body["older_than_days"] = args.older_than
+    result = client.post("/api/v1/gc", body)
+    _print(args, result, f"removed {result['files_removed']} unreferenced uploads"
+                         f" ({result['bytes_freed']} bytes); slaves cleaned: "
+                         + (", ".join(f"{k} ({v} dirs)" for k, v in result["slaves"].items())
+                            or "none online"))
+    return 0
+
+
 def cmd_slave(args: argparse.Namespace, client: Client) -> int:
     answer = client.post("/api/v1/enroll-tokens", {"ttl": args.ttl})
     _print(args, answer, f"one-time token, valid {args.ttl} s: {answer['token']}\n"
@@ -231,5 +251,5 @@ HANDLERS = {
     "submit": cmd_submit, "jobs": cmd_jobs, "status": cmd_status, "wait": cmd_wait,
     "fetch": cmd_fetch, "cancel": _action("cancel"), "pause": _action("pause"),
     "resume": _action("resume"), "requeue": _action("requeue"), "logs": cmd_logs,
-    "slaves": cmd_slaves, "slave": cmd_slave, "demo": cmd_demo,
+    "slaves": cmd_slaves, "slave": cmd_slave, "gc": cmd_gc, "demo": cmd_demo,
 }

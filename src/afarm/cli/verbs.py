@@ -49,6 +49,9 @@ VERBS: tuple[Verb, ...] = (
           Arg(("--priority",), "0 to 100, higher runs first (default 50)", {"type": int}),
           Arg(("--timeout",), "seconds a task may run (default: the application's)",
               {"type": int}),
+          Arg(("--require-tag",), "only slaves with this tag (see tags in a slave's"
+              " definition) may take the job's tasks; repeat for more",
+              {"action": "append", "default": [], "dest": "require_tags", "metavar": "TAG"}),
           Arg(("--wait",), "wait for the job and show its progress",
               {"action": "store_true"})),
          "afarmctl submit shot.blend --frames 1-240 --chunk 4 --encode mp4"),
@@ -82,6 +85,12 @@ VERBS: tuple[Verb, ...] = (
           Arg(("--ttl",), "seconds the token stays valid, 60 to 604800 (default 3600)",
               {"type": int, "default": 3600})),
          "afarmctl --master farm.example.org slave token"),
+    Verb("gc", "collect garbage now",
+         "Delete uploaded files no job refers to once they are older than"
+         " [master] file_retention_days (--older-than overrides), and tell every online slave"
+         " to remove the task directories of finished jobs and trim its input cache.",
+         (Arg(("--older-than",), "days an unreferenced upload is kept (default: the"
+              " master's file_retention_days)", {"type": float}),)),
     Verb("demo", "render a demo on an embedded local farm",
          "Start a master with local slaves on loopback, make an animated scene with Blender,"
          " render it, encode an mp4, and print where the frames and the video are. Stops"

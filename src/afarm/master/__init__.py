@@ -1,2 +1,2 @@
 # SPDX-License-Identifier: MIT
-"""The master daemon: the job port, the results port, the scheduler and its dispatchers."""
+"""The master daemon: the job port, the results port, the scheduler and the slaves' links."""

@@ -17,10 +17,9 @@ from afarm.applications.registry import load_applications
 from afarm.config.loader import load
 from afarm.errors import AfarmError, ConfigError
 from afarm.master import auth, enroll, job_api, results_api
-from afarm.master.dispatcher import Dispatcher
 from afarm.master.farm import Farm
 from afarm.master.http_util import errors
-from afarm.master.slaves import slave_definitions, transport_for
+from afarm.master.slaves.definitions import slave_definitions, transport_for
 from afarm.transport.local import LocalTransport
 
 log = logging.getLogger("afarm.master")
@@ -49,15 +48,16 @@ def build_farm(cfg: dict[str, Any]) -> Farm:
     apps = load_applications(apps_dir)
     farm = Farm(state, apps, slave_failures_per_job=sched["slave_failures_per_job"],
                 slaves_per_task=sched["slaves_per_task"], task_timeout=sched["task_timeout"],
-                followup_workers=sched["followup_workers"])
+                followup_workers=sched["followup_workers"],
+                file_retention=m["file_retention_days"] * 86400.0)
     local = cfg["local_slaves"]
     for i in range(1, local["count"] + 1):
         name = f"local-{i}"
         t = LocalTransport(name, Path(local["work_dir"]) / name, apps_dir)
-        farm.add_slave(Dispatcher(farm, name, t, local["slots"]))
+        farm.add_slave(farm.link(name, t, local["slots"], local["tags"]))
     for name, conf in cfg["slaves"].items():
-        farm.add_slave(Dispatcher(farm, name, transport_for(name, conf, state),
-                                  conf["slots"], conf["tags"]))
+        farm.add_slave(farm.link(name, transport_for(name, conf, state), conf["slots"],
+                                 conf["tags"]))
     return farm
 
 

@@ -230,19 +230,18 @@ def _refused(status: int, message: str) -> web.Response:
 
 
 def attach(farm: Farm, state_dir: Path) -> OnEnrolled:
-    """The default ``on_enrolled``: replace or add the slave's dispatcher in the farm.
+    """The default ``on_enrolled``: replace or add the slave's link in the farm.
 
-    The farm must start the dispatcher's connection loop when it is already running
+    The farm must start the link's connection loop when it is already running
     (``Farm.add_slave`` after ``Farm.start``)."""
     async def on_enrolled(name: str, conf: dict[str, Any]) -> None:
-        from afarm.master.dispatcher import Dispatcher
-        from afarm.master.slaves import transport_for
+        from afarm.master.slaves.definitions import transport_for
 
         old = farm.dispatchers.get(name)
         if old is not None:
             await old.stop()
-        farm.add_slave(Dispatcher(farm, name, transport_for(name, conf, state_dir),
-                                  conf["slots"], conf["tags"]))
+        farm.add_slave(farm.link(name, transport_for(name, conf, state_dir),
+                                 conf["slots"], conf["tags"]))
         farm.wake()
 
     return on_enrolled

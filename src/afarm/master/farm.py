@@ -1,5 +1,10 @@
 # SPDX-License-Identifier: MIT
-"""The farm: the store, the slaves' dispatchers and the event-driven scheduler between them."""
+"""The farm as the HTTP handlers see it: submit, control and inspect jobs and slaves.
+
+It wires the store, the file store, the results and the scheduler together and is the one
+service the job and results ports call; scheduling itself lives in master/scheduling/,
+slaves in master/slaves/.
+"""
 
 import asyncio
 import logging
@@ -10,98 +15,112 @@ from typing import Any
 
 from afarm.applications.base import Application, relative_name
 from afarm.errors import UsageError
-from afarm.master.dispatcher import Dispatcher
 from afarm.master.files import FileStore, JobDir, check_sha
-from afarm.master.followups import FollowupRunner
-from afarm.model.job import InputFile, JobSpec, Task
+from afarm.master.results import Results
+from afarm.master.scheduling.scheduler import Scheduler
+from afarm.master.slaves.link import SlaveLink
+from afarm.master.slaves.master_runner import MasterRunner
+from afarm.model.job import InputFile, Job, JobSpec, Task
+from afarm.model.policy import FailurePolicy
+from afarm.protocol.messages import Progress
 from afarm.store.db import Store
 
 log = logging.getLogger(__name__)
 Listener = Callable[[dict[str, Any]], None]
+PLAN_CHUNK = 5000  # tasks written per transaction of a large submission
+GC_DEBOUNCE = 5.0  # seconds between garbage collections on the slaves
 
 
 class Farm:
     def __init__(self, state_dir: Path, applications: dict[str, Application], *,
                  slave_failures_per_job: int = 3, slaves_per_task: int = 3,
-                 task_timeout: int = 3600, followup_workers: int = 1) -> None:
+                 task_timeout: int = 3600, followup_workers: int = 1,
+                 file_retention: float = 7 * 86400,
+                 clock: Callable[[], float] = time.time) -> None:
         self.state_dir = state_dir
         self.apps = applications
+        self.clock = clock
         self.listeners: list[Listener] = []
         self.store = Store(state_dir / "afarm.db", on_event=self._broadcast)
         self.files = FileStore(state_dir / "files")
         self.jobs_root = state_dir / "jobs"
         self.jobs_root.mkdir(parents=True, exist_ok=True)
-        self.policy = {"slave_failures_per_job": slave_failures_per_job,
-                       "slaves_per_task": slaves_per_task}
         self.task_timeout = task_timeout
-        self.dispatchers: dict[str, Dispatcher] = {}
-        self.followups = FollowupRunner(self, followup_workers)
+        self.file_retention = file_retention
+        self.results = Results(self.jobs_root)
+        self.scheduler = Scheduler(self.store, self.results,
+                                   FailurePolicy(slave_failures_per_job, slaves_per_task),
+                                   self._timeout_of)
+        self.scheduler.master = MasterRunner(applications, followup_workers, self.files,
+                                             self.results.scratch, self.results.published)
         self.bytes_sent: dict[str, int] = {}
-        self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
+        self._gc_due: asyncio.TimerHandle | None = None
+
+    @property
+    def dispatchers(self) -> dict[str, SlaveLink]:
+        """The slaves' links by name (the results port lists them)."""
+        return self.scheduler.places  # type: ignore[return-value]
 
     # -- life cycle -----------------------------------------------------------------------
-    def add_slave(self, dispatcher: Dispatcher) -> None:
-        self.dispatchers[dispatcher.name] = dispatcher
+    def link(self, name: str, transport: Any, slots: int,
+             tags: list[str] | None = None) -> SlaveLink:
+        return SlaveLink(name, transport, slots, self, self.files, tags=tags)
+
+    def add_slave(self, link: SlaveLink) -> None:
+        self.scheduler.places[link.name] = link
         if self._started:  # enrolled while running: connect now, not at the next start
-            self._tasks.append(asyncio.create_task(dispatcher.keep_connected()))
+            self._tasks.append(asyncio.create_task(link.keep_connected()))
             self.wake()
 
     async def start(self) -> None:
+        dropped = self.store.drop_unfinished_submissions()
+        if dropped:
+            log.info("removed %d submissions the master never finished accepting", dropped)
         n = self.store.recover_active()
         if n:
             log.info("requeued %d tasks that were active when the master stopped", n)
         # Whatever is in a .partial dir now belongs to an attempt that died with the master.
         for partial in self.jobs_root.glob("*/.partial/*"):
             partial.unlink(missing_ok=True)
+        self.scheduler.load()
         self._started = True
-        for d in self.dispatchers.values():
-            self._tasks.append(asyncio.create_task(d.keep_connected()))
-        self._tasks.append(asyncio.create_task(self._schedule_loop()))
-        self.wake()
+        for link in self.scheduler.places.values():
+            self._tasks.append(asyncio.create_task(link.keep_connected()))  # type: ignore
+        self.scheduler.start()
 
     async def stop(self) -> None:
+        if self._gc_due is not None:
+            self._gc_due.cancel()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.gather(*(d.stop() for d in self.dispatchers.values()),
+        await self.scheduler.stop()
+        await asyncio.gather(*(p.stop() for p in self.scheduler.all_places()),
                              return_exceptions=True)
-        await self.followups.stop()
         self.store.close()
 
     def wake(self) -> None:
-        self._wake.set()
+        self.scheduler.wake()
 
-    async def _schedule_loop(self) -> None:
-        # No polling interval: a new job, a finished task or a slave coming online sets the
-        # event, and one pass hands out every task that can run now.
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                self.dispatch_ready()
-            except Exception:
-                log.exception("scheduler pass failed")
+    # -- LinkHooks ------------------------------------------------------------------------
+    def slave_state(self, name: str, state: str, error: str | None,
+                    info: dict[str, Any] | None) -> None:
+        self.store.set_slave(name, state, error, info)
 
-    def dispatch_ready(self) -> None:
-        for d in sorted(self.dispatchers.values(), key=lambda d: (-d.free_slots, d.name)):
-            while d.free_slots > 0:
-                task = self.store.next_task("slave", d.name)
-                if task is None:
-                    break
-                attempt = self.store.start_task(task, d.name)
-                d.launch(task, attempt)
-        while self.followups.free_slots > 0:
-            task = self.store.next_task("master")
-            if task is None:
-                break
-            attempt = self.store.start_task(task, "master")
-            self.followups.launch(task, attempt)
+    def slave_ready(self, name: str) -> None:
+        self.wake()
+
+    def progress(self, name: str, msg: Progress) -> None:
+        self._broadcast({"kind": "frame-saved", "slave": name, "task": msg.task,
+                         "file": msg.saved, "at": self.clock()})
+
+    def count_bytes(self, name: str, n: int) -> None:
+        self.bytes_sent[name] = self.bytes_sent.get(name, 0) + n
 
     # -- jobs -----------------------------------------------------------------------------
-    def submit(self, spec: JobSpec, dry_run: bool = False) -> int:
-        """Validate, plan and store a job; with dry_run only validate (returns 0)."""
+    def _plan(self, spec: JobSpec, dry_run: bool) -> list[Any]:
         app = self.apps.get(spec.application)
         if app is None:
             raise UsageError(f"unknown application {spec.application!r}; this master has: "
@@ -116,12 +135,36 @@ class Farm:
             if t.application not in self.apps:
                 raise UsageError(f"job needs application {t.application!r} for its"
                                  f" {t.kind} tasks, but this master does not define it")
+        if not dry_run:
+            app.check_inputs([self.files.path(f.sha256) for f in spec.files])
+        return plan
+
+    def submit(self, spec: JobSpec, dry_run: bool = False) -> int:
+        """Validate, plan and store a job; with dry_run only validate (returns 0)."""
+        plan = self._plan(spec, dry_run)
         if dry_run:
             return 0
-        app.check_inputs([self.files.path(f.sha256) for f in spec.files])
         job_id = self.store.add_job(spec, plan)
+        return self._accepted(job_id)
+
+    async def submit_job(self, spec: JobSpec) -> int:
+        """Like submit, but a large plan is written in chunks between which the event loop
+        runs, so a 100,000-task job does not stall the farm; it stays invisible until the
+        last chunk is written, and a master that dies midway drops it at start."""
+        plan = self._plan(spec, False)
+        if len(plan) <= PLAN_CHUNK:
+            return self._accepted(self.store.add_job(spec, plan))
+        job_id = self.store.begin_job(spec)
+        ids: list[int] = []
+        for start in range(0, len(plan), PLAN_CHUNK):
+            self.store.add_tasks(job_id, plan[:start + PLAN_CHUNK], start, ids)
+            await asyncio.sleep(0)
+        self.store.finish_job(job_id, len(plan))
+        return self._accepted(job_id)
+
+    def _accepted(self, job_id: int) -> int:
         JobDir(self.jobs_root, job_id).create()
-        self.wake()
+        self.scheduler.job_added(job_id)
         return job_id
 
     def input_files(self, raw: Any) -> list[InputFile]:
@@ -140,91 +183,92 @@ class Farm:
         return out
 
     def cancel_job(self, job_id: int) -> None:
-        for task in self.store.cancel_job(job_id):
-            d = self.dispatchers.get(task.slave or "")
-            if d is not None:
-                d.cancel(task.id, task.attempt)
+        self.scheduler.drop_job(job_id)
+        self.scheduler.cancel_running(self.store.cancel_job(job_id))
+        self.job_finished()
         self.wake()
 
-    def app_timeout(self, name: str) -> int:
-        app = self.apps.get(name)
+    def pause_job(self, job_id: int) -> None:
+        self.scheduler.drop_job(job_id)
+        self.store.pause_job(job_id)
+
+    def resume_job(self, job_id: int) -> None:
+        self.store.resume_job(job_id)
+        self.scheduler.reload_job(job_id)
+
+    def requeue_job(self, job_id: int) -> int:
+        n = self.store.requeue_job(job_id)
+        self.scheduler.reload_job(job_id)
+        return n
+
+    def _timeout_of(self, task: Task, job: Job) -> int:
+        if job.timeout:
+            return job.timeout
+        app = self.apps.get(task.application)
         return app.timeout if app else self.task_timeout
 
-    # -- results --------------------------------------------------------------------------
-    async def finish_remote(self, d: Dispatcher, task: Task, attempt: int,
-                            reply: dict[str, Any]) -> None:
-        jobdir = JobDir(self.jobs_root, task.job_id)
-        self.write_log(jobdir, task, attempt, d.name, reply)
-        if reply.get("error"):
-            if reply["error"] == "canceled" and not self.store.lease_valid(task.id, attempt):
-                return
-            self.fail(task, attempt, d.name, str(reply["error"]))
+    def warnings(self, job: Job) -> list[str]:
+        """What the user must know about a job that its status alone does not say."""
+        out = []
+        if job.tags and job.status.value in ("queued", "active"):
+            able = [n for n, p in self.scheduler.places.items() if set(job.tags) <= set(p.tags)]
+            if not able:
+                out.append("no slave has the tags " + ", ".join(job.tags)
+                           + "; add them to a slave definition (tags = ...) or resubmit"
+                           " without --require-tag")
+        return out
+
+    # -- garbage --------------------------------------------------------------------------
+    def job_finished(self) -> None:
+        """Schedule a garbage collection on the slaves (debounced)."""
+        if not self._started or self._gc_due is not None:
             return
-        tag = f"{task.id}-{attempt}"
-        got = await d.fetch_outputs(task, attempt, reply,
-                                    lambda rel: jobdir.partial_for(rel, tag))
-        self.publish(task, attempt, jobdir, got, d.name)
+        loop = asyncio.get_running_loop()
+        self._gc_due = loop.call_later(GC_DEBOUNCE, self._spawn_gc)
 
-    def publish(self, task: Task, attempt: int, jobdir: JobDir, got: dict[str, Path],
-                slave: str) -> None:
-        """Rename verified outputs into place, unless someone else owns the task by now."""
-        missing = [o for o in task.outputs if o not in got]
-        if missing:
-            self.fail(task, attempt, slave, f"output {missing[0]} did not arrive")
-            return
-        # No await between this check and the renames: a late result from a slave the
-        # master already gave up on can never replace a frame another slave rendered.
-        if not self.store.lease_valid(task.id, attempt):
-            for p in got.values():
-                p.unlink(missing_ok=True)
-            log.info("discarded a late result of task %d attempt %d from %s",
-                     task.id, attempt, slave)
-            return
-        for rel, partial in got.items():
-            jobdir.publish(partial, rel)
-        self.store.complete_task(task, attempt)
+    def _spawn_gc(self) -> None:
+        self._gc_due = None
+        self._tasks.append(asyncio.create_task(self._gc_quietly()))
 
-    def discard_partials(self, task: Task, attempt: int) -> None:
-        """Whatever of this attempt is still in .partial/ was not published: remove it."""
-        jobdir = JobDir(self.jobs_root, task.job_id)
-        for p in jobdir.partial.glob(f"*.{task.id}-{attempt}"):
-            p.unlink(missing_ok=True)
+    async def _gc_quietly(self) -> None:
+        await self.collect_slave_garbage()
 
-    def fail(self, task: Task, attempt: int, slave: str | None, reason: str) -> None:
-        eligible = set(self.dispatchers) if slave != "master" else set()
-        new = self.store.fail_task(task, attempt, None if slave == "master" else slave,
-                                   reason, eligible_slaves=eligible, **self.policy)
-        if new is not None:
-            log.info("task %d (%s) %s on %s: %s", task.id, task.label, new, slave, reason)
-        self.wake()
+    async def collect_slave_garbage(self) -> dict[str, int]:
+        """Tell every online slave which jobs still need their task dirs; it removes the
+        rest and evicts its input cache down to its size limit."""
+        keep = [j.id for j in self.store.jobs(limit=100_000)
+                if j.status.value in ("queued", "active", "paused")]
+        removed: dict[str, int] = {}
+        for name, link in list(self.scheduler.places.items()):
+            if link.state not in ("online", "busy") or not isinstance(link, SlaveLink):
+                continue
+            try:
+                reply = await link.collect_garbage(keep)
+                removed[name] = int(reply.get("removed", 0))
+            except Exception as exc:  # a slave that cannot collect now will next time
+                log.info("%s: garbage collection failed: %s", name, exc)
+        return removed
 
-    def write_log(self, jobdir: JobDir, task: Task, attempt: int, slave: str,
-                   reply: dict[str, Any]) -> None:
-        lines = [f"=== task {task.id} ({task.label}) attempt {attempt} on {slave} at "
-                 f"{time.strftime('%Y-%m-%d %H:%M:%S')}",
-                 f"argv: {reply.get('argv')}",
-                 f"exit code: {reply.get('exit_code')}, {reply.get('seconds', '?')} s"]
-        if reply.get("error"):
-            lines.append(f"error: {reply['error']}")
-        if reply.get("errors"):
-            lines += ["--- error lines ---", *map(str, reply["errors"])]
-        lines += ["--- output (last lines) ---", *map(str, reply.get("log", []))]
-        try:
-            jobdir.logs.mkdir(parents=True, exist_ok=True)
-            with open(jobdir.task_log(task.id), "a", encoding="utf-8") as f:
-                f.write("\n".join(lines) + "\n")
-        except OSError as exc:
-            log.error("cannot write the log of task %d: %s", task.id, exc)
-
-    def on_progress(self, slave: str, msg: dict[str, Any]) -> None:
-        self._broadcast({"kind": "frame-saved", "slave": slave, "task": msg.get("task"),
-                         "file": msg.get("saved"), "at": time.time()})
-
-    def count_bytes(self, slave: str, n: int) -> None:
-        self.bytes_sent[slave] = self.bytes_sent.get(slave, 0) + n
+    def collect_file_garbage(self, retention: float | None = None) -> dict[str, int]:
+        """Delete uploads no job references that are older than the retention."""
+        keep_for = self.file_retention if retention is None else retention
+        removed = freed = 0
+        for sha in self.store.unreferenced_files(self.clock() - keep_for):
+            path = self.files.path(sha)
+            size = path.stat().st_size if path.exists() else 0
+            path.unlink(missing_ok=True)
+            self.store.forget_file(sha)
+            removed += 1
+            freed += size
+        return {"files_removed": removed, "bytes_freed": freed}
 
     # -- events ---------------------------------------------------------------------------
     def _broadcast(self, event: dict[str, Any]) -> None:
+        if event.get("kind") in ("job-completed", "job-failed", "job-canceled"):
+            try:
+                self.job_finished()
+            except RuntimeError:  # no running loop (a test driving the store alone)
+                pass
         for listener in list(self.listeners):
             try:
                 listener(event)

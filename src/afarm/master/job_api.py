@@ -71,15 +71,20 @@ def routes(farm: Farm, max_upload: int) -> list[web.RouteDef]:
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int)
                                     or timeout < 1):
             raise UsageError("--timeout must be a whole number of seconds, at least 1")
+        tags = body.get("require_tags", [])
+        if not isinstance(tags, list) or len(tags) > 64 or not all(
+                isinstance(t, str) and 0 < len(t) <= 64 for t in tags):
+            raise UsageError("--require-tag must be a list of at most 64 tags of 1 to 64"
+                             " characters")
         spec = JobSpec(name=name.strip(), application=app, params=params,
                        files=farm.input_files(body.get("files", [])), priority=priority,
-                       timeout=timeout)
+                       timeout=timeout, tags=frozenset(tags))
         if request.query.get("dry_run"):
             farm.submit(spec, dry_run=True)
             return web.json_response({"dry_run": True, "ok": True})
-        job_id = farm.submit(spec)
+        job_id = await farm.submit_job(spec)
         job = job_or_404(farm.store, job_id)
-        return web.json_response(job_json(farm.store, job), status=201)
+        return web.json_response(job_json(farm.store, job, farm.warnings(job)), status=201)
 
     async def action(request: web.Request) -> web.Response:
         job_id = int_arg(request, "job")
@@ -92,17 +97,32 @@ def routes(farm: Farm, max_upload: int) -> list[web.RouteDef]:
         if what == "cancel":
             farm.cancel_job(job_id)
         elif what == "pause":
-            farm.store.pause_job(job_id)
+            farm.pause_job(job_id)
         elif what == "resume":
-            farm.store.resume_job(job_id)
+            farm.resume_job(job_id)
         elif what == "requeue":
-            farm.store.requeue_job(job_id)
+            farm.requeue_job(job_id)
         else:
             raise UsageError(f"unknown action {what!r}; use one of {', '.join(ACTIONS)}")
         farm.wake()
         return web.json_response(job_json(farm.store, job_or_404(farm.store, job_id)))
 
+    async def gc(request: web.Request) -> web.Response:
+        try:
+            body: Any = await request.json() if request.can_read_body else {}
+        except ValueError:
+            raise UsageError("the request body is not JSON") from None
+        days = body.get("older_than_days") if isinstance(body, dict) else None
+        if days is not None and (isinstance(days, bool) or not isinstance(days, int | float)
+                                 or not 0 <= days <= 36500):
+            raise UsageError("older_than_days must be a number of days from 0 to 36500")
+        result: dict[str, Any] = farm.collect_file_garbage(
+            None if days is None else float(days) * 86400)
+        result["slaves"] = await farm.collect_slave_garbage()
+        return web.json_response(result)
+
     return [
+        web.post("/api/v1/gc", gc),
         web.head("/api/v1/files/{sha}", has_file),
         web.put("/api/v1/files/{sha}", put_file),
         web.post("/api/v1/jobs", submit),

@@ -19,17 +19,18 @@ def routes(farm: Farm) -> list[web.RouteDef]:
 
     async def jobs(request: web.Request) -> web.Response:
         # Parameters can be large (a million items); the listing leaves them out.
-        return web.json_response([{**job_json(store, j), "params": None}
+        return web.json_response([{**job_json(store, j, farm.warnings(j)), "params": None}
                                   for j in store.jobs()])
 
     async def job(request: web.Request) -> web.Response:
         j = job_or_404(store, int_arg(request, "job"))
-        data = job_json(store, j)
+        data = job_json(store, j, farm.warnings(j))
+        failures = store.failures_of_job(j.id)
         data["tasks"] = [{
             "id": t.id, "index": t.idx, "kind": t.kind, "label": t.label,
             "application": t.application, "status": t.status.value, "attempt": t.attempt,
             "slave": t.slave, "started": t.started, "finished": t.finished,
-            "error": t.error, "outputs": t.outputs, "failures": store.failures(t.id),
+            "error": t.error, "outputs": t.outputs, "failures": failures.get(t.id, []),
         } for t in store.tasks(j.id)]
         data["outputs"] = JobDir(farm.jobs_root, j.id).outputs()
         data["blocklist"] = [s for _, s in store.blocklist(j.id)]

@@ -41,6 +41,7 @@ class JobSpec:
     files: list[InputFile]
     priority: int = 50
     timeout: int | None = None
+    tags: frozenset[str] = frozenset()  # a slave must have all of them to take its tasks
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Job:
     error: str
     timeout: int | None
     files: list[InputFile]
+    tags: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""The closed set of task and job statuses and the one table of legal task transitions."""
+"""The closed sets of task and job statuses, their tables of legal transitions, and how a
+job's status follows from the statuses of its tasks."""
 
 from enum import StrEnum
 
@@ -41,6 +42,38 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
 RUNNABLE = frozenset({S.QUEUED, S.SOFT_FAILED})
 FINISHED = frozenset({S.COMPLETED, S.FAILED, S.CANCELED})
 JOB_FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED})
+
+
+J = JobStatus
+# A job's status is derived from its tasks (derive_job_status) or set by an explicit action
+# (pause, resume, cancel, requeue); either way it only moves along this table.
+JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    J.QUEUED: frozenset({J.ACTIVE, J.PAUSED, J.COMPLETED, J.FAILED, J.CANCELED}),
+    J.ACTIVE: frozenset({J.QUEUED, J.PAUSED, J.COMPLETED, J.FAILED, J.CANCELED}),
+    J.PAUSED: frozenset({J.QUEUED, J.ACTIVE, J.CANCELED, J.COMPLETED, J.FAILED}),
+    J.COMPLETED: frozenset({J.QUEUED}),
+    J.FAILED: frozenset({J.QUEUED}),
+    J.CANCELED: frozenset({J.QUEUED}),
+}
+
+
+def derive_job_status(current: JobStatus, counts: dict[str, int]) -> JobStatus:
+    """The status a job's task counts imply; a paused or canceled job keeps its status
+    until it finishes or an action moves it."""
+    total = sum(counts.get(s.value, 0) for s in TaskStatus)
+    if counts.get(S.FAILED.value):
+        return J.FAILED
+    if total and counts.get(S.COMPLETED.value, 0) == total:
+        return J.COMPLETED
+    if current in (J.PAUSED, J.CANCELED):
+        return current
+    if counts.get(S.ACTIVE.value) or counts.get(S.COMPLETED.value):
+        return J.ACTIVE
+    return J.QUEUED
+
+
+def job_transition_is_legal(old: JobStatus, new: JobStatus) -> bool:
+    return old == new or new in JOB_TRANSITIONS[old]
 
 
 def is_legal(old: TaskStatus, new: TaskStatus) -> bool:

@@ -2,8 +2,8 @@
 """The slave side of the `serve` channel: JSON lines in on stdin, replies out on stdout.
 
 One agent runs per master connection. It builds every argv itself from its own application
-definitions, runs it without a shell in a scratch directory of its work dir, and reports
-back. When its stdin closes (the master died or the connection dropped) it stops every
+definitions and runs tasks through afarm.runner, the same runner the master's follow-ups
+use. When its stdin closes (the master died or the connection dropped) it stops every
 process it started, so a slave never keeps rendering for a master that is gone.
 """
 
@@ -11,57 +11,52 @@ import argparse
 import json
 import logging
 import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from afarm import __version__
-from afarm.applications.base import Application, RunContext, plain_name, relative_name
+from afarm.applications.base import Application, plain_name, relative_name
 from afarm.applications.registry import load_applications
 from afarm.digest import sha256_file
 from afarm.errors import AfarmError
-from afarm.images import verify_output
+from afarm.protocol.messages import (
+    PROTOCOL_VERSION,
+    InputRef,
+    ProtocolError,
+    RunRequest,
+    TaskReply,
+)
+from afarm.runner.task import TaskRun
+from afarm.runner.workspace import Input, Workspace
 
 log = logging.getLogger("afarm.agent")
-_SHA = re.compile(r"^[0-9a-f]{64}$")
-_SAVED = re.compile(r"Saved: '(.+)'")
-_OUTPUT_NAME = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9._+-]{0,254}$")
-LOG_TAIL = 200
+MAX_REQUEST = 64 << 20  # one JSON line from the master; a million-item chunk fits
+MAX_RUNS = 256  # concurrent runs one agent accepts, whatever the master asks
+PROGRESS_INTERVAL = 0.05  # at most 20 progress messages a second per task
 
 
 class Refused(AfarmError):
     """A request the agent will not carry out; the reason goes back to the master."""
 
 
-@dataclass
-class Running:
-    task: int
-    attempt: int
-    proc: subprocess.Popen[bytes] | None = None
-    canceled: bool = False
-    argv: list[str] = field(default_factory=list)
-    lines: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
-    errors: list[str] = field(default_factory=list)
-
-
 class Agent:
     def __init__(self, name: str, work_dir: Path, applications: dict[str, Application],
-                 out: IO[bytes]) -> None:
+                 out: IO[bytes], *, cache_max_bytes: int = 0) -> None:
         self.name = name
         self.work = work_dir.resolve()
         self.apps = applications
         self.out = out
+        self.cache_max_bytes = cache_max_bytes
         self.lock = threading.Lock()
-        self.running: dict[tuple[int, int], Running] = {}
-        (self.work / "cache").mkdir(parents=True, exist_ok=True)
+        self.running: dict[tuple[int, int], TaskRun] = {}
+        self.running_jobs: dict[tuple[int, int], int] = {}
+        self.in_use: dict[str, int] = {}  # cached sha256 -> runs using it
+        self.cache = self.work / "cache"
+        self.cache.mkdir(parents=True, exist_ok=True)
         (self.work / "jobs").mkdir(parents=True, exist_ok=True)
 
     # -- channel --------------------------------------------------------------------------
@@ -72,43 +67,77 @@ class Agent:
             self.out.flush()
 
     def serve(self, stdin: IO[bytes]) -> None:
-        for raw in stdin:
+        while True:
+            raw = stdin.readline(MAX_REQUEST + 1)
+            if not raw:
+                break
+            msg: Any = None
             try:
+                if len(raw) > MAX_REQUEST:
+                    raise Refused(f"a request line is longer than {MAX_REQUEST} bytes")
                 msg = json.loads(raw)
                 if not isinstance(msg, dict):
                     raise Refused("a request must be a JSON object")
                 self.handle(msg)
-            except (ValueError, Refused) as exc:
+            except (ValueError, Refused, ProtocolError) as exc:
                 log.warning("refused request: %s", exc)
-                self.send({"op": "refused", "reason": str(exc)})
+                rid = msg.get("id") if isinstance(msg, dict) else None
+                self.send({"op": "refused", "reason": str(exc), "id": rid})
+                if len(raw) > MAX_REQUEST:
+                    break  # the rest of that line cannot be told from a new request
         self.stop_all()
 
     def handle(self, msg: dict[str, Any]) -> None:
         op = msg.get("op")
         if op == "hello":
+            theirs = msg.get("protocol")
+            if theirs != PROTOCOL_VERSION:
+                raise Refused(f"the master speaks afarm protocol {theirs!r}, this slave"
+                              f" ({__version__}) {PROTOCOL_VERSION}: install the same afarm"
+                              " version on both")
             self.send({**self.hello(), "id": msg.get("id")})
         elif op == "run":
-            job, task, attempt = _ints(msg, "job", "task", "attempt")
-            key = (task, attempt)
+            try:
+                req = RunRequest.from_wire(msg)
+            except ProtocolError as exc:
+                task, attempt = msg.get("task"), msg.get("attempt")
+                if isinstance(task, int) and isinstance(attempt, int):
+                    # The master waits for this attempt's done: answer it, do not strand it.
+                    self.send(TaskReply(task, attempt, error=str(exc)).to_wire())
+                    return
+                raise
+            key = (req.task, req.attempt)
             with self.lock:
-                self.running[key] = Running(task, attempt)
-            threading.Thread(target=self.run_task, args=(msg, job, task, attempt),
-                             daemon=True, name=f"task-{task}").start()
+                if key in self.running:
+                    raise Refused(f"task {req.task} attempt {req.attempt} is already running")
+                if len(self.running) >= MAX_RUNS:
+                    raise Refused(f"this slave already runs {MAX_RUNS} tasks")
+                run = self.running[key] = TaskRun(self._progress(req))
+                self.running_jobs[key] = req.job
+            threading.Thread(target=self.run_task, args=(req, run), daemon=True,
+                             name=f"task-{req.task}").start()
         elif op == "cancel":
-            task, attempt = _ints(msg, "task", "attempt")
-            self.cancel(task, attempt)
+            task, attempt = msg.get("task"), msg.get("attempt")
+            if not isinstance(task, int) or not isinstance(attempt, int) or task < 0:
+                raise Refused("cancel: task and attempt must be non-negative integers")
+            with self.lock:
+                found = self.running.get((task, attempt))
+            if found is not None:
+                found.cancel()
         elif op == "has":
             shas = msg.get("sha256")
-            if not isinstance(shas, list) or not all(isinstance(s, str) and _SHA.match(s)
-                                                     for s in shas):
+            if not isinstance(shas, list) or len(shas) > 100_000 or not all(
+                    isinstance(s, str) and len(s) == 64 for s in shas):
                 raise Refused("has: sha256 must be a list of sha256 hex digests")
-            self.send({"op": "has", "id": msg.get("id"), "present": [s for s in shas
-                                                if (self.work / "cache" / s).is_file()]})
+            self.send({"op": "has", "id": msg.get("id"), "present": [
+                s for s in shas if s.isalnum() and (self.cache / s).is_file()]})
         elif op == "gc":
             keep = msg.get("keep_jobs", [])
             if not isinstance(keep, list) or not all(isinstance(j, int) for j in keep):
                 raise Refused("gc: keep_jobs must be a list of job ids")
-            self.send({"op": "gc", "id": msg.get("id"), "removed": self.gc(set(keep))})
+            removed = self.gc(set(keep))
+            self.send({"op": "gc", "id": msg.get("id"), "removed": removed,
+                       "evicted": self.evict_cache()})
         elif op == "ping":
             self.send({"op": "pong", "id": msg.get("id"), "at": time.time()})
         else:
@@ -121,229 +150,143 @@ class Agent:
         except (ValueError, OSError):
             mem = 0
         return {"op": "hello", "name": self.name, "version": __version__,
-                "applications": sorted(self.apps), "cpus": os.cpu_count() or 1,
-                "memory": mem, "disk_free": usage.free, "pid": os.getpid()}
+                "protocol": PROTOCOL_VERSION, "applications": sorted(self.apps),
+                "cpus": os.cpu_count() or 1, "memory": mem, "disk_free": usage.free,
+                "pid": os.getpid()}
+
+    def _progress(self, req: RunRequest) -> Any:
+        last = [0.0]
+
+        def saved(name: str) -> None:
+            now = time.monotonic()
+            if now - last[0] < PROGRESS_INTERVAL:
+                return
+            last[0] = now
+            self.send({"op": "progress", "task": req.task, "attempt": req.attempt,
+                       "saved": name[:255]})
+        return saved
 
     # -- tasks ----------------------------------------------------------------------------
-    def cancel(self, task: int, attempt: int) -> None:
-        with self.lock:
-            run = self.running.get((task, attempt))
-            if run is None:
-                return
-            run.canceled = True
-            proc = run.proc
-        if proc is not None:
-            _kill_group(proc)
-
     def stop_all(self) -> None:
         with self.lock:
             runs = list(self.running.values())
         for run in runs:
-            run.canceled = True
-            if run.proc is not None:
-                _kill_group(run.proc)
+            run.cancel()
 
     def task_dir(self, job: int, task: int, attempt: int) -> Path:
         return self.work / "jobs" / str(job) / f"{task}-{attempt}"
 
-    def run_task(self, msg: dict[str, Any], job: int, task: int, attempt: int) -> None:
-        run = self.running[(task, attempt)]
-        reply: dict[str, Any] = {"op": "done", "task": task, "attempt": attempt,
-                                 "exit_code": None, "error": None, "outputs": []}
+    def run_task(self, req: RunRequest, run: TaskRun) -> None:
+        reply = TaskReply(task=req.task, attempt=req.attempt)
+        shas = [i.sha256 for i in req.inputs]
+        with self.lock:
+            for s in shas:
+                self.in_use[s] = self.in_use.get(s, 0) + 1
         started = time.monotonic()
         try:
-            reply.update(self._run(msg, run, job, task, attempt))
+            reply = self._run(req, run)
         except (Refused, AfarmError) as exc:
-            log.warning("task %s: refused or failed: %s", task, exc)
-            reply["error"] = str(exc)
+            log.warning("task %s: refused or failed: %s", req.task, exc)
+            reply.error = str(exc)
         except OSError as exc:
-            reply["error"] = f"{exc.strerror or exc} ({exc.filename or 'work dir'})"
+            reply.error = f"{exc.strerror or exc} ({exc.filename or 'work dir'})"
         except Exception as exc:  # a bug must not kill the agent and strand the task
-            log.exception("task %s failed inside the agent", task)
-            reply["error"] = f"internal error in the slave agent: {exc!r}"
-        if run.canceled and not reply["error"]:
-            reply["error"] = "canceled"
-        reply["seconds"] = round(time.monotonic() - started, 3)
-        reply["argv"] = run.argv
-        reply["log"] = list(run.lines)
-        reply["errors"] = run.errors[-50:]
+            log.exception("task %s failed inside the agent", req.task)
+            reply.error = f"internal error in the slave agent: {exc!r}"
+        if run.canceled and not reply.error:
+            reply.error = "canceled"
+        reply.seconds = round(time.monotonic() - started, 3)
         with self.lock:
-            self.running.pop((task, attempt), None)
-        self.send(reply)
+            self.running.pop((req.task, req.attempt), None)
+            self.running_jobs.pop((req.task, req.attempt), None)
+            for s in shas:
+                self.in_use[s] -= 1
+                if not self.in_use[s]:
+                    del self.in_use[s]
+        self.send(reply.to_wire())
 
-    def _run(self, msg: dict[str, Any], run: Running, job: int, task: int,
-             attempt: int) -> dict[str, Any]:
-        app_name = msg.get("app")
-        app = self.apps.get(app_name) if isinstance(app_name, str) else None
+    def _run(self, req: RunRequest, run: TaskRun) -> TaskReply:
+        app = self.apps.get(req.app)
         if app is None:
-            raise Refused(f"application {app_name!r} is not defined on slave {self.name}")
-        kind = msg.get("kind")
-        params = msg.get("params")
-        outputs = msg.get("outputs", [])
-        timeout = msg.get("timeout") or app.timeout
-        if not isinstance(kind, str) or not isinstance(params, dict):
-            raise Refused("run: kind must be a string and params an object")
-        if not isinstance(outputs, list) or not isinstance(timeout, int | float):
-            raise Refused("run: outputs must be a list and timeout a number")
-        expected = [plain_name(str(o), "output") for o in outputs]
+            raise Refused(f"application {req.app!r} is not defined on slave {self.name}")
+        expected = [plain_name(o, "output") for o in req.outputs]
+        for i in req.inputs:
+            relative_name(i.name, "input")
+        ws = Workspace(self.task_dir(req.job, req.task, req.attempt))
+        ws.create()
+        inputs = [ws.link(Input(i.name, self._cached(i))) for i in req.inputs]
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(ws.scratch),
+               "TMPDIR": str(ws.scratch), "LANG": "C.UTF-8"}
+        result = run.execute(app, req.kind, req.params, ws, inputs, expected,
+                             float(req.timeout), env)
+        return TaskReply(task=req.task, attempt=req.attempt, exit_code=result.exit_code,
+                         error=result.error, timed_out=result.timed_out,
+                         outputs=result.outputs,
+                         out_dir=str(ws.out_dir.relative_to(self.work)),
+                         argv=result.argv, log=result.log, errors=result.errors,
+                         warnings=result.warnings)
 
-        base = self.task_dir(job, task, attempt)
-        if base.exists():
-            shutil.rmtree(base)
-        in_dir, out_dir, scratch = base / "in", base / "out", base / "scratch"
-        for d in (in_dir, out_dir, scratch):
-            d.mkdir(parents=True)
-        inputs = [self._link_input(spec, in_dir) for spec in msg.get("inputs", [])]
-        ctx = RunContext(inputs=inputs, out_dir=out_dir, scratch=scratch, outputs=expected)
-        commands = app.commands(kind, params, ctx)
-        deadline = time.monotonic() + float(timeout)
-        for cmd in commands:
-            if run.canceled:
-                return {"error": "canceled"}
-            code = self._spawn(run, cmd.argv, scratch, out_dir / cmd.stdout_name
-                               if cmd.stdout_name else None, deadline)
-            if code is None:
-                return {"error": f"timed out after {timeout} s", "timed_out": True}
-            if run.canceled:
-                return {"error": "canceled", "exit_code": code}
-            why = app.failure(code, list(run.lines))
-            if why:
-                return {"error": why, "exit_code": code}
-        produced = sorted(p.name for p in out_dir.iterdir() if p.is_file()
-                          and not p.is_symlink())
-        odd = [n for n in produced if not _OUTPUT_NAME.match(n)]
-        if odd:
-            # Such names cannot cross rsync through the slave's shell; failing loudly beats
-            # a job that completes without some of its files.
-            return {"exit_code": 0, "outputs": [],
-                    "error": f"the program wrote {odd[0]!r}: output file names may only use"
-                             " letters, digits, '.', '_', '+' and '-' and must not start with"
-                             " '.' or '-'"}
-        missing = [o for o in expected if o not in produced]
-        if missing:
-            return {"exit_code": 0, "outputs": produced,
-                    "error": f"finished without writing {', '.join(missing[:5])}"
-                             + (" (last log line: " + run.lines[-1] + ")" if run.lines else "")}
-        for name in expected:
-            verify_output(out_dir / name)
-        rel = str(out_dir.relative_to(self.work))
-        return {"exit_code": 0, "outputs": produced, "out_dir": rel}
-
-    def _link_input(self, spec: Any, in_dir: Path) -> Path:
-        if not isinstance(spec, dict):
-            raise Refused("run: each input must be an object with name and sha256")
-        name = relative_name(str(spec.get("name", "")), "input")
-        sha = str(spec.get("sha256", ""))
-        if not _SHA.match(sha):
-            raise Refused(f"run: input {name!r} has no valid sha256")
-        cached = self.work / "cache" / sha
+    def _cached(self, ref: InputRef) -> Path:
+        cached = self.cache / ref.sha256
         if not cached.is_file():
-            raise Refused(f"input {name!r} ({sha[:12]}) is not in the slave's cache")
-        ok_marker = self.work / "cache" / f"{sha}.ok"
+            raise Refused(f"input {ref.name!r} ({ref.sha256[:12]}) is not in the slave's cache")
+        ok_marker = self.cache / f"{ref.sha256}.ok"
         if not ok_marker.exists():
             # Checked once per file, not per task: a 200 MB file costs ~0.5 s to hash.
-            if sha256_file(cached) != sha:
+            if sha256_file(cached) != ref.sha256:
                 cached.unlink()
-                raise Refused(f"input {name!r} arrived corrupted (sha256 mismatch); it will"
-                              " be sent again")
+                raise Refused(f"input {ref.name!r} arrived corrupted (sha256 mismatch); it"
+                              " will be sent again")
             ok_marker.touch()
-        target = in_dir / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(cached, target)
-        except OSError:
-            shutil.copyfile(cached, target)
-        return target
+        os.utime(ok_marker)  # last use, for the cache's LRU eviction
+        return cached
 
-    def _spawn(self, run: Running, argv: list[str], cwd: Path, stdout_path: Path | None,
-               deadline: float) -> int | None:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd),
-               "TMPDIR": str(cwd), "LANG": "C.UTF-8"}
-        out_file = open(stdout_path, "wb") if stdout_path else None  # noqa: SIM115
-        try:
-            proc = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                stdout=out_file if out_file else subprocess.PIPE,
-                stderr=subprocess.PIPE if out_file else subprocess.STDOUT,
-                start_new_session=True)
-        except OSError as exc:
-            if out_file:
-                out_file.close()
-            raise Refused(f"cannot start {argv[0]}: {exc.strerror}") from exc
-        run.proc = proc
-        run.argv = argv
-        if run.canceled:
-            _kill_group(proc)
-        stream = proc.stderr if out_file else proc.stdout
-        reader = threading.Thread(target=self._read_lines, args=(run, stream), daemon=True)
-        reader.start()
-        # Popen.wait(timeout) polls with sleeps of up to 50 ms, which would be most of a
-        # short task's overhead; a timer thread kills on the deadline and wait() blocks.
-        expired = threading.Event()
-
-        def expire() -> None:
-            expired.set()
-            _kill_group(proc)
-
-        timer = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
-        timer.daemon = True
-        timer.start()
-        code: int | None = proc.wait()
-        timer.cancel()
-        if expired.is_set():
-            code = None
-        reader.join(timeout=5)
-        if out_file:
-            out_file.close()
-        run.proc = None
-        return code
-
-    def _read_lines(self, run: Running, stream: IO[bytes] | None) -> None:
-        if stream is None:
-            return
-        app_error = re.compile(r"(?i)(error|traceback|exception|cannot|failed|unable)")
-        for raw in stream:
-            line = raw.decode(errors="replace").rstrip()
-            run.lines.append(line)
-            if app_error.search(line):
-                run.errors.append(line)
-            saved = _SAVED.search(line)
-            if saved:
-                self.send({"op": "progress", "task": run.task, "attempt": run.attempt,
-                           "saved": Path(saved.group(1)).name})
-
+    # -- garbage --------------------------------------------------------------------------
     def gc(self, keep: set[int]) -> int:
-        removed = 0
+        """Remove the task dirs of jobs the master no longer needs here."""
         with self.lock:
-            busy = {str(k) for k in keep}
+            busy = {str(k) for k in keep} | {str(j) for j in self.running_jobs.values()}
+        removed = 0
         for d in (self.work / "jobs").iterdir():
             if d.name not in busy:
                 shutil.rmtree(d, ignore_errors=True)
                 removed += 1
         return removed
 
+    def evict_cache(self) -> int:
+        """Drop least recently used inputs until the cache fits its size limit."""
+        if self.cache_max_bytes <= 0:
+            return 0
+        entries = []
+        total = 0
+        for p in self.cache.iterdir():
+            if p.suffix or not p.is_file():
+                continue
+            size = p.stat().st_size
+            total += size
+            marker = self.cache / f"{p.name}.ok"
+            used = marker.stat().st_mtime if marker.exists() else p.stat().st_mtime
+            entries.append((used, p, size))
+        evicted = 0
+        with self.lock:
+            in_use = set(self.in_use)
+        for _, p, size in sorted(entries):
+            if total <= self.cache_max_bytes:
+                break
+            if p.name in in_use:
+                continue
+            p.unlink(missing_ok=True)
+            (self.cache / f"{p.name}.ok").unlink(missing_ok=True)
+            total -= size
+            evicted += 1
+        return evicted
 
-def _ints(msg: dict[str, Any], *keys: str) -> tuple[int, ...]:
-    values = []
-    for k in keys:
-        v = msg.get(k)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise Refused(f"{msg.get('op')}: {k} must be a non-negative integer")
-        values.append(v)
-    return tuple(values)
 
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def serve(name: str, work_dir: Path, applications_dir: Path) -> int:
+def serve(name: str, work_dir: Path, applications_dir: Path,
+          cache_max_bytes: int = 0) -> int:
     """Run the agent on this process's stdin/stdout until the master goes away."""
     apps = load_applications(applications_dir)
-    agent = Agent(name, work_dir, apps, sys.stdout.buffer)
+    agent = Agent(name, work_dir, apps, sys.stdout.buffer, cache_max_bytes=cache_max_bytes)
     agent.serve(sys.stdin.buffer)
     return 0
 
@@ -353,10 +296,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=os.uname().nodename)
     p.add_argument("--work-dir", type=Path, required=True)
     p.add_argument("--applications-dir", type=Path, required=True)
+    p.add_argument("--cache-max-mib", type=int, default=0)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"afarm-agent[{a.name}] %(levelname)s %(message)s")
-    return serve(a.name, a.work_dir, a.applications_dir)
+    return serve(a.name, a.work_dir, a.applications_dir, a.cache_max_mib << 20)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,29 @@
 # SPDX-License-Identifier: MIT
-"""Jobs, tasks, slaves and the event log in SQLite (WAL); every SQL statement lives here."""
+"""Jobs, tasks, slaves and the event log in SQLite (WAL); every SQL statement lives here.
+
+The store records facts and keeps them consistent; it decides nothing. Which task runs
+where is the scheduler's business (master/scheduling/), what a failure means is
+model/policy.py's. Events are written inside the transaction that caused them and handed to
+listeners only after its COMMIT, so nobody hears of a change that was rolled back.
+"""
 
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from afarm.model.job import InputFile, Job, JobSpec, Task, TaskSpec
+from afarm.model.policy import FailureDecision
 from afarm.model.status import (
-    FINISHED,
     RUNNABLE,
     JobStatus,
     TaskStatus,
-    check_transition,
+    derive_job_status,
     sources_of,
 )
 from afarm.store.schema import migrate
@@ -25,10 +33,53 @@ _TASK_COLUMNS = (
     "id, job_id, idx, kind, label, application, runs_on, params, inputs, outputs, status,"
     " attempt, slave, started, finished, error, frames"
 )
+SUBMITTING = "submitting"  # a job whose tasks are still being written: invisible to all
 
 
-def _in(values: frozenset[TaskStatus] | set[TaskStatus]) -> str:
-    return "(" + ",".join(f"'{v.value}'" for v in sorted(values)) + ")"
+@dataclass(frozen=True)
+class RunnableRow:
+    """What the scheduler's in-memory index needs of a task that may run (now or later)."""
+
+    task_id: int
+    job_id: int
+    idx: int
+    runs_on: str
+    application: str
+    waiting: int  # dependencies not completed yet
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """What the scheduler needs of a job: its order and its constraints."""
+
+    job_id: int
+    priority: int
+    tags: frozenset[str]
+
+
+def _marks(values: Iterable[Any]) -> tuple[str, list[Any]]:
+    vals = [v.value if isinstance(v, TaskStatus | JobStatus) else v for v in values]
+    return "(" + ",".join("?" * len(vals)) + ")", vals
+
+
+class _Counts:
+    """A job's task counts by status plus its frame counts, kept up to date incrementally
+    so progress and the job's status never need a scan of its tasks."""
+
+    def __init__(self) -> None:
+        self.by_status: Counter[str] = Counter()
+        self.frames_total = 0
+        self.frames_done = 0
+
+    def move(self, old: str | None, new: str, frames: int, kind: str) -> None:
+        if old is not None:
+            self.by_status[old] -= 1
+        self.by_status[new] += 1
+        if kind == "render":
+            if old == TaskStatus.COMPLETED.value:
+                self.frames_done -= frames
+            if new == TaskStatus.COMPLETED.value:
+                self.frames_done += frames
 
 
 class Store:
@@ -46,21 +97,47 @@ class Store:
         self.db.execute("PRAGMA busy_timeout=5000")
         migrate(self.db)
         self.on_event = on_event
+        self.commits = 0
+        self._depth = 0
+        self._pending: list[dict[str, Any]] = []
+        self._counts: dict[int, _Counts] = {}
 
     def close(self) -> None:
         self.db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; nested uses join the outer transaction, so a caller
+        can batch many decisions into one commit."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.db
+            finally:
+                self._depth -= 1
+            return
         self.db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
         try:
             yield self.db
         except BaseException:
+            self._depth = 0
             self.db.execute("ROLLBACK")
+            self._pending.clear()
+            self._counts.clear()  # counts may hold moves that were rolled back
             raise
+        self._depth = 0
         self.db.execute("COMMIT")
+        self.commits += 1
+        events, self._pending = self._pending, []
+        for ev in events:
+            self._fire(ev)
 
     # -- events -------------------------------------------------------------------------
+    def _fire(self, event: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
     def _event(self, kind: str, message: str, *, job_id: int | None = None,
                task_id: int | None = None, slave: str | None = None,
                data: dict[str, Any] | None = None) -> None:
@@ -70,9 +147,12 @@ class Store:
             " VALUES (?,?,?,?,?,?,?)",
             (now, kind, job_id, task_id, slave, message, json.dumps(data or {})),
         )
-        if self.on_event is not None:
-            self.on_event({"id": cur.lastrowid, "at": now, "kind": kind, "job": job_id,
-                           "task": task_id, "slave": slave, "message": message, **(data or {})})
+        ev = {"id": cur.lastrowid, "at": now, "kind": kind, "job": job_id, "task": task_id,
+              "slave": slave, "message": message, **(data or {})}
+        if self._depth:
+            self._pending.append(ev)
+        else:
+            self._fire(ev)
 
     def events(self, after: int = 0, limit: int = 1000,
                job_id: int | None = None) -> list[dict[str, Any]]:
@@ -91,31 +171,59 @@ class Store:
         self.db.execute("INSERT OR IGNORE INTO files(sha256, size, added) VALUES (?,?,?)",
                         (sha256, size, time.time()))
 
-    def has_file(self, sha256: str) -> bool:
-        return self.db.execute("SELECT 1 FROM files WHERE sha256=?", (sha256,)).fetchone() \
-            is not None
+    def unreferenced_files(self, older_than: float) -> list[str]:
+        """Uploads no job names, stored before `older_than` (a time)."""
+        rows = self.db.execute(
+            "SELECT sha256 FROM files f WHERE added < ? AND NOT EXISTS"
+            " (SELECT 1 FROM job_files j WHERE j.sha256 = f.sha256)", (older_than,))
+        return [r[0] for r in rows]
+
+    def forget_file(self, sha256: str) -> None:
+        self.db.execute("DELETE FROM files WHERE sha256=? AND NOT EXISTS"
+                        " (SELECT 1 FROM job_files j WHERE j.sha256 = files.sha256)",
+                        (sha256,))
+
+    def referenced_files(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT DISTINCT sha256 FROM job_files")}
 
     # -- jobs ---------------------------------------------------------------------------
     def add_job(self, spec: JobSpec, plan: list[TaskSpec]) -> int:
         """Store a job with all its tasks atomically; returns the job id."""
+        with self.transaction():
+            job_id = self.begin_job(spec)
+            self.add_tasks(job_id, plan, 0, [])
+            self.finish_job(job_id, len(plan))
+        return job_id
+
+    def begin_job(self, spec: JobSpec) -> int:
+        """A job row nobody sees until finish_job; large plans are written in several
+        transactions between these two so the event loop is never blocked for long."""
         now = time.time()
         with self.transaction() as db:
             cur = db.execute(
                 "INSERT INTO jobs(name, application, params, priority, status, created,"
-                " updated, error, timeout) VALUES (?,?,?,?,?,?,?,'',?)",
+                " updated, error, timeout, tags) VALUES (?,?,?,?,?,?,?,'',?,?)",
                 (spec.name, spec.application, json.dumps(spec.params), spec.priority,
-                 JobStatus.QUEUED.value, now, now, spec.timeout),
+                 SUBMITTING, now, now, spec.timeout, json.dumps(sorted(spec.tags))),
             )
             job_id = int(cur.lastrowid or 0)
             db.executemany(
                 "INSERT INTO job_files(job_id, name, sha256, size) VALUES (?,?,?,?)",
                 [(job_id, f.name, f.sha256, f.size) for f in spec.files],
             )
-            ids: list[int] = []
-            for idx, t in enumerate(plan):
+        return job_id
+
+    def add_tasks(self, job_id: int, plan: list[TaskSpec], start: int,
+                  ids: list[int]) -> None:
+        """Write plan[start:] (indices are the plan's); `ids` collects the new task ids so
+        dependencies on earlier parts of the plan resolve."""
+        now = time.time()
+        with self.transaction() as db:
+            for idx in range(start, len(plan)):
+                t = plan[idx]
                 cur = db.execute(
-                    "INSERT INTO tasks(job_id, idx, kind, label, application, runs_on, params,"
-                    " inputs, outputs, status, attempt, error, frames, updated)"
+                    "INSERT INTO tasks(job_id, idx, kind, label, application, runs_on,"
+                    " params, inputs, outputs, status, attempt, error, frames, updated)"
                     " VALUES (?,?,?,?,?,?,?,?,?,?,0,'',?,?)",
                     (job_id, idx, t.kind, t.label, t.application, t.runs_on,
                      json.dumps(t.params), json.dumps(t.inputs), json.dumps(t.outputs),
@@ -124,11 +232,30 @@ class Store:
                 ids.append(int(cur.lastrowid or 0))
             db.executemany(
                 "INSERT INTO task_deps(task_id, dep_id) VALUES (?,?)",
-                [(ids[i], ids[d]) for i, t in enumerate(plan) for d in t.depends],
+                [(ids[i], ids[d]) for i in range(start, len(plan)) for d in plan[i].depends],
             )
-            self._event("job-accepted", f"job {job_id} {spec.name!r}: {len(plan)} tasks",
+
+    def finish_job(self, job_id: int, n_tasks: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE jobs SET status=?, updated=? WHERE id=? AND status=?",
+                       (JobStatus.QUEUED.value, time.time(), job_id, SUBMITTING))
+            name = db.execute("SELECT name FROM jobs WHERE id=?", (job_id,)).fetchone()[0]
+            self._event("job-accepted", f"job {job_id} {name!r}: {n_tasks} tasks",
                         job_id=job_id, data={"status": JobStatus.QUEUED.value})
-        return job_id
+
+    def drop_unfinished_submissions(self) -> int:
+        """Jobs whose submission never finished (the master died while writing them): the
+        client never heard "accepted", so they are removed, not run."""
+        with self.transaction() as db:
+            ids = [r[0] for r in db.execute("SELECT id FROM jobs WHERE status=?",
+                                            (SUBMITTING,))]
+            for job_id in ids:
+                db.execute("DELETE FROM task_deps WHERE task_id IN"
+                           " (SELECT id FROM tasks WHERE job_id=?)", (job_id,))
+                db.execute("DELETE FROM tasks WHERE job_id=?", (job_id,))
+                db.execute("DELETE FROM job_files WHERE job_id=?", (job_id,))
+                db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+        return len(ids)
 
     def _job(self, row: sqlite3.Row) -> Job:
         files = [InputFile(r["name"], r["sha256"], r["size"]) for r in self.db.execute(
@@ -136,29 +263,52 @@ class Store:
             (row["id"],))]
         return Job(row["id"], row["name"], row["application"], json.loads(row["params"]),
                    row["priority"], JobStatus(row["status"]), row["created"], row["updated"],
-                   row["error"], row["timeout"], files)
+                   row["error"], row["timeout"], files, tags=json.loads(row["tags"]))
 
     def job(self, job_id: int) -> Job | None:
-        row = self.db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        row = self.db.execute("SELECT * FROM jobs WHERE id=? AND status!=?",
+                              (job_id, SUBMITTING)).fetchone()
         return self._job(row) if row else None
 
     def jobs(self, limit: int = 200) -> list[Job]:
-        rows = self.db.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
+        rows = self.db.execute("SELECT * FROM jobs WHERE status!=? ORDER BY id DESC LIMIT ?",
+                               (SUBMITTING, limit))
         return [self._job(r) for r in rows.fetchall()]
 
+    def job_rows(self, job_ids: Iterable[int] | None = None) -> list[JobRow]:
+        """Order and constraints of runnable jobs (queued or active), or of the given ones."""
+        if job_ids is None:
+            marks, vals = _marks([JobStatus.QUEUED, JobStatus.ACTIVE])
+            rows = self.db.execute(f"SELECT id, priority, tags FROM jobs WHERE status IN"
+                                   f" {marks}", vals)
+        else:
+            marks, vals = _marks(job_ids)
+            rows = self.db.execute(f"SELECT id, priority, tags FROM jobs WHERE id IN {marks}",
+                                   vals)
+        return [JobRow(r[0], r[1], frozenset(json.loads(r[2]))) for r in rows]
+
+    def _counts_of(self, job_id: int) -> _Counts:
+        c = self._counts.get(job_id)
+        if c is None:
+            c = _Counts()
+            for r in self.db.execute("SELECT status, COUNT(*), COALESCE(SUM(frames), 0)"
+                                     " FROM tasks WHERE job_id=? AND kind='render'"
+                                     " GROUP BY status", (job_id,)):
+                c.frames_total += r[2]
+                if r[0] == TaskStatus.COMPLETED.value:
+                    c.frames_done += r[2]
+            for r in self.db.execute("SELECT status, COUNT(*) FROM tasks WHERE job_id=?"
+                                     " GROUP BY status", (job_id,)):
+                c.by_status[r[0]] = r[1]
+            self._counts[job_id] = c
+        return c
+
     def job_progress(self, job_id: int) -> dict[str, int]:
-        counts = {s.value: 0 for s in TaskStatus}
-        for r in self.db.execute(
-            "SELECT status, COUNT(*) AS n FROM tasks WHERE job_id=? GROUP BY status", (job_id,)
-        ):
-            counts[r["status"]] = r["n"]
-        fr = self.db.execute(
-            "SELECT COALESCE(SUM(frames),0) AS total,"
-            " COALESCE(SUM(CASE WHEN status='completed' THEN frames END),0) AS done"
-            " FROM tasks WHERE job_id=? AND kind='render'", (job_id,)).fetchone()
-        counts["tasks"] = sum(counts[s.value] for s in TaskStatus)
-        counts["frames_total"] = fr["total"]
-        counts["frames_done"] = fr["done"]
+        c = self._counts_of(job_id)
+        counts = {s.value: c.by_status.get(s.value, 0) for s in TaskStatus}
+        counts["tasks"] = sum(counts.values())
+        counts["frames_total"] = c.frames_total
+        counts["frames_done"] = c.frames_done
         return counts
 
     # -- tasks --------------------------------------------------------------------------
@@ -178,68 +328,87 @@ class Store:
                                (job_id,))
         return [self._task(r) for r in rows.fetchall()]
 
-    def next_task(self, runs_on: str, slave: str | None = None) -> Task | None:
-        """The most urgent runnable task this slave may take, or None."""
-        sql = (
-            f"SELECT {', '.join('t.' + c.strip() for c in _TASK_COLUMNS.split(','))}"
-            " FROM tasks t JOIN jobs j ON j.id = t.job_id"
-            f" WHERE t.status IN {_in(RUNNABLE)} AND t.runs_on = ?"
-            " AND j.status IN ('queued', 'active')"
-            " AND NOT EXISTS (SELECT 1 FROM task_deps d JOIN tasks u ON u.id = d.dep_id"
-            "   WHERE d.task_id = t.id AND u.status != 'completed')"
-        )
-        args: list[Any] = [runs_on]
-        if slave is not None:
-            sql += (" AND NOT EXISTS (SELECT 1 FROM blocklist b WHERE b.job_id = t.job_id"
-                    "   AND b.slave = ?)"
-                    " AND NOT EXISTS (SELECT 1 FROM task_failures f WHERE f.task_id = t.id"
-                    "   AND f.slave = ?)")
-            args += [slave, slave]
-        sql += " ORDER BY j.priority DESC, j.id, t.idx LIMIT 1"
-        r = self.db.execute(sql, args).fetchone()
-        return self._task(r) if r else None
+    def runnable_rows(self, job_id: int | None = None) -> list[RunnableRow]:
+        """Tasks that may run now or once their dependencies complete, of runnable jobs."""
+        marks, vals = _marks(RUNNABLE)
+        jmarks, jvals = _marks([JobStatus.QUEUED, JobStatus.ACTIVE])
+        sql = ("SELECT t.id, t.job_id, t.idx, t.runs_on, t.application,"
+               " (SELECT COUNT(*) FROM task_deps d JOIN tasks u ON u.id = d.dep_id"
+               "  WHERE d.task_id = t.id AND u.status != ?) AS waiting"
+               f" FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.status IN {marks}"
+               f" AND j.status IN {jmarks}")
+        args: list[Any] = [TaskStatus.COMPLETED.value, *vals, *jvals]
+        if job_id is not None:
+            sql += " AND t.job_id = ?"
+            args.append(job_id)
+        return [RunnableRow(*r) for r in self.db.execute(sql, args)]
 
-    def _set_status(self, task_id: int, new: TaskStatus, *, attempt: int | None = None,
-                    extra: str = "", args: tuple[Any, ...] = ()) -> bool:
-        """Guarded update: only from a legal source status (and the current attempt)."""
-        sql = (f"UPDATE tasks SET status=?, updated=?{extra} WHERE id=?"
-               f" AND status IN {_in(sources_of(new))}")
-        params: list[Any] = [new.value, time.time(), *args, task_id]
-        if attempt is not None:
-            sql += " AND attempt=?"
-            params.append(attempt)
-        return self.db.execute(sql, params).rowcount == 1
+    def dependents(self, task_ids: Iterable[int]) -> list[tuple[int, int]]:
+        """(task, dependency) pairs for the given waiting tasks."""
+        out: list[tuple[int, int]] = []
+        ids = list(task_ids)
+        for i in range(0, len(ids), 500):
+            marks, vals = _marks(ids[i:i + 500])
+            out += [(r[0], r[1]) for r in self.db.execute(
+                f"SELECT task_id, dep_id FROM task_deps WHERE task_id IN {marks}", vals)]
+        return out
 
-    def start_task(self, task: Task, slave: str) -> int:
-        """Mark the task active on `slave`; returns the new attempt number (its lease)."""
-        check_transition(task.status, TaskStatus.ACTIVE)
+    def failed_on(self, task_ids: Iterable[int]) -> list[tuple[int, str]]:
+        out: list[tuple[int, str]] = []
+        ids = list(task_ids)
+        for i in range(0, len(ids), 500):
+            marks, vals = _marks(ids[i:i + 500])
+            out += [(r[0], r[1]) for r in self.db.execute(
+                f"SELECT DISTINCT task_id, slave FROM task_failures WHERE task_id IN {marks}",
+                vals)]
+        return out
+
+    def _move(self, task_id: int, new: TaskStatus, *, attempt: int | None = None,
+              extra: str = "", args: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        """Guarded update from a legal source status (and the current attempt), keeping the
+        job's counts; returns the task's row as it was before, or None if not applied."""
+        old = self.db.execute("SELECT job_id, status, attempt, kind, frames, slave, label"
+                              " FROM tasks WHERE id=?", (task_id,)).fetchone()
+        if old is None or TaskStatus(old["status"]) not in sources_of(new):
+            return None
+        if attempt is not None and old["attempt"] != attempt:
+            return None
+        self.db.execute(f"UPDATE tasks SET status=?, updated=?{extra} WHERE id=?",
+                        (new.value, time.time(), *args, task_id))
+        c = self._counts.get(old["job_id"])
+        if c is not None:
+            c.move(old["status"], new.value, old["frames"], old["kind"])
+        return old
+
+    def start_task(self, task_id: int, slave: str) -> int | None:
+        """Mark the task active on `slave`; returns the new attempt number (its lease), or
+        None if the task is no longer runnable. Call inside a transaction to batch."""
         with self.transaction():
-            ok = self._set_status(task.id, TaskStatus.ACTIVE,
-                                  extra=", attempt=attempt+1, slave=?, started=?, finished=NULL",
-                                  args=(slave, time.time()))
-            if not ok:
-                raise RuntimeError(f"task {task.id} is no longer runnable")
-            attempt = self.db.execute("SELECT attempt FROM tasks WHERE id=?",
-                                      (task.id,)).fetchone()[0]
-            self.db.execute("UPDATE jobs SET status='active', updated=? WHERE id=?"
-                            " AND status='queued'", (time.time(), task.job_id))
-            self._event("task-active", f"task {task.id} ({task.label}) on {slave}",
-                        job_id=task.job_id, task_id=task.id, slave=slave,
+            old = self._move(task_id, TaskStatus.ACTIVE,
+                             extra=", attempt=attempt+1, slave=?, started=?, finished=NULL",
+                             args=(slave, time.time()))
+            if old is None:
+                return None
+            attempt = int(old["attempt"]) + 1
+            self._event("task-active", f"task {task_id} ({old['label']}) on {slave}",
+                        job_id=old["job_id"], task_id=task_id, slave=slave,
                         data={"status": "active", "attempt": attempt})
-        return int(attempt)
+            self._refresh_job(old["job_id"])
+        return attempt
 
     def lease_valid(self, task_id: int, attempt: int) -> bool:
-        r = self.db.execute("SELECT 1 FROM tasks WHERE id=? AND attempt=? AND status='active'",
-                            (task_id, attempt)).fetchone()
+        r = self.db.execute("SELECT 1 FROM tasks WHERE id=? AND attempt=? AND status=?",
+                            (task_id, attempt, TaskStatus.ACTIVE.value)).fetchone()
         return r is not None
 
     def complete_task(self, task: Task, attempt: int) -> bool:
         with self.transaction():
-            if not self._set_status(task.id, TaskStatus.COMPLETED, attempt=attempt,
-                                    extra=", finished=?, error=''", args=(time.time(),)):
+            old = self._move(task.id, TaskStatus.COMPLETED, attempt=attempt,
+                             extra=", finished=?, error=''", args=(time.time(),))
+            if old is None:
                 return False
             self._event("task-completed", f"task {task.id} ({task.label}) completed",
-                        job_id=task.job_id, task_id=task.id, slave=task.slave,
+                        job_id=task.job_id, task_id=task.id, slave=old["slave"],
                         data={"status": "completed"})
             self._refresh_job(task.job_id)
         return True
@@ -247,61 +416,69 @@ class Store:
     def requeue_task(self, task: Task, attempt: int, reason: str) -> bool:
         """Give an active task back to the queue without blaming its slave."""
         with self.transaction():
-            if not self._set_status(task.id, TaskStatus.QUEUED, attempt=attempt,
-                                    extra=", slave=NULL, error=?", args=(reason,)):
+            old = self._move(task.id, TaskStatus.QUEUED, attempt=attempt,
+                             extra=", slave=NULL, error=?", args=(reason,))
+            if old is None:
                 return False
             self._event("task-requeued", f"task {task.id} requeued: {reason}",
-                        job_id=task.job_id, task_id=task.id, slave=task.slave,
+                        job_id=task.job_id, task_id=task.id, slave=old["slave"],
                         data={"status": "queued"})
             self._refresh_job(task.job_id)
         return True
 
-    def fail_task(self, task: Task, attempt: int | None, slave: str | None, reason: str, *,
-                  slave_failures_per_job: int, slaves_per_task: int,
-                  eligible_slaves: set[str]) -> TaskStatus | None:
-        """Record a failure and apply the policy; returns the new status or None if stale."""
+    def failure_facts(self, task: Task, slave: str) -> tuple[int, set[str], set[str]]:
+        """Failures of `slave` in this job, slaves this task failed on, slaves blocklisted
+        for the job: what the failure policy needs (before this failure is recorded)."""
+        n = self.db.execute("SELECT COUNT(*) FROM task_failures WHERE job_id=? AND slave=?",
+                            (task.job_id, slave)).fetchone()[0]
+        failed_on = {r[0] for r in self.db.execute(
+            "SELECT DISTINCT slave FROM task_failures WHERE task_id=?", (task.id,))}
+        blocked = {r[0] for r in self.db.execute(
+            "SELECT slave FROM blocklist WHERE job_id=?", (task.job_id,))}
+        return int(n), failed_on, blocked
+
+    def fail_task(self, task: Task, attempt: int | None, slave: str | None, reason: str,
+                  decision: FailureDecision) -> TaskStatus | None:
+        """Record a failure and the policy's decision; None if the attempt is stale."""
+        cur = self.db.execute("SELECT status, attempt FROM tasks WHERE id=?",
+                              (task.id,)).fetchone()
+        if cur is None or cur["status"] != TaskStatus.ACTIVE.value or (
+                attempt is not None and cur["attempt"] != attempt):
+            return None  # only the current attempt of an active task can fail
         with self.transaction():
-            cur = self.db.execute("SELECT status, attempt FROM tasks WHERE id=?",
-                                  (task.id,)).fetchone()
-            if cur["status"] != "active" or (attempt is not None and cur["attempt"] != attempt):
-                return None
             now = time.time()
+            if self._move(task.id, decision.status, attempt=attempt,
+                          extra=", slave=NULL, finished=?, error=?", args=(now, reason)) is None:
+                return None
             if slave is not None:
                 self.db.execute("INSERT INTO task_failures(task_id, job_id, slave, at, reason)"
                                 " VALUES (?,?,?,?,?)", (task.id, task.job_id, slave, now, reason))
-                n = self.db.execute("SELECT COUNT(*) FROM task_failures WHERE job_id=?"
-                                    " AND slave=?", (task.job_id, slave)).fetchone()[0]
-                if n >= slave_failures_per_job:
+                if decision.blocklist:
                     self.db.execute("INSERT OR IGNORE INTO blocklist(job_id, slave, at)"
                                     " VALUES (?,?,?)", (task.job_id, slave, now))
                     self._event("slave-blocklisted",
-                                f"{slave} failed {n} tasks of job {task.job_id}; blocklisted",
-                                job_id=task.job_id, slave=slave)
-            failed_on = {r[0] for r in self.db.execute(
-                "SELECT DISTINCT slave FROM task_failures WHERE task_id=?", (task.id,))}
-            blocked = {r[0] for r in self.db.execute(
-                "SELECT slave FROM blocklist WHERE job_id=?", (task.job_id,))}
-            left = eligible_slaves - failed_on - blocked
-            final = slave is None or len(failed_on) >= slaves_per_task or not left
-            new = TaskStatus.FAILED if final else TaskStatus.SOFT_FAILED
-            self._set_status(task.id, new, extra=", slave=NULL, finished=?, error=?",
-                             args=(now, reason))
+                                f"{slave} failed too many tasks of job {task.job_id};"
+                                " blocklisted for it", job_id=task.job_id, slave=slave)
+            new = decision.status
             self._event(f"task-{new.value}", f"task {task.id} ({task.label}) {new.value}:"
                         f" {reason}", job_id=task.job_id, task_id=task.id, slave=slave,
-                        data={"status": new.value})
+                        data={"status": new.value, "error": reason})
             self._refresh_job(task.job_id)
         return new
 
     def recover_active(self) -> int:
         """After a restart nobody runs anything: every active task goes back to the queue."""
         with self.transaction():
-            rows = self.db.execute("SELECT id, job_id FROM tasks WHERE status='active'"
-                                   ).fetchall()
+            rows = self.db.execute("SELECT id, job_id FROM tasks WHERE status=?",
+                                   (TaskStatus.ACTIVE.value,)).fetchall()
             for r in rows:
-                self.db.execute("UPDATE tasks SET status='queued', slave=NULL, updated=?"
-                                " WHERE id=?", (time.time(), r["id"]))
+                self.db.execute("UPDATE tasks SET status=?, slave=NULL, updated=?"
+                                " WHERE id=?", (TaskStatus.QUEUED.value, time.time(), r["id"]))
                 self._event("task-requeued", f"task {r['id']} requeued: master restarted",
                             job_id=r["job_id"], task_id=r["id"], data={"status": "queued"})
+            for job_id in {r["job_id"] for r in rows}:
+                self._counts.pop(job_id, None)
+                self._refresh_job(job_id)
         return len(rows)
 
     def blocklist(self, job_id: int | None = None) -> list[tuple[int, str]]:
@@ -315,26 +492,38 @@ class Store:
                                " ORDER BY at", (task_id,))
         return [dict(r) for r in rows]
 
+    def failures_of_job(self, job_id: int) -> dict[int, list[dict[str, Any]]]:
+        out: dict[int, list[dict[str, Any]]] = {}
+        for r in self.db.execute("SELECT task_id, slave, at, reason FROM task_failures"
+                                 " WHERE job_id=? ORDER BY at", (job_id,)):
+            out.setdefault(r["task_id"], []).append(
+                {"slave": r["slave"], "at": r["at"], "reason": r["reason"]})
+        return out
+
+    def finished_task_dirs(self, slave: str, job_ids: Iterable[int]) -> list[int]:
+        """Of these jobs, those with no task queued or active: their dirs on a slave can go."""
+        ids = list(job_ids)
+        if not ids:
+            return []
+        marks, vals = _marks(ids)
+        smarks, svals = _marks([TaskStatus.QUEUED, TaskStatus.ACTIVE, TaskStatus.SOFT_FAILED,
+                                TaskStatus.PAUSED])
+        busy = {r[0] for r in self.db.execute(
+            f"SELECT DISTINCT job_id FROM tasks WHERE job_id IN {marks} AND status IN"
+            f" {smarks}", (*vals, *svals))}
+        return [j for j in ids if j not in busy]
+
     # -- job control ----------------------------------------------------------------------
     def _refresh_job(self, job_id: int) -> None:
-        """Derive the job's status from its tasks (inside the caller's transaction)."""
+        """Derive the job's status from its task counts (inside the caller's transaction)."""
         row = self.db.execute("SELECT status FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is None or row["status"] == SUBMITTING:
+            return
         status = JobStatus(row["status"])
-        counts = {r[0]: r[1] for r in self.db.execute(
-            "SELECT status, COUNT(*) FROM tasks WHERE job_id=? GROUP BY status", (job_id,))}
-        total = sum(counts.values())
-        new = status
-        if counts.get("failed"):
-            new = JobStatus.FAILED
+        counts = dict(self._counts_of(job_id).by_status)
+        new = derive_job_status(status, counts)
+        if new == JobStatus.FAILED and status != JobStatus.FAILED:
             self._cancel_open(job_id, "another task of the job failed")
-        elif counts.get("completed", 0) == total:
-            new = JobStatus.COMPLETED
-        elif status in (JobStatus.PAUSED, JobStatus.CANCELED):
-            new = status
-        elif counts.get("active") or counts.get("completed"):
-            new = JobStatus.ACTIVE
-        else:
-            new = JobStatus.QUEUED
         if new != status:
             self.db.execute("UPDATE jobs SET status=?, updated=? WHERE id=?",
                             (new.value, time.time(), job_id))
@@ -342,65 +531,71 @@ class Store:
                         data={"status": new.value})
 
     def _cancel_open(self, job_id: int, reason: str) -> None:
-        self.db.execute(
-            f"UPDATE tasks SET status='canceled', updated=?, error=? WHERE job_id=?"
-            f" AND status IN {_in({TaskStatus.QUEUED, TaskStatus.SOFT_FAILED, TaskStatus.PAUSED})}",
-            (time.time(), reason, job_id))
+        marks, vals = _marks([TaskStatus.QUEUED, TaskStatus.SOFT_FAILED, TaskStatus.PAUSED])
+        self.db.execute(f"UPDATE tasks SET status=?, updated=?, error=? WHERE job_id=?"
+                        f" AND status IN {marks}",
+                        (TaskStatus.CANCELED.value, time.time(), reason, job_id, *vals))
+        self._counts.pop(job_id, None)
 
     def cancel_job(self, job_id: int) -> list[Task]:
         """Cancel a job; returns its tasks that were active (the caller stops them)."""
         with self.transaction():
             active = [self._task(r) for r in self.db.execute(
-                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE job_id=? AND status='active'",
-                (job_id,))]
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE job_id=? AND status=?",
+                (job_id, TaskStatus.ACTIVE.value))]
             self._cancel_open(job_id, "job canceled")
-            self.db.execute("UPDATE tasks SET status='canceled', slave=NULL, updated=?,"
-                            " error='job canceled' WHERE job_id=? AND status='active'",
-                            (time.time(), job_id))
-            self.db.execute("UPDATE jobs SET status='canceled', updated=? WHERE id=?",
-                            (time.time(), job_id))
+            self.db.execute("UPDATE tasks SET status=?, slave=NULL, updated=?,"
+                            " error='job canceled' WHERE job_id=? AND status=?",
+                            (TaskStatus.CANCELED.value, time.time(), job_id,
+                             TaskStatus.ACTIVE.value))
+            self._set_job(job_id, JobStatus.CANCELED)
             self._event("job-canceled", f"job {job_id} canceled", job_id=job_id,
                         data={"status": "canceled"})
         return active
 
+    def _set_job(self, job_id: int, status: JobStatus, *, clear_error: bool = False) -> None:
+        self.db.execute("UPDATE jobs SET status=?, updated=?" + (", error=''" if clear_error
+                                                                   else "") + " WHERE id=?",
+                        (status.value, time.time(), job_id))
+        self._counts.pop(job_id, None)
+
     def pause_job(self, job_id: int) -> None:
+        marks, vals = _marks(RUNNABLE)
         with self.transaction():
-            self.db.execute(f"UPDATE tasks SET status='paused', updated=? WHERE job_id=?"
-                            f" AND status IN {_in(RUNNABLE)}", (time.time(), job_id))
-            self.db.execute("UPDATE jobs SET status='paused', updated=? WHERE id=?",
-                            (time.time(), job_id))
+            self.db.execute(f"UPDATE tasks SET status=?, updated=? WHERE job_id=?"
+                            f" AND status IN {marks}",
+                            (TaskStatus.PAUSED.value, time.time(), job_id, *vals))
+            self._set_job(job_id, JobStatus.PAUSED)
             self._event("job-paused", f"job {job_id} paused", job_id=job_id,
                         data={"status": "paused"})
 
     def resume_job(self, job_id: int) -> None:
         with self.transaction():
-            self.db.execute("UPDATE tasks SET status='queued', updated=? WHERE job_id=?"
-                            " AND status='paused'", (time.time(), job_id))
-            self.db.execute("UPDATE jobs SET status='queued', updated=? WHERE id=?",
-                            (time.time(), job_id))
+            self.db.execute("UPDATE tasks SET status=?, updated=? WHERE job_id=?"
+                            " AND status=?", (TaskStatus.QUEUED.value, time.time(), job_id,
+                                              TaskStatus.PAUSED.value))
+            self._set_job(job_id, JobStatus.QUEUED)
             self._event("job-resumed", f"job {job_id} resumed", job_id=job_id)
             self._refresh_job(job_id)
 
     def requeue_job(self, job_id: int, only_unfinished: bool = True) -> int:
         """Queue the job's failed and canceled tasks again (all tasks if not only_unfinished)."""
-        which = {TaskStatus.FAILED, TaskStatus.CANCELED}
+        which = [TaskStatus.FAILED, TaskStatus.CANCELED]
         if not only_unfinished:
-            which |= {TaskStatus.COMPLETED}
+            which.append(TaskStatus.COMPLETED)
+        marks, vals = _marks(which)
         with self.transaction():
             n = self.db.execute(
-                f"UPDATE tasks SET status='queued', slave=NULL, error='', updated=?"
-                f" WHERE job_id=? AND status IN {_in(which)}", (time.time(), job_id)).rowcount
+                f"UPDATE tasks SET status=?, slave=NULL, error='', updated=?"
+                f" WHERE job_id=? AND status IN {marks}",
+                (TaskStatus.QUEUED.value, time.time(), job_id, *vals)).rowcount
             self.db.execute("DELETE FROM task_failures WHERE job_id=?", (job_id,))
             self.db.execute("DELETE FROM blocklist WHERE job_id=?", (job_id,))
-            self.db.execute("UPDATE jobs SET status='queued', error='', updated=? WHERE id=?",
-                            (time.time(), job_id))
+            self._set_job(job_id, JobStatus.QUEUED, clear_error=True)
             self._event("job-requeued", f"job {job_id}: {n} tasks requeued", job_id=job_id,
                         data={"status": "queued"})
             self._refresh_job(job_id)
         return int(n)
-
-    def finished_statuses(self) -> frozenset[TaskStatus]:
-        return FINISHED
 
     # -- slaves -------------------------------------------------------------------------
     def set_slave(self, name: str, state: str, error: str | None = None,
@@ -420,10 +615,13 @@ class Store:
 
     def slaves(self) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT * FROM slaves ORDER BY name").fetchall()
+        blocked: dict[str, list[int]] = {}
+        for job_id, slave in self.blocklist():
+            blocked.setdefault(slave, []).append(job_id)
         out = []
         for r in rows:
             d = dict(r)
             d["info"] = json.loads(d["info"] or "{}")
-            d["blocklisted_for"] = [j for j, s in self.blocklist() if s == r["name"]]
+            d["blocklisted_for"] = blocked.get(r["name"], [])
             out.append(d)
         return out

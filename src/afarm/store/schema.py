@@ -90,6 +90,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX events_job ON events(job_id, id);
     """,
+    # 2: tags a job requires of its slaves; an index for one job's tasks by status
+    """
+    ALTER TABLE jobs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+    CREATE INDEX tasks_job_status ON tasks(job_id, status);
+    CREATE INDEX job_files_sha ON job_files(sha256);
+    """,
 ]
 
 

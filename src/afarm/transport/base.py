@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The Transport protocol the master's dispatchers use, its Result and its exceptions."""
+"""The Transport protocol the master's slave links use, its Result and its exceptions."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +58,7 @@ class Channel(Protocol):
 
 
 class Transport(Protocol):
-    """What a dispatcher needs from a slave; paths on the slave are relative to its work dir."""
+    """What a slave link needs from a slave; paths on the slave are relative to its work dir."""
 
     name: str
 

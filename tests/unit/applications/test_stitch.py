@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from afarm.applications.stitch import encode_argv, stitch_argv, xstack_layout
-from afarm.images import image_size, verify_output
+from afarm.runner.verify import image_size, verify_output
 
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from afarm.protocol.messages import PROTOCOL_VERSION
 from tests.farm import ENV
 
 
@@ -71,7 +72,7 @@ def run_msg(task: int, app: str, items: list[list[Any]], **kw: Any) -> dict[str,
 
 
 def test_hello_describes_the_slave(agent: AgentProcess) -> None:
-    agent.send({"op": "hello", "id": 7})
+    agent.send({"op": "hello", "id": 7, "protocol": PROTOCOL_VERSION})
     hello = agent.recv()
     assert hello["id"] == 7 and hello["applications"] == ["echo", "sleep"]
     assert hello["cpus"] >= 1 and hello["disk_free"] > 0
@@ -156,3 +157,24 @@ def test_inputs_keep_their_relative_paths(agent: AgentProcess) -> None:
     assert done["error"] is None, done
     task_dir = agent.work / done["out_dir"] / ".."
     assert (task_dir / "in" / "tex" / "wood.png").read_bytes() == b"tex"
+
+
+def test_a_master_of_another_protocol_is_refused_at_hello(agent: AgentProcess) -> None:
+    agent.send({"op": "hello", "id": 1, "protocol": PROTOCOL_VERSION + 1})
+    reply = agent.recv()
+    assert reply["op"] == "refused" and reply["id"] == 1
+    assert "same afarm version" in reply["reason"]
+
+
+def test_the_same_task_attempt_twice_is_refused_and_leaves_no_orphan(
+        agent: AgentProcess) -> None:
+    agent.send(run_msg(11, "sleep", [[1, "30"]]))
+    agent.send(run_msg(11, "sleep", [[1, "30"]]))
+    assert "already running" in agent.until("refused")["reason"]
+    agent.send({"op": "cancel", "task": 11, "attempt": 1})
+    assert agent.until("done")["error"] == "canceled"
+
+
+def test_a_timeout_beyond_seven_days_is_refused(agent: AgentProcess) -> None:
+    agent.send(run_msg(12, "sleep", [[1, "1"]], timeout=2**62))
+    assert "7 days" in agent.until("done")["error"]

@@ -10,9 +10,6 @@ from afarm.model.status import JobStatus, TaskStatus
 from afarm.store.db import Store
 from afarm.store.schema import MIGRATIONS
 
-POLICY = {"slave_failures_per_job": 3, "slaves_per_task": 3}
-
-
 def spec(name: str = "job", priority: int = 50) -> JobSpec:
     return JobSpec(name=name, application="app", params={"x": 1},
                    files=[InputFile("a.blend", "ab" * 32, 10)], priority=priority)
@@ -54,114 +51,90 @@ def test_the_schema_version_is_recorded_and_reopening_is_a_no_op(tmp_path: Path)
     Store(tmp_path / "db").close()
 
 
-def test_higher_priority_jobs_run_first_then_older_jobs(store: Store) -> None:
-    low = store.add_job(spec("low", 10), [render(1)])
-    high = store.add_job(spec("high", 90), [render(1)])
-    first = store.next_task("slave", "s1")
-    assert first is not None and first.job_id == high
-    store.start_task(first, "s1")
-    second = store.next_task("slave", "s1")
-    assert second is not None and second.job_id == low
-
-
-def test_dependent_tasks_wait_for_their_inputs(store: Store) -> None:
-    job = store.add_job(spec(), [render(1), TaskSpec(
-        kind="encode", label="encode", application="ff", params={}, outputs=["out/x.mp4"],
-        runs_on="master", depends=[0])])
-    assert store.next_task("master") is None
-    t = store.next_task("slave", "s1")
-    assert t is not None
-    attempt = store.start_task(t, "s1")
-    assert store.complete_task(t, attempt)
-    follow = store.next_task("master")
-    assert follow is not None and follow.kind == "encode"
-    assert store.job(job).status == JobStatus.ACTIVE  # type: ignore[union-attr]
+def test_active_tasks_are_requeued_after_a_restart(tmp_path: Path) -> None:
+    s = Store(tmp_path / "db")
+    s.add_job(spec(), [render(1)])
+    task = s.tasks(1)[0]
+    assert s.start_task(task.id, "s1") == 1
+    s.close()  # as if the master died here
+    s2 = Store(tmp_path / "db")
+    assert s2.recover_active() == 1
+    again = s2.tasks(1)[0]
+    assert again.status == TaskStatus.QUEUED and again.slave is None
+    assert [r.task_id for r in s2.runnable_rows()] == [task.id]
 
 
 def test_a_stale_attempt_cannot_complete_a_task(store: Store) -> None:
     store.add_job(spec(), [render(1)])
-    t = store.next_task("slave", "s1")
-    assert t is not None
-    first = store.start_task(t, "s1")
-    assert store.requeue_task(t, first, "s1 vanished")
-    t2 = store.next_task("slave", "s2")
-    assert t2 is not None
-    second = store.start_task(t2, "s2")
+    t = store.tasks(1)[0]
+    first = store.start_task(t.id, "s1")
+    assert first is not None and store.requeue_task(t, first, "s1 vanished")
+    second = store.start_task(t.id, "s2")
+    assert second == first + 1
     assert not store.complete_task(t, first)
     assert not store.lease_valid(t.id, first)
-    assert store.complete_task(t2, second)
+    assert store.complete_task(t, second)
 
 
-def test_a_slave_that_failed_a_task_does_not_get_it_again(store: Store) -> None:
+def test_a_task_that_is_not_runnable_is_not_started(store: Store) -> None:
     store.add_job(spec(), [render(1)])
-    t = store.next_task("slave", "s1")
-    assert t is not None
-    a = store.start_task(t, "s1")
-    new = store.fail_task(t, a, "s1", "boom", eligible_slaves={"s1", "s2", "s3"}, **POLICY)
-    assert new == TaskStatus.SOFT_FAILED
-    assert store.next_task("slave", "s1") is None
-    assert store.next_task("slave", "s2") is not None
+    t = store.tasks(1)[0]
+    assert store.start_task(t.id, "s1") == 1
+    assert store.start_task(t.id, "s2") is None
 
 
-def test_a_task_fails_for_good_after_three_different_slaves(store: Store) -> None:
-    job = store.add_job(spec(), [render(1), render(2)])
-    slaves = {"s1", "s2", "s3", "s4"}
-    results = []
-    for s in ("s1", "s2", "s3"):
-        t = store.next_task("slave", s)
-        assert t is not None and t.idx == 0
-        results.append(store.fail_task(t, store.start_task(t, s), s, "err",
-                                       eligible_slaves=slaves, **POLICY))
-    assert results == [TaskStatus.SOFT_FAILED, TaskStatus.SOFT_FAILED, TaskStatus.FAILED]
-    assert store.job(job).status == JobStatus.FAILED  # type: ignore[union-attr]
-    # the rest of the failed job is canceled, not left hanging in the queue
-    assert [t.status for t in store.tasks(job)][1] == TaskStatus.CANCELED
+def test_progress_counts_follow_every_change_without_a_scan(store: Store) -> None:
+    job = store.add_job(spec(), [render(1), render(2), render(3)])
+    assert store.job_progress(job)["frames_total"] == 3
+    a, b, _ = store.tasks(job)
+    store.complete_task(a, store.start_task(a.id, "s1") or 0)
+    store.requeue_task(b, store.start_task(b.id, "s1") or 0, "gone")
+    p = store.job_progress(job)
+    assert (p["completed"], p["queued"], p["active"], p["frames_done"]) == (1, 2, 0, 1)
+    fresh = Store(store.path)  # counts recounted from the rows agree
+    assert fresh.job_progress(job) == p
+    fresh.close()
 
 
-def test_a_task_fails_when_every_slave_of_the_farm_failed_it(store: Store) -> None:
-    store.add_job(spec(), [render(1)])
-    for s, expected in (("s1", TaskStatus.SOFT_FAILED), ("s2", TaskStatus.FAILED)):
-        t = store.next_task("slave", s)
-        assert t is not None
-        assert store.fail_task(t, store.start_task(t, s), s, "e", eligible_slaves={"s1", "s2"},
-                               **POLICY) == expected
+def test_a_submission_written_in_parts_is_invisible_until_finished(store: Store) -> None:
+    plan = [render(n) for n in range(1, 11)]
+    job = store.begin_job(spec())
+    ids: list[int] = []
+    store.add_tasks(job, plan[:5], 0, ids)
+    assert store.job(job) is None and store.jobs() == [] and store.runnable_rows() == []
+    store.add_tasks(job, plan, 5, ids)
+    store.finish_job(job, len(plan))
+    assert len(store.runnable_rows()) == 10
 
 
-def test_a_slave_is_blocklisted_for_a_job_after_three_failures(store: Store) -> None:
-    job = store.add_job(spec(), [render(n) for n in range(1, 6)])
-    slaves = {f"s{i}" for i in range(10)}
-    for _ in range(3):
-        t = store.next_task("slave", "s1")
-        assert t is not None
-        store.fail_task(t, store.start_task(t, "s1"), "s1", "e", eligible_slaves=slaves,
-                        **POLICY)
-    assert store.blocklist(job) == [(job, "s1")]
-    assert store.next_task("slave", "s1") is None
-    assert store.next_task("slave", "s2") is not None
+def test_a_submission_the_master_never_finished_is_dropped_at_start(store: Store) -> None:
+    job = store.begin_job(spec())
+    store.add_tasks(job, [render(1)], 0, [])
+    assert store.drop_unfinished_submissions() == 1
+    assert store.db.execute("SELECT COUNT(*) FROM tasks").fetchone()[0] == 0
 
 
-def test_active_tasks_are_requeued_after_a_restart(tmp_path: Path) -> None:
-    s = Store(tmp_path / "db")
+def test_events_fire_only_after_commit(tmp_path: Path) -> None:
+    seen: list[str] = []
+    s = Store(tmp_path / "db", on_event=lambda e: seen.append(e["kind"]))
+    with pytest.raises(RuntimeError), s.transaction():
+        s.add_job(spec(), [render(1)])
+        assert seen == []  # inside the transaction nobody has heard of it yet
+        raise RuntimeError("rolled back")
+    assert seen == [] and s.jobs() == []
     s.add_job(spec(), [render(1)])
-    t = s.next_task("slave", "s1")
-    assert t is not None
-    s.start_task(t, "s1")
-    s.close()  # as if the master died here
-    s2 = Store(tmp_path / "db")
-    assert s2.recover_active() == 1
-    again = s2.next_task("slave", "s2")
-    assert again is not None and again.id == t.id and again.status == TaskStatus.QUEUED
+    assert seen == ["job-accepted"]
+    s.close()
 
 
 def test_cancel_pause_resume_and_requeue(store: Store) -> None:
     job = store.add_job(spec(), [render(1), render(2)])
-    t = store.next_task("slave", "s1")
-    assert t is not None
-    store.start_task(t, "s1")
+    t = store.tasks(job)[0]
+    store.start_task(t.id, "s1")
     store.pause_job(job)
-    assert store.next_task("slave", "s2") is None
+    assert store.runnable_rows() == []
     store.resume_job(job)
-    assert store.next_task("slave", "s2") is not None
+    assert len(store.runnable_rows()) == 1
     active = store.cancel_job(job)
     assert [a.id for a in active] == [t.id]
     assert {x.status for x in store.tasks(job)} == {TaskStatus.CANCELED}
@@ -173,9 +146,9 @@ def test_events_are_logged_and_pushed_to_the_hook(tmp_path: Path) -> None:
     seen: list[dict[str, Any]] = []
     s = Store(tmp_path / "db", on_event=seen.append)
     job = s.add_job(spec(), [render(1)])
-    t = s.next_task("slave", "s1")
-    assert t is not None
-    s.complete_task(t, s.start_task(t, "s1"))
+    t = s.tasks(job)[0]
+    s.complete_task(t, s.start_task(t.id, "s1") or 0)
     kinds = [e["kind"] for e in s.events(job_id=job)]
-    assert kinds == ["job-accepted", "task-active", "task-completed", "job-completed"]
+    assert kinds == ["job-accepted", "task-active", "job-active", "task-completed",
+                     "job-completed"]
     assert [e["kind"] for e in seen] == kinds

@@ -6,7 +6,7 @@ import pytest
 
 from afarm.config.loader import load
 from afarm.errors import ConfigError
-from afarm.master.slaves import control_dir, slave_definitions
+from afarm.master.slaves.definitions import control_dir, slave_definitions
 
 
 def config(tmp_path: Path, text: str) -> dict[str, Any]:

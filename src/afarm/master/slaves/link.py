@@ -1,5 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""One dispatcher per slave: holds its channel, sends it tasks, brings results home."""
+"""One link per slave: holds its channel, runs a task there, brings the outputs home.
+
+A link knows nothing of the queue: `run()` executes one attempt and returns an Outcome that
+the scheduler applies. What it needs from the rest of the master it declares in LinkHooks.
+"""
 
 import asyncio
 import itertools
@@ -7,41 +11,79 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal, Protocol
 
 from afarm.errors import AfarmError
-from afarm.images import verify_output
-from afarm.model.job import Task
-from afarm.transport.base import (
-    AuthFailure,
-    Channel,
-    HostUnreachable,
-    Transport,
-    TransportError,
+from afarm.model.job import Job, Task
+from afarm.protocol.messages import (
+    PROTOCOL_VERSION,
+    Hello,
+    InputRef,
+    Progress,
+    ProtocolError,
+    RunRequest,
+    TaskReply,
 )
-
-if TYPE_CHECKING:
-    from afarm.master.farm import Farm
+from afarm.runner.verify import verify_output
+from afarm.transport.base import AuthFailure, Channel, HostUnreachable, Transport, TransportError
 
 log = logging.getLogger(__name__)
 GRACE = 30.0  # seconds past a task's timeout before the master gives up on the agent
+PROGRESS_PER_SECOND = 50  # more from one slave is dropped, not queued
 
 
 class SlaveGone(Exception):
     """The channel closed while we waited: the slave (or the path to it) is gone."""
 
 
-class Dispatcher:
-    def __init__(self, farm: "Farm", name: str, transport: Transport, slots: int,
-                 tags: list[str] | None = None) -> None:
-        self.farm = farm
+OutcomeKind = Literal["done", "failed", "gone", "canceled"]
+
+
+@dataclass
+class Outcome:
+    """How an attempt ended, for the scheduler to apply.
+
+    done: outputs fetched and verified in `got` (rel path -> partial file);
+    failed: the slave answered but the task did not work (counts against the slave);
+    gone: the slave or the path to it vanished (redo elsewhere, blame no one);
+    canceled: the master is stopping or the job was canceled.
+    """
+
+    kind: OutcomeKind
+    reason: str = ""
+    reply: TaskReply | None = None
+    got: dict[str, Path] = field(default_factory=dict)
+
+
+class LinkHooks(Protocol):
+    def slave_state(self, name: str, state: str, error: str | None,
+                    info: dict[str, Any] | None) -> None: ...
+
+    def slave_ready(self, name: str) -> None: ...
+
+    def progress(self, name: str, msg: Progress) -> None: ...
+
+    def count_bytes(self, name: str, n: int) -> None: ...
+
+
+class FileSource(Protocol):
+    def path(self, sha: str) -> Path: ...
+
+
+class SlaveLink:
+    def __init__(self, name: str, transport: Transport, slots: int, hooks: LinkHooks,
+                 files: FileSource, *, tags: list[str] | None = None) -> None:
         self.name = name
         self.transport = transport
         self.slots = slots
         self.tags = tags or []
+        self.hooks = hooks
+        self.files = files
         self.state = "offline"
         self.info: dict[str, Any] = {}
+        self.applications: frozenset[str] | None = None
         self.channel: Channel | None = None
         self.running: dict[int, asyncio.Task[None]] = {}
         self.cached: set[str] = set()
@@ -51,6 +93,7 @@ class Dispatcher:
         self._connected = asyncio.Event()
         self._stopping = False
         self._upload_lock = asyncio.Lock()
+        self._progress_window = (0.0, 0)
 
     @property
     def free_slots(self) -> int:
@@ -65,10 +108,10 @@ class Dispatcher:
                 await self.connect()
                 delay = 1.0
                 await self._disconnected()
-            except AuthFailure as exc:
+            except (AuthFailure, ProtocolError) as exc:
                 await self._drop_channel()
                 self._set_state("refused", str(exc))
-                delay = 60.0  # a bad key or host key does not fix itself quickly
+                delay = 60.0  # a bad key or another afarm version does not fix itself soon
             except (TimeoutError, TransportError, OSError, SlaveGone) as exc:
                 await self._drop_channel()
                 self._set_state("unreachable", str(exc) or type(exc).__name__)
@@ -97,11 +140,16 @@ class Dispatcher:
         gen = self._generation
         threading.Thread(target=self._reader, args=(channel, loop, gen), daemon=True,
                          name=f"reader-{self.name}").start()
-        hello = await asyncio.wait_for(self.request({"op": "hello"}), timeout=30)
-        self.info = {k: v for k, v in hello.items() if k not in ("op", "id")}
+        reply = await asyncio.wait_for(
+            self.request({"op": "hello", "protocol": PROTOCOL_VERSION}), timeout=30)
+        if reply.get("op") == "refused":
+            raise ProtocolError(f"{self.name} refused the hello: {reply.get('reason')}")
+        hello = Hello.from_wire(reply)
+        self.info = {k: v for k, v in reply.items() if k not in ("op", "id")}
+        self.applications = frozenset(hello.applications)
         self.cached.clear()
         self._set_state("online")
-        self.farm.wake()
+        self.hooks.slave_ready(self.name)
 
     def _reader(self, channel: Channel, loop: asyncio.AbstractEventLoop, gen: int) -> None:
         while True:
@@ -129,17 +177,29 @@ class Dispatcher:
             return
         op = msg.get("op")
         if op == "progress":
-            self.farm.on_progress(self.name, msg)
+            self._on_progress(msg)
+            return
+        if op == "refused" and msg.get("id") is None:
+            log.warning("%s refused a request: %s", self.name, str(msg.get("reason"))[:500])
             return
         key: Any = ("done", msg.get("task"), msg.get("attempt")) if op == "done" \
             else msg.get("id")
-        waiter = self._waiters.get(key)
-        if waiter is not None:
-            del self._waiters[key]
+        waiter = self._waiters.pop(key, None) if isinstance(key, int | tuple) else None
         if waiter is not None and not waiter.done():
             waiter.set_result(msg)
-        elif op == "refused":
-            log.warning("%s refused a request: %s", self.name, msg.get("reason"))
+
+    def _on_progress(self, msg: dict[str, Any]) -> None:
+        start, n = self._progress_window
+        now = time.monotonic()
+        if now - start >= 1.0:
+            start, n = now, 0
+        self._progress_window = (start, n + 1)
+        if n >= PROGRESS_PER_SECOND:
+            return
+        try:
+            self.hooks.progress(self.name, Progress.from_wire(msg))
+        except ProtocolError:
+            pass
 
     async def _disconnected(self) -> None:
         await self._connected.wait()
@@ -166,7 +226,7 @@ class Dispatcher:
             if error:
                 log.info("%s: %s (%s)", self.name, state, error)
             self.state = state
-            self.farm.store.set_slave(self.name, state, error, self.info or None)
+            self.hooks.slave_state(self.name, state, error, self.info or None)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -179,61 +239,56 @@ class Dispatcher:
         await asyncio.to_thread(self.transport.close)
 
     # -- tasks ----------------------------------------------------------------------------
-    def launch(self, task: Task, attempt: int) -> None:
-        if self.state == "online" and len(self.running) + 1 >= self.slots:
-            self._set_state("busy")
-        self.running[task.id] = asyncio.create_task(self.execute(task, attempt))
-
     def cancel(self, task_id: int, attempt: int) -> None:
         try:
             self._send({"op": "cancel", "task": task_id, "attempt": attempt})
         except (SlaveGone, TransportError):
             pass
 
-    async def execute(self, task: Task, attempt: int) -> None:
-        store = self.farm.store
+    def mark_busy(self, task_id: int, job: asyncio.Task[None]) -> None:
+        self.running[task_id] = job
+        if self.state == "online" and len(self.running) >= self.slots:
+            self._set_state("busy")
+
+    def mark_free(self, task_id: int) -> None:
+        self.running.pop(task_id, None)
+        if self.state == "busy":
+            self._set_state("online")
+
+    async def run(self, task: Task, attempt: int, job: Job, timeout: int,
+                  partial: Callable[[str], Path]) -> Outcome:
+        """Run one attempt on the slave; never raises for what the slave or task did."""
         try:
-            reply = await self._run_remote(task, attempt)
-            await self.farm.finish_remote(self, task, attempt, reply)
+            reply = await self._run_remote(task, attempt, job, timeout)
+            if reply.error:
+                return Outcome("failed", reply.error, reply)
+            got = await self.fetch_outputs(task, reply, partial)
+            return Outcome("done", reply=reply, got=got)
         except (SlaveGone, HostUnreachable, ConnectionError) as exc:
-            # The slave or the path to it vanished: redo the task elsewhere, blame no one.
-            store.requeue_task(task, attempt, f"{self.name} went away: {exc}")
-        except asyncio.CancelledError:
-            store.requeue_task(task, attempt, "master is stopping")
-            raise
+            return Outcome("gone", f"{self.name} went away: {exc}")
         except (AfarmError, OSError) as exc:
             # The slave answered but could not do it (disk full, a bad output, a refused
             # transfer): count it against this slave so the task moves on to another.
-            self.farm.fail(task, attempt, self.name, str(exc))
-        finally:
-            self.farm.discard_partials(task, attempt)
-            self.running.pop(task.id, None)
-            if self.state == "busy":
-                self._set_state("online")
-            self.farm.wake()
+            return Outcome("failed", str(exc))
 
-    async def _run_remote(self, task: Task, attempt: int) -> dict[str, Any]:
-        job = self.farm.store.job(task.job_id)
-        assert job is not None
+    async def _run_remote(self, task: Task, attempt: int, job: Job,
+                          timeout: int) -> TaskReply:
         await self._ensure_inputs([(f.sha256, f.size) for f in job.files])
-        timeout = job.timeout or self.farm.app_timeout(task.application)
         key = ("done", task.id, attempt)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiters[key] = fut
-        self._send({
-            "op": "run", "job": task.job_id, "task": task.id, "attempt": attempt,
-            "app": task.application, "kind": task.kind, "params": task.params,
-            "inputs": [{"name": f.name, "sha256": f.sha256} for f in job.files],
-            "outputs": [Path(o).name for o in task.outputs], "timeout": timeout,
-        })
+        req = RunRequest(job=task.job_id, task=task.id, attempt=attempt,
+                         app=task.application, kind=task.kind, params=task.params,
+                         inputs=[InputRef(f.name, f.sha256) for f in job.files],
+                         outputs=[Path(o).name for o in task.outputs], timeout=timeout)
+        self._send(req.to_wire())
         try:
-            return await asyncio.wait_for(fut, timeout=timeout + GRACE)
+            return TaskReply.from_wire(await asyncio.wait_for(fut, timeout=timeout + GRACE))
         except TimeoutError:
             self.cancel(task.id, attempt)
-            if key in self._waiters:
-                del self._waiters[key]
-            return {"error": f"no answer from {self.name} within {timeout + GRACE:.0f} s",
-                    "timed_out": True, "log": [], "errors": []}
+            self._waiters.pop(key, None)
+            return TaskReply(task.id, attempt, timed_out=True,
+                             error=f"no answer from {self.name} within {timeout + GRACE:.0f} s")
 
     async def _ensure_inputs(self, files: list[tuple[str, int]]) -> None:
         """Send each input file once per slave; the slave's cache keeps it for later jobs."""
@@ -247,30 +302,32 @@ class Dispatcher:
             for sha in missing:
                 if sha in present:
                     continue
-                src = self.farm.files.path(sha)
+                src = self.files.path(sha)
                 started = time.monotonic()
                 sent = await asyncio.to_thread(self.transport.put, src, f"cache/{sha}")
-                self.farm.count_bytes(self.name, sent)
+                self.hooks.count_bytes(self.name, sent)
                 log.info("%s: sent %s (%d bytes) in %.2f s", self.name, sha[:12], sent,
                          time.monotonic() - started)
                 self.cached.add(sha)
 
-    async def fetch_outputs(self, task: Task, attempt: int, reply: dict[str, Any],
+    async def fetch_outputs(self, task: Task, reply: TaskReply,
                             partial: Callable[[str], Path]) -> dict[str, Path]:
         """Bring the task's outputs into `.partial/`, verified; returns rel path -> partial."""
-        out_dir = str(reply.get("out_dir", ""))
-        produced = [str(n) for n in reply.get("outputs", [])]
         wanted = {Path(o).name: o for o in task.outputs}
         extra = task.params.get("collect_extra")
         got: dict[str, Path] = {}
-        for name in produced:
-            if Path(name).name != name:
+        for name in reply.outputs:
+            if Path(name).name != name or name in ("", ".", ".."):
                 raise AfarmError(f"{self.name} reported an output path {name!r}; refused")
             rel = wanted.get(name) or (f"{extra}/{name}" if extra else None)
             if rel is None:
                 continue
             dst = partial(rel)
-            await asyncio.to_thread(self.transport.get, f"{out_dir}/{name}", dst)
+            await asyncio.to_thread(self.transport.get, f"{reply.out_dir}/{name}", dst)
             verify_output(dst)
             got[rel] = dst
         return got
+
+    async def collect_garbage(self, keep_jobs: list[int]) -> dict[str, Any]:
+        return await asyncio.wait_for(self.request({"op": "gc", "keep_jobs": keep_jobs}),
+                                      timeout=60)

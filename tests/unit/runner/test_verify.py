@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from afarm.errors import OperationFailed
-from afarm.images import image_size, verify_output
+from afarm.runner.verify import image_size, verify_output
 
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
 

@@ -1,0 +1,279 @@
+# SPDX-License-Identifier: MIT
+"""The event-driven scheduler: hands runnable tasks to places with free slots, applies what
+comes back, and writes every decision to the store before any slave hears of it.
+
+There is no polling interval: a new job, a finished task or a slave coming online wakes it,
+and one pass applies every outcome that arrived (in one transaction) and then makes every
+decision it can (in one more). A decision costs the same however long the queue is: the
+runnable work sits in a RunnableIndex, not in a query.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from afarm.master.scheduling.index import Candidate, RunnableIndex, SlaveView
+from afarm.master.slaves.link import Outcome
+from afarm.model.job import Job, Task
+from afarm.model.policy import FailurePolicy, decide_failure
+from afarm.model.status import TaskStatus
+from afarm.protocol.messages import TaskReply
+from afarm.store.db import Store
+
+log = logging.getLogger(__name__)
+MASTER = "master"
+
+
+class Place(Protocol):
+    """Where tasks run: a slave's link, or the master itself for follow-ups."""
+
+    name: str
+    slots: int
+    state: str
+    running: dict[int, "asyncio.Task[None]"]
+
+    @property
+    def free_slots(self) -> int: ...
+
+    @property
+    def tags(self) -> list[str]: ...
+
+    @property
+    def applications(self) -> frozenset[str] | None: ...
+
+    def mark_busy(self, task_id: int, job: "asyncio.Task[None]") -> None: ...
+
+    def mark_free(self, task_id: int) -> None: ...
+
+    def cancel(self, task_id: int, attempt: int) -> None: ...
+
+    async def run(self, task: Task, attempt: int, job: Job, timeout: int,
+                  partial: Callable[[str], Path]) -> Outcome: ...
+
+    async def stop(self) -> None: ...
+
+
+class Results(Protocol):
+    """What the scheduler needs done with a task's files and log (master/results.py)."""
+
+    def partial_for(self, task: Task, attempt: int) -> Callable[[str], Path]: ...
+
+    def publish(self, task: Task, got: dict[str, Path]) -> None: ...
+
+    def discard(self, task: Task, attempt: int) -> None: ...
+
+    def write_log(self, task: Task, attempt: int, slave: str, reply: TaskReply | None,
+                  reason: str) -> None: ...
+
+
+class Scheduler:
+    def __init__(self, store: Store, results: Results, policy: FailurePolicy,
+                 timeout_of: Callable[[Task, Job], int]) -> None:
+        self.store = store
+        self.results = results
+        self.policy = policy
+        self.timeout_of = timeout_of
+        self.places: dict[str, Place] = {}
+        self.master: Place | None = None
+        self.index = RunnableIndex()
+        self.decisions = 0
+        self._outcomes: list[tuple[Place, Task, int, Outcome]] = []
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._jobs: dict[int, Job] = {}  # jobs with tasks running, for their files
+
+    # -- life cycle -----------------------------------------------------------------------
+    def load(self) -> None:
+        """Rebuild the index from the store (at start)."""
+        s = self.store
+        rows = s.runnable_rows()
+        waiting = [r.task_id for r in rows if r.waiting]
+        self.index = RunnableIndex()
+        self.index.load(s.job_rows(), rows, s.dependents(waiting),
+                        s.failed_on([r.task_id for r in rows]), s.blocklist())
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._loop())
+        self.wake()
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        running = [t for p in self.all_places() for t in p.running.values()]
+        for t in running:
+            t.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        self.apply_outcomes()
+
+    def all_places(self) -> list[Place]:
+        return [*self.places.values(), *([self.master] if self.master else [])]
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                self.schedule_pass()
+            except Exception:
+                log.exception("scheduler pass failed")
+
+    # -- jobs -----------------------------------------------------------------------------
+    def job_added(self, job_id: int) -> None:
+        self.reload_job(job_id)
+
+    def reload_job(self, job_id: int) -> None:
+        """After a bulk change of a job (added, resumed, requeued): index it afresh."""
+        s = self.store
+        self.index.drop_job(job_id)
+        jobs = s.job_rows([job_id])
+        job = s.job(job_id)
+        if job is None or job.status.value not in ("queued", "active"):
+            self.wake()
+            return
+        rows = s.runnable_rows(job_id)
+        self.index.load(jobs, rows, s.dependents([r.task_id for r in rows if r.waiting]),
+                        s.failed_on([r.task_id for r in rows]), s.blocklist(job_id))
+        self.wake()
+
+    def drop_job(self, job_id: int) -> None:
+        self.index.drop_job(job_id)
+
+    def cancel_running(self, tasks: list[Task]) -> None:
+        for task in tasks:
+            place = self.places.get(task.slave or "") or (
+                self.master if task.slave == MASTER else None)
+            if place is not None:
+                place.cancel(task.id, task.attempt)
+
+    # -- one pass -------------------------------------------------------------------------
+    def schedule_pass(self) -> None:
+        self.apply_outcomes()
+        decisions = self._decide()
+        if not decisions:
+            return
+        started: list[tuple[Place, int, int]] = []
+        with self.store.transaction():
+            for place, cand in decisions:
+                attempt = self.store.start_task(cand.task_id, place.name)
+                if attempt is not None:
+                    started.append((place, cand.task_id, attempt))
+        self.decisions += len(started)
+        for place, task_id, attempt in started:
+            task = self.store.task(task_id)
+            if task is None:
+                continue
+            job = self._jobs.get(task.job_id) or self.store.job(task.job_id)
+            if job is None:
+                continue
+            self._jobs[job.id] = job
+            place.mark_busy(task.id, asyncio.create_task(
+                self._execute(place, task, attempt, job)))
+
+    def _decide(self) -> list[tuple[Place, Candidate]]:
+        decisions: list[tuple[Place, Candidate]] = []
+        slaves = sorted((p for p in self.places.values() if p.free_slots > 0),
+                        key=lambda p: (-p.free_slots, p.name))
+        for place in slaves:
+            view = SlaveView(place.name, frozenset(place.tags), place.applications)
+            for _ in range(place.free_slots):
+                cand = self.index.take("slave", view)
+                if cand is None:
+                    break
+                decisions.append((place, cand))
+        if self.master is not None:
+            for _ in range(self.master.free_slots):
+                cand = self.index.take("master")
+                if cand is None:
+                    break
+                decisions.append((self.master, cand))
+        return decisions
+
+    async def _execute(self, place: Place, task: Task, attempt: int, job: Job) -> None:
+        try:
+            outcome = await place.run(task, attempt, job, self.timeout_of(task, job),
+                                      self.results.partial_for(task, attempt))
+        except asyncio.CancelledError:
+            outcome = Outcome("canceled", "master is stopping")
+        except Exception as exc:  # a bug in a link must not strand the task
+            log.exception("running task %d on %s failed", task.id, place.name)
+            outcome = Outcome("failed", f"internal error on the master: {exc!r}")
+        self._outcomes.append((place, task, attempt, outcome))
+        self.wake()
+
+    # -- outcomes -------------------------------------------------------------------------
+    def apply_outcomes(self) -> None:
+        batch, self._outcomes = self._outcomes, []
+        if not batch:
+            return
+        with self.store.transaction():
+            for place, task, attempt, outcome in batch:
+                try:
+                    self._apply(place, task, attempt, outcome)
+                finally:
+                    place.mark_free(task.id)
+                    self.results.discard(task, attempt)
+        if len(self._jobs) > 1000:
+            self._jobs.clear()  # only a cache of job records; refilled on demand
+
+    def _apply(self, place: Place, task: Task, attempt: int, outcome: Outcome) -> None:
+        s = self.store
+        if outcome.reply is not None or outcome.kind == "failed":
+            self.results.write_log(task, attempt, place.name, outcome.reply, outcome.reason)
+        if outcome.kind == "done":
+            if not s.lease_valid(task.id, attempt):
+                log.info("discarded a late result of task %d attempt %d from %s",
+                         task.id, attempt, place.name)
+                return
+            missing = [o for o in task.outputs if o not in outcome.got]
+            if missing:
+                self.fail(task, attempt, None if place.name == MASTER else place.name,
+                          f"output {missing[0]} did not arrive")
+                return
+            # No await between the lease check and the renames: a late result from a slave
+            # the master already gave up on can never replace a frame.
+            self.results.publish(task, outcome.got)
+            if s.complete_task(task, attempt):
+                self.index.completed(task.id)
+            return
+        if outcome.kind in ("gone", "canceled"):
+            if s.requeue_task(task, attempt, outcome.reason):
+                self.index.put_back(task.job_id, task.id, task.idx, task.runs_on,
+                                    task.application)
+            return
+        if outcome.reason == "canceled" and not s.lease_valid(task.id, attempt):
+            return  # the job was canceled: the slave only confirms it stopped
+        self.fail(task, attempt, None if place.name == MASTER else place.name, outcome.reason)
+
+    def fail(self, task: Task, attempt: int, slave: str | None, reason: str) -> None:
+        s = self.store
+        failed_on: set[str] = set()
+        blocked: set[str] = set()
+        n = 0
+        if slave is not None:
+            n, failed_on, blocked = s.failure_facts(task, slave)
+            n += 1
+            failed_on = failed_on | {slave}
+        eligible = {name for name, p in self.places.items()
+                    if frozenset(self.index.job_tags(task.job_id) or ()) <= set(p.tags)}
+        decision = decide_failure(self.policy, slave=slave, failures_in_job=n,
+                                  failed_on=failed_on, blocked=blocked, eligible=eligible)
+        new = s.fail_task(task, attempt, slave, reason, decision)
+        if new is None:
+            return
+        log.info("task %d (%s) %s on %s: %s", task.id, task.label, new, slave or MASTER,
+                 reason)
+        if slave is not None:
+            self.index.failed_on(task.id, slave)
+            if decision.blocklist:
+                self.index.blocklist(task.job_id, slave)
+        if new == TaskStatus.SOFT_FAILED:
+            self.index.put_back(task.job_id, task.id, task.idx, task.runs_on,
+                                task.application)
+        else:
+            self.index.drop_job(task.job_id)  # one failed task fails the job

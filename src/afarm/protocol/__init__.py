@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: MIT
+"""What crosses the wire between master, slaves and clients, typed and checked at the edge."""

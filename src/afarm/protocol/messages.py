@@ -1,0 +1,185 @@
+# SPDX-License-Identifier: MIT
+"""The master <-> slave channel: JSON lines, each a typed message checked once at the edge.
+
+The master opens with `hello` carrying PROTOCOL_VERSION; a slave speaking another version
+refuses, and the master refuses a reply of another version, both with a message that says
+to install the same afarm on both. Everything a slave sends is bounded here (lines, log
+size, counts), so a lying or broken slave cannot make the master keep unbounded data.
+"""
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from afarm.errors import AfarmError
+
+PROTOCOL_VERSION = 2
+MAX_LOG_LINES = 200
+MAX_LINE = 4096
+MAX_ERRORS = 50
+MAX_OUTPUTS = 100_000
+MAX_TIMEOUT = 7 * 24 * 3600
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ProtocolError(AfarmError):
+    """A message that does not follow the protocol; the peer is told why."""
+
+
+def _int(msg: dict[str, Any], key: str, lo: int = 0, hi: int = 2**53) -> int:
+    v = msg.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ProtocolError(f"{msg.get('op')}: {key} must be a whole number from {lo} to {hi}")
+    return v
+
+
+def _str(msg: dict[str, Any], key: str, limit: int = 255) -> str:
+    v = msg.get(key)
+    if not isinstance(v, str) or len(v) > limit:
+        raise ProtocolError(f"{msg.get('op')}: {key} must be text of at most {limit} chars")
+    return v
+
+
+def _seconds(msg: dict[str, Any], key: str) -> float:
+    v = msg.get(key)
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= MAX_TIMEOUT:
+        raise ProtocolError(f"{msg.get('op')}: {key} must be a number of seconds above 0 and"
+                            f" at most {MAX_TIMEOUT} (7 days)")
+    return float(v)
+
+
+def _lines(value: Any, most: int) -> list[str]:
+    if not isinstance(value, list):
+        return []
+    return [str(x)[:MAX_LINE] for x in value[-most:]]
+
+
+@dataclass(frozen=True)
+class InputRef:
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Hello:
+    name: str
+    version: str
+    protocol: int
+    applications: list[str]
+    cpus: int = 1
+    memory: int = 0
+    disk_free: int = 0
+    pid: int = 0
+
+    @classmethod
+    def from_wire(cls, msg: dict[str, Any]) -> "Hello":
+        protocol = msg.get("protocol")
+        if protocol != PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"the slave speaks afarm protocol {protocol!r} (afarm {msg.get('version')}),"
+                f" this master {PROTOCOL_VERSION}: install the same afarm version on both")
+        apps = msg.get("applications")
+        if not isinstance(apps, list) or not all(isinstance(a, str) for a in apps):
+            raise ProtocolError("hello: applications must be a list of names")
+        return cls(name=_str(msg, "name"), version=_str(msg, "version", 64),
+                   protocol=protocol, applications=apps[:1000], cpus=_int(msg, "cpus"),
+                   memory=_int(msg, "memory"), disk_free=_int(msg, "disk_free"),
+                   pid=_int(msg, "pid"))
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"op": "hello", **asdict(self)}
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    job: int
+    task: int
+    attempt: int
+    app: str
+    kind: str
+    params: dict[str, Any]
+    inputs: list[InputRef]
+    outputs: list[str]
+    timeout: float
+
+    def to_wire(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["op"] = "run"
+        return d
+
+    @classmethod
+    def from_wire(cls, msg: dict[str, Any]) -> "RunRequest":
+        params = msg.get("params")
+        outputs = msg.get("outputs", [])
+        inputs = msg.get("inputs", [])
+        if not isinstance(params, dict):
+            raise ProtocolError("run: params must be an object")
+        if not isinstance(outputs, list) or len(outputs) > MAX_OUTPUTS or not all(
+                isinstance(o, str) for o in outputs):
+            raise ProtocolError("run: outputs must be a list of names")
+        if not isinstance(inputs, list) or len(inputs) > MAX_OUTPUTS:
+            raise ProtocolError("run: inputs must be a list")
+        refs = []
+        for i in inputs:
+            if not isinstance(i, dict) or not isinstance(i.get("name"), str) \
+                    or not _SHA.match(str(i.get("sha256", ""))):
+                raise ProtocolError("run: each input needs a name and a sha256 hex digest")
+            refs.append(InputRef(i["name"], i["sha256"]))
+        return cls(job=_int(msg, "job"), task=_int(msg, "task"), attempt=_int(msg, "attempt"),
+                   app=_str(msg, "app"), kind=_str(msg, "kind", 64), params=params,
+                   inputs=refs, outputs=outputs,
+                   timeout=_seconds(msg, "timeout"))
+
+
+@dataclass
+class TaskReply:
+    """`done`: how an attempt ended, from whoever ran it."""
+
+    task: int
+    attempt: int
+    exit_code: int | None = None
+    error: str | None = None
+    timed_out: bool = False
+    outputs: list[str] = field(default_factory=list)
+    out_dir: str = ""
+    seconds: float = 0.0
+    argv: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"op": "done", **asdict(self)}
+
+    @classmethod
+    def from_wire(cls, msg: dict[str, Any]) -> "TaskReply":
+        outputs = msg.get("outputs") or []
+        if not isinstance(outputs, list) or len(outputs) > MAX_OUTPUTS:
+            raise ProtocolError("done: outputs must be a list of at most"
+                                f" {MAX_OUTPUTS} names")
+        code = msg.get("exit_code")
+        error = msg.get("error")
+        seconds = msg.get("seconds")
+        return cls(
+            task=_int(msg, "task"), attempt=_int(msg, "attempt"),
+            exit_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+            error=str(error)[:MAX_LINE] if error else None,
+            timed_out=bool(msg.get("timed_out")),
+            outputs=[str(o)[:255] for o in outputs],
+            out_dir=str(msg.get("out_dir") or "")[:1024],
+            seconds=float(seconds) if isinstance(seconds, int | float) else 0.0,
+            argv=_lines(msg.get("argv"), 10_000)[:10_000],
+            log=_lines(msg.get("log"), MAX_LOG_LINES),
+            errors=_lines(msg.get("errors"), MAX_ERRORS),
+            warnings=_lines(msg.get("warnings"), MAX_ERRORS))
+
+
+@dataclass(frozen=True)
+class Progress:
+    task: int
+    attempt: int
+    saved: str
+
+    @classmethod
+    def from_wire(cls, msg: dict[str, Any]) -> "Progress":
+        return cls(_int(msg, "task"), _int(msg, "attempt"), _str(msg, "saved"))
