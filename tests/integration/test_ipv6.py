@@ -98,3 +98,18 @@ def test_a_slave_enrols_with_a_master_on_ipv6_loopback(master6: MasterProcess,
     assert known.startswith("[::1]:2222 ssh-ed25519 ")
     slaves = afarmctl("--master", master, "--json", "slaves")
     assert "v6box" in {s["name"] for s in json.loads(slaves.stdout)}
+
+
+def test_an_ipv6_listen_address_without_brackets_exits_78_naming_the_form(
+        tmp_path: Path) -> None:
+    farm = MasterProcess(tmp_path, slaves=0)
+    text = farm.conf.read_text().replace(f"listen = 127.0.0.1:{farm.job_port}",
+                                         f"listen = ::1:{farm.job_port}")
+    farm.conf.write_text(text)
+    cp = subprocess.run([sys.executable, "-m", "afarm.master.daemon", "--config",
+                         str(farm.conf), "check-config"],
+                        capture_output=True, text=True, env=ENV, timeout=60, check=False)
+    assert cp.returncode == 78
+    # ::1:PORT is either no IPv6 address or one without a port: both are refused.
+    assert f"[job_port] listen = '::1:{farm.job_port}': " in cp.stderr
+    assert "[IPV6]:PORT, e.g. 10.0.0.1:7731 or [::1]:7731" in cp.stderr

@@ -11,9 +11,9 @@ from typing import Any
 
 from afarm.digest import sha256_file
 from afarm.errors import OperationFailed, UsageError
-from afarm.protocol.net import http_url, parse_hostport
+from afarm.protocol.net import JOB_PORT, RESULTS_PORT, http_url, parse_hostport
 
-DEFAULT_MASTER = "127.0.0.1:7731"
+DEFAULT_MASTER = f"127.0.0.1:{JOB_PORT}"
 
 
 class Client:
@@ -21,9 +21,9 @@ class Client:
                  token: str | None = None) -> None:
         given = master or os.environ.get("AFARM_MASTER")
         what = "--master" if master else "AFARM_MASTER"
-        jhost, jport = parse_hostport(given or DEFAULT_MASTER, 7731, what)
+        jhost, jport = parse_hostport(given or DEFAULT_MASTER, JOB_PORT, what)
         # Without --results, the results port is the next one on the same host.
-        rhost, rport = parse_hostport(results, 7732, "--results") if results \
+        rhost, rport = parse_hostport(results, RESULTS_PORT, "--results") if results \
             else (jhost, jport + 1)
         if rport > 65535:
             raise UsageError(f"{what} {given!r}: the results port would be {rport}; pass"
