@@ -196,6 +196,3 @@ class BlenderApp(ConfiguredApp):
         if exit_code != 0:
             return f"blender exited {exit_code}" + (f": {errors[-1]}" if errors else "")
         return None
-
-    def error_lines(self, log_lines: list[str]) -> list[str]:
-        return [ln for ln in log_lines if _ERROR_LINE.search(ln)]

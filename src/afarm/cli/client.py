@@ -11,30 +11,25 @@ from typing import Any
 
 from afarm.digest import sha256_file
 from afarm.errors import OperationFailed, UsageError
+from afarm.protocol.net import JOB_PORT, RESULTS_PORT, http_url, parse_hostport
 
-DEFAULT_MASTER = "127.0.0.1:7731"
-
-
-def parse_address(value: str, default_port: int, what: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep:
-        host, port = value, str(default_port)
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"{what} {value!r}: write HOST or HOST:PORT, e.g. 127.0.0.1:7731")
-    return host, int(port)
+DEFAULT_MASTER = f"127.0.0.1:{JOB_PORT}"
 
 
 class Client:
     def __init__(self, master: str | None = None, results: str | None = None,
                  token: str | None = None) -> None:
-        jhost, jport = parse_address(master or os.environ.get("AFARM_MASTER")
-                                     or DEFAULT_MASTER, 7731, "--master")
-        rhost, rport = parse_address(results, 7732, "--results") if results \
+        given = master or os.environ.get("AFARM_MASTER")
+        what = "--master" if master else "AFARM_MASTER"
+        jhost, jport = parse_hostport(given or DEFAULT_MASTER, JOB_PORT, what)
+        # Without --results, the results port is the next one on the same host.
+        rhost, rport = parse_hostport(results, RESULTS_PORT, "--results") if results \
             else (jhost, jport + 1)
-        host = f"[{jhost}]" if ":" in jhost else jhost
-        rh = f"[{rhost}]" if ":" in rhost else rhost
-        self.job_url = f"http://{host}:{jport}"
-        self.results_url = f"http://{rh}:{rport}"
+        if rport > 65535:
+            raise UsageError(f"{what} {given!r}: the results port would be {rport}; pass"
+                             " --results HOST:PORT")
+        self.job_url = http_url(jhost, jport)
+        self.results_url = http_url(rhost, rport)
         self.token = token
 
     def _request(self, url: str, method: str = "GET", body: bytes | None = None,

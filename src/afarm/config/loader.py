@@ -76,12 +76,6 @@ def load(
     return _plain(cfg)
 
 
-def unknown_keys(cfg_path: str | Path, spec: str) -> list[str]:
-    cfg = ConfigObj(str(cfg_path), configspec=spec_lines(spec), interpolation=False)
-    cfg.validate(Validator(), preserve_errors=True)
-    return [_where(sp, name) for sp, name in get_extra_values(cfg)]
-
-
 def _plain(section: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in section.items():

@@ -3,7 +3,6 @@
 
 import hashlib
 import hmac
-import ipaddress
 import secrets
 from pathlib import Path
 
@@ -37,15 +36,6 @@ def new_token(path: Path, label: str) -> str:
         path.chmod(0o600)
         fd.write(f"{digest(token)} {label}\n")
     return token
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def middleware(digests: set[str], required: bool) -> web.middleware:  # type: ignore[valid-type]

@@ -4,7 +4,6 @@
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -20,6 +19,8 @@ from afarm.master import auth, enroll, job_api, results_api
 from afarm.master.farm import Farm
 from afarm.master.http_util import errors
 from afarm.master.slaves.definitions import slave_definitions, transport_for
+from afarm.notify import notify
+from afarm.protocol.net import AddressError, HostPort, is_loopback, join_hostport, parse_hostport
 from afarm.transport.local import LocalTransport
 
 log = logging.getLogger("afarm.master")
@@ -27,11 +28,12 @@ EX_OK, EX_USAGE, EX_SOFTWARE, EX_OSERR, EX_CONFIG = 0, 64, 70, 71, 78
 DEFAULT_CONFIG = "/etc/afarm/master.conf"
 
 
-def parse_listen(value: str, where: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
-        raise ConfigError(where, [f"listen = {value!r}: write HOST:PORT, e.g. 127.0.0.1:7731"])
-    return host.strip("[]"), int(port)
+def listen_address(cfg: dict[str, Any], key: str, where: str) -> HostPort:
+    """The address ``[key] listen`` names (key: job_port or results_port)."""
+    try:
+        return parse_hostport(cfg[key]["listen"], None, f"[{key}] listen =")
+    except AddressError as exc:
+        raise ConfigError(where, [str(exc)]) from None
 
 
 def load_config(path: str | None) -> dict[str, Any]:
@@ -64,10 +66,9 @@ def build_farm(cfg: dict[str, Any]) -> Farm:
 def token_policy(cfg: dict[str, Any], where: str) -> tuple[set[str], bool]:
     """The accepted token digests, and whether a token is required."""
     jp = cfg["job_port"]
-    host, _ = parse_listen(jp["listen"], where)
     digests = auth.load_digests(Path(jp["token_file"]))
-    exposed = not auth.is_loopback(host) or not auth.is_loopback(
-        parse_listen(cfg["results_port"]["listen"], where)[0])
+    exposed = not all(is_loopback(listen_address(cfg, key, where).host)
+                      for key in ("job_port", "results_port"))
     if exposed and not digests:
         raise ConfigError(where, [
             f"[job_port] listen = {jp['listen']} is not loopback, so clients need a token,"
@@ -92,13 +93,13 @@ async def serve(cfg: dict[str, Any], where: str) -> int:
     runners = []
     try:
         for app, key in ((job_app, "job_port"), (res_app, "results_port")):
-            host, port = parse_listen(cfg[key]["listen"], where)
+            host, port = listen_address(cfg, key, where)
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             await web.TCPSite(runner, host, port, reuse_address=True,
                               shutdown_timeout=1.0).start()
             runners.append(runner)
-            log.info("%s listening on %s:%d", key.replace("_", " "), host, port)
+            log.info("%s listening on %s", key.replace("_", " "), join_hostport(host, port))
     except OSError as exc:
         for r in runners:
             await r.cleanup()
@@ -109,29 +110,16 @@ async def serve(cfg: dict[str, Any], where: str) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    _notify("READY=1")
+    notify("READY=1")
     log.info("afarm-master %s ready: %d slaves, %d applications", __version__,
              len(farm.dispatchers), len(farm.apps))
     await stop.wait()
-    _notify("STOPPING=1")
+    notify("STOPPING=1")
     log.info("stopping")
     for r in runners:
         await r.cleanup()
     await farm.stop()
     return EX_OK
-
-
-def _notify(state: str) -> None:
-    if not os.environ.get("NOTIFY_SOCKET"):
-        return
-    try:
-        from systemd import daemon  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    try:
-        daemon.notify(state)
-    except OSError as exc:  # a broken notify socket must not take the master down
-        log.warning("cannot notify systemd (%s): %s", state, exc)
 
 
 def main(argv: list[str] | None = None) -> int:

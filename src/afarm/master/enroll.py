@@ -3,7 +3,7 @@
 
 ``POST /api/v1/enroll-tokens`` (client bearer token, like every job-port call) makes a
 token. ``POST /api/v1/enroll`` is what ``afarm-slave enroll`` sends; it is authenticated by
-that token alone (an HMAC of the body, see afarm.slave.enroll), so the client middleware
+that token alone (an HMAC of the body, see afarm.protocol.enroll), so the client middleware
 must let it through: wrap it with :func:`skip_client_auth`. A good request adds the
 slave's host key to ``<state_dir>/known_hosts``, writes ``<slaves_dir>/NAME.conf`` when
 it may, hands the slave to the farm (``on_enrolled``) and answers with the master's public
@@ -30,12 +30,11 @@ from aiohttp import web
 from afarm.config.loader import load
 from afarm.errors import ConfigError, UsageError
 from afarm.master.farm import Farm
-from afarm.slave.enroll import (
-    ADDRESS_RE,
+from afarm.protocol.enroll import (
     ENROLL_PATH,
     MAC_HEADER,
-    NAME_RE,
     TOKENS_PATH,
+    age_problem,
     fingerprint,
     parse_public_key,
     request_mac,
@@ -43,6 +42,8 @@ from afarm.slave.enroll import (
     token_id,
     token_key,
 )
+from afarm.protocol.names import RULE, is_plain_name, is_slave_name
+from afarm.protocol.net import host_problem
 
 log = logging.getLogger(__name__)
 
@@ -203,11 +204,10 @@ def _check_body(raw: Any, work_dir_default: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise UsageError("the enrolment request must be a JSON object")
     name, address, port = raw.get("name"), raw.get("address"), raw.get("port", 22)
-    if not isinstance(name, str) or not NAME_RE.match(name) or name == "master" \
-            or name.startswith("local-"):
-        raise UsageError("name: letters, digits, '.', '_' or '-' (not 'master' or local-N)")
-    if not isinstance(address, str) or not ADDRESS_RE.match(address):
-        raise UsageError("address: give a host name or an IP address")
+    if not isinstance(name, str) or not is_slave_name(name):
+        raise UsageError(f"name: {RULE}")
+    if not isinstance(address, str) or host_problem(address, zone=False):
+        raise UsageError("address: give a host name or an IP address (without a zone)")
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise UsageError("port: give the slave's SSH port, 1 to 65535")
     host_key = raw.get("host_key")
@@ -216,7 +216,7 @@ def _check_body(raw: Any, work_dir_default: str) -> dict[str, Any]:
     kind, blob, _ = parse_public_key(host_key, "host_key")
     user = raw.get("user", "afarm")
     work_dir = raw.get("work_dir", work_dir_default)
-    if not isinstance(user, str) or not NAME_RE.match(user):
+    if not isinstance(user, str) or not is_plain_name(user):
         raise UsageError("user: give the slave user's name")
     if not isinstance(work_dir, str) or not work_dir.startswith("/") \
             or any(c in work_dir for c in "\n\r\"'#,") or ".." in work_dir.split("/"):
@@ -297,6 +297,10 @@ def routes(farm: Farm, state_dir: Path, *, slaves_dir: Path | None = None,
             log.warning("enrolment from %s refused: unknown token or bad signature",
                         request.remote)
             return _refused(403, unknown)
+        stale = age_problem(parsed.get("time"), time.time())
+        if stale:
+            log.warning("enrolment from %s refused: %s", request.remote, stale.split(",")[0])
+            return _refused(403, stale)
         body = _check_body(parsed, default_work_dir)
         name = body["name"]
         existing = farm.dispatchers.get(name)

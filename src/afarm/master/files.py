@@ -4,7 +4,6 @@
 import hashlib
 import os
 import re
-import shutil
 from pathlib import Path
 
 from afarm.errors import OperationFailed, UsageError
@@ -107,6 +106,3 @@ class JobDir:
 
     def task_log(self, task_id: int) -> Path:
         return self.logs / f"task-{task_id}.log"
-
-    def remove_scratch(self) -> None:
-        shutil.rmtree(self.scratch, ignore_errors=True)

@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import sys
 import threading
 import time
@@ -25,29 +24,12 @@ from types import FrameType
 from typing import Any
 
 from afarm import __version__
-from afarm.config.loader import load
 from afarm.errors import AfarmError, ConfigError, UsageError
+from afarm.notify import notify
+from afarm.slave.config import DEFAULT_CONFIG, load_slave_config
 
 log = logging.getLogger("afarm.slave")
 EX_OK, EX_FAILED, EX_USAGE, EX_CONFIG = 0, 1, 2, 78
-DEFAULT_CONFIG = Path("/etc/afarm/slave.conf")
-
-
-def notify(state: str, environ: dict[str, str] | None = None) -> bool:
-    """sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, if systemd set it."""
-    env = os.environ if environ is None else environ
-    address = env.get("NOTIFY_SOCKET", "")
-    if not address or address[0] not in "/@":
-        return False
-    target = "\0" + address[1:] if address[0] == "@" else address
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-        try:
-            s.connect(target)
-            s.sendall(state.encode())
-        except OSError as exc:
-            log.debug("sd_notify %s failed: %s", state, exc)
-            return False
-    return True
 
 
 def watchdog_interval(environ: dict[str, str] | None = None) -> float | None:
@@ -104,15 +86,6 @@ def clean_stale(work_dir: Path, max_age: float, now: float | None = None) -> lis
         except OSError:
             pass
     return removed
-
-
-def load_slave_config(path: Path | None) -> dict[str, Any]:
-    """The [slave] section; the defaults when the default file does not exist."""
-    if path is None:
-        path = DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
-    section: dict[str, Any] = load(path, "slave")["slave"]
-    section["name"] = section["name"] or os.uname().nodename
-    return section
 
 
 def run(conf: dict[str, Any], *, max_age_hours: float, interval: float,

@@ -8,21 +8,15 @@ stores the host key in its known_hosts, writes ``slaves.d/NAME.conf`` and answer
 public key, which lands in the slave user's authorized_keys behind
 ``restrict,command="/usr/bin/afarm-slave-shell"``.
 
-The job port speaks plain HTTP, so the token itself never crosses the wire: the request
-carries ``token_id`` (a hash naming the token) and an HMAC of the body keyed by another
-hash of the token, and the master's answer carries an HMAC over the request's MAC and the
-answer. Someone on the path can neither use a token they saw nor swap either key. The
-protocol helpers live here (stdlib only) and afarm.master.enroll imports them.
+The request is signed with the token and dated, and the answer signed back (see
+afarm.protocol.enroll), so the token never crosses the wire.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import json
 import os
-import re
 import socket
 import time
 import urllib.error
@@ -32,96 +26,20 @@ from pathlib import Path
 from typing import Any
 
 from afarm.errors import OperationFailed, UsageError
+from afarm.protocol.enroll import (
+    ENROLL_PATH,
+    MAC_HEADER,
+    fingerprint,
+    parse_public_key,
+    response_mac,
+    signed_request,
+    token_key,
+)
+from afarm.protocol.names import RULE, is_plain_name, is_slave_name
+from afarm.protocol.net import JOB_PORT, check_host, http_url, parse_hostport
 
-ENROLL_PATH = "/api/v1/enroll"
-TOKENS_PATH = "/api/v1/enroll-tokens"
-MAC_HEADER = "X-Afarm-Enroll-MAC"
-DEFAULT_PORT = 7731
 DEFAULT_HOST_KEY = Path("/etc/ssh/ssh_host_ed25519_key.pub")
 SHELL_COMMAND = "/usr/bin/afarm-slave-shell"
-KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
-             "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-# A host name or an IPv4/IPv6 address; nothing a known_hosts or config line could misread.
-ADDRESS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$")
-_B64_RE = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
-_COMMENT_RE = re.compile(r"[^A-Za-z0-9@._:+-]")
-
-
-# ------------------------------------------------------------------- shared protocol
-
-
-def token_id(token: str) -> str:
-    """Names a token on the wire and in the master's store; reveals nothing of it."""
-    return hashlib.sha256(b"afarm-enroll-id\0" + token.encode()).hexdigest()
-
-
-def token_key(token: str) -> bytes:
-    """The MAC key both sides derive from the token (the master stores only this)."""
-    return hashlib.sha256(b"afarm-enroll-key\0" + token.encode()).digest()
-
-
-def request_mac(key: bytes, body: bytes) -> str:
-    return hmac.new(key, b"afarm-enroll-request\0" + body, hashlib.sha256).hexdigest()
-
-
-def response_mac(key: bytes, req_mac: str, body: bytes) -> str:
-    msg = b"afarm-enroll-response\0" + req_mac.encode() + b"\0" + body
-    return hmac.new(key, msg, hashlib.sha256).hexdigest()
-
-
-def parse_public_key(line: str, what: str = "key") -> tuple[str, str, str]:
-    """(type, base64 blob, cleaned comment) of an OpenSSH public key line, or UsageError."""
-    words = line.strip().split()
-    if len(words) < 2 or "\n" in line.strip() or "\r" in line:
-        raise UsageError(f"{what}: expected one line 'TYPE BASE64 [COMMENT]'")
-    kind, blob = words[0], words[1]
-    if kind not in KEY_TYPES:
-        raise UsageError(f"{what}: key type {kind!r} is not one of {', '.join(KEY_TYPES)}")
-    if not _B64_RE.match(blob) or len(blob) > 8192:
-        raise UsageError(f"{what}: the key is not base64")
-    try:
-        raw = base64.b64decode(blob, validate=True)
-    except ValueError:
-        raise UsageError(f"{what}: the key is not base64") from None
-    # The blob starts with its own type as an SSH string; it must agree with the line.
-    n = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else -1
-    inner = raw[4:4 + n].decode("ascii", "replace") if n > 0 else ""
-    if inner != ("ssh-rsa" if kind.startswith("rsa-sha2") else kind):
-        raise UsageError(f"{what}: the key data is not a {kind} key")
-    comment = _COMMENT_RE.sub("", " ".join(words[2:]))[:100]
-    return kind, blob, comment
-
-
-def fingerprint(blob: str) -> str:
-    """SHA256:... as ssh-keygen -l shows it, so an admin can compare."""
-    digest = hashlib.sha256(base64.b64decode(blob)).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def parse_master(value: str) -> tuple[str, int]:
-    """HOST, HOST:PORT, [V6] or [V6]:PORT."""
-    host, port = value, DEFAULT_PORT
-    if value.startswith("["):
-        end = value.find("]")
-        if end < 0:
-            raise UsageError(f"--master {value!r}: missing ']'")
-        host, rest = value[1:end], value[end + 1:]
-        if rest:
-            if not rest.startswith(":") or not rest[1:].isdigit():
-                raise UsageError(f"--master {value!r}: write [ADDRESS]:PORT")
-            port = int(rest[1:])
-    elif value.count(":") == 1:
-        host, _, p = value.partition(":")
-        if not p.isdigit():
-            raise UsageError(f"--master {value!r}: write HOST[:PORT], e.g. 192.0.2.1:7731")
-        port = int(p)
-    if not host or not ADDRESS_RE.match(host) or not 0 < port < 65536:
-        raise UsageError(f"--master {value!r}: write HOST[:PORT], e.g. 192.0.2.1:7731")
-    return host, port
-
-
-# --------------------------------------------------------------------------- slave side
 
 
 def read_host_key(path: Path) -> str:
@@ -137,9 +55,8 @@ def read_host_key(path: Path) -> str:
 
 def local_address_towards(host: str, port: int) -> str:
     """The address this machine uses to reach the master: what the master should dial."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        infos = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
+        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_DGRAM)
     except socket.gaierror as exc:
         raise OperationFailed(f"cannot resolve the master {host!r} ({exc})") from None
     with socket.socket(infos[0][0], socket.SOCK_DGRAM) as s:
@@ -205,19 +122,22 @@ def enroll(master: str, token: str, *, name: str, address: str | None = None,
            authorized_keys: Path | None = None, command: str = SHELL_COMMAND,
            timeout: float = 30.0) -> Enrolled:
     """Enrol this machine with the master; returns what was done."""
-    if not NAME_RE.match(name) or name == "master" or name.startswith("local-"):
-        raise UsageError(f"--name {name!r}: a slave name is letters, digits, '.', '_' or '-'"
-                         " (at most 63, not 'master' or local-N)")
+    if not is_slave_name(name):
+        raise UsageError(f"--name {name!r}: {RULE}")
+    if not is_plain_name(user):
+        raise UsageError(f"--user {user!r}: give the slave user's name")
     if not 0 < ssh_port < 65536:
         raise UsageError(f"--ssh-port {ssh_port}: give a port from 1 to 65535")
     token = token.strip()
     if not token:
         raise UsageError("--token: give the token printed by afarmctl slave token")
-    host, port = parse_master(master)
+    host, port = parse_hostport(master, JOB_PORT, "--master")
     if address is None:
         address = local_address_towards(host, port)
-    if not ADDRESS_RE.match(address):
-        raise UsageError(f"--address {address!r}: give a host name or an IP address")
+        if "%" in address:
+            raise UsageError(f"this machine reaches the master from {address}, a link-local"
+                             " address the master cannot dial back; give --address")
+    check_host(address, "--address", zone=False)
     if authorized_keys is None:
         import pwd
 
@@ -228,15 +148,12 @@ def enroll(master: str, token: str, *, name: str, address: str | None = None,
                              " afarm-slave package (it creates the user)") from None
         authorized_keys = home / ".ssh" / "authorized_keys"
     key_line = read_host_key(host_key)
-    body = json.dumps({
-        "token_id": token_id(token), "name": name, "address": address, "port": ssh_port,
-        "host_key": key_line, "user": user, "work_dir": work_dir,
-        "time": int(time.time())}, sort_keys=True).encode()
-    key = token_key(token)
-    mac = request_mac(key, body)
-    url_host = f"[{host}]" if ":" in host else host
-    raw, got_mac = _post(f"http://{url_host}:{port}{ENROLL_PATH}", body, mac, timeout)
-    if not hmac.compare_digest(got_mac.encode(), response_mac(key, mac, raw).encode()):
+    body, mac = signed_request(token, {
+        "name": name, "address": address, "port": ssh_port, "host_key": key_line,
+        "user": user, "work_dir": work_dir}, time.time())
+    raw, got_mac = _post(http_url(host, port) + ENROLL_PATH, body, mac, timeout)
+    if not hmac.compare_digest(got_mac.encode(),
+                               response_mac(token_key(token), mac, raw).encode()):
         raise OperationFailed("the master's answer is not signed with this token: something"
                               " between this slave and the master changed it; nothing was"
                               " installed")

@@ -31,15 +31,13 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from afarm import __version__
-from afarm.config.loader import load
 from afarm.errors import ConfigError
+from afarm.slave.config import DEFAULT_CONFIG, load_slave_config
 
 log = logging.getLogger("afarm.slave.shell")
 
-DEFAULT_CONFIG = Path("/etc/afarm/slave.conf")
 RRSYNC = "/usr/bin/rrsync"
 PARTIAL_DIR = ".rsync-partial"  # afarm.transport.rsync.PARTIAL_DIR
 EX_CONFIG = 78
@@ -266,10 +264,8 @@ def _flush_logs() -> None:
 
 def load_settings(path: Path | None) -> tuple[Settings, str]:
     """The [slave] section (defaults when the default file does not exist) and log level."""
-    if path is None:
-        path = DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
-    conf: dict[str, Any] = load(path, "slave")["slave"]
-    settings = Settings(name=conf["name"] or os.uname().nodename,
+    conf = load_slave_config(path)
+    settings = Settings(name=conf["name"],
                         work_dir=Path(conf["work_dir"]).resolve(),
                         applications_dir=Path(conf["applications_dir"]))
     return settings, str(conf["log_level"])

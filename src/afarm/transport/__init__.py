@@ -9,8 +9,7 @@ from afarm.transport.base import (
     Result,
     Transport,
     TransportError,
-    UnexpectedExit,
 )
 
 __all__ = ["AuthFailure", "Channel", "CommandTimedOut", "HostUnreachable", "Result",
-           "Transport", "TransportError", "UnexpectedExit"]
+           "Transport", "TransportError"]

@@ -24,15 +24,6 @@ class TransportError(AfarmError):
     """Something between the master and a slave went wrong."""
 
 
-class UnexpectedExit(TransportError):
-    """The remote command ran and exited non-zero: the host itself is fine."""
-
-    def __init__(self, result: Result) -> None:
-        self.result = result
-        tail = result.stderr.strip().splitlines()[-1:] or [""]
-        super().__init__(f"{result.argv[0]} exited {result.exit_code}: {tail[0]}")
-
-
 class CommandTimedOut(TransportError):
     """The command did not finish within its timeout."""
 

@@ -25,6 +25,9 @@ from afarm.master import auth
 from afarm.master import enroll as master_enroll
 from afarm.master.farm import Farm
 from afarm.master.http_util import errors
+from afarm.notify import notify
+from afarm.protocol import enroll as wire
+from afarm.protocol.net import join_hostport
 from afarm.slave import daemon
 from afarm.slave import enroll as slave_enroll
 
@@ -38,7 +41,9 @@ def _keypair(path: Path, comment: str = "test") -> str:
 class Master:
     """The enrolment routes behind the job port's real middlewares, on a free port."""
 
-    def __init__(self, base: Path, client_token: str = "client-secret") -> None:
+    def __init__(self, base: Path, client_token: str = "client-secret",
+                 host: str = "127.0.0.1") -> None:
+        self.host = host
         self.state = base / "state"
         self.slaves_dir = base / "slaves.d"
         self.client_token = client_token
@@ -69,7 +74,7 @@ class Master:
                                             on_enrolled=self._on_enrolled))
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = web.TCPSite(self.runner, self.host, 0)
         await site.start()
         self.port = int(self.runner.addresses[0][1])
 
@@ -91,7 +96,7 @@ class Master:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return join_hostport(self.host, self.port)
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
         import urllib.error
@@ -179,6 +184,19 @@ def test_enrolling_again_replaces_the_old_key_lines_and_keeps_other_ones(
     assert len((master.state / "known_hosts").read_text().splitlines()) == 1
 
 
+def test_a_slave_enrols_with_a_master_on_ipv6_loopback(tmp_path: Path,
+                                                       slave_files: dict[str, Path]) -> None:
+    with Master(tmp_path / "master6", host="::1") as master6:
+        token = master_enroll.new_enrollment_token(master6.state)
+        assert master6.address == f"[::1]:{master6.port}"
+        done = _enroll(master6, slave_files, token, address=None)
+        assert done.name == "render1"
+        known = (master6.state / "known_hosts").read_text()
+        assert known.startswith("[::1]:2222 ssh-ed25519 ")
+        conf = load(master6.slaves_dir / "render1.conf", "slavedef")
+        assert conf["host"] == "::1" and conf["port"] == 2222
+
+
 # -------------------------------------------------------------------------- refusals
 
 
@@ -228,13 +246,73 @@ def test_the_token_itself_never_crosses_the_wire(master: Master, slave_files: di
 
 def test_a_tampered_request_is_refused(master: Master) -> None:
     token = master_enroll.new_enrollment_token(master.state)
-    body = json.dumps({"token_id": slave_enroll.token_id(token), "name": "evil",
+    body = json.dumps({"token_id": wire.token_id(token), "name": "evil",
                        "address": "192.0.2.66", "port": 22,
                        "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEvil"}).encode()
-    mac = slave_enroll.request_mac(slave_enroll.token_key(token), body.replace(b"66", b"21"))
-    status, answer = master.post(slave_enroll.ENROLL_PATH, body, {
-        "Content-Type": "application/json", slave_enroll.MAC_HEADER: mac})
+    mac = wire.request_mac(wire.token_key(token), body.replace(b"66", b"21"))
+    status, answer = master.post(wire.ENROLL_PATH, body, {
+        "Content-Type": "application/json", wire.MAC_HEADER: mac})
     assert status == 403 and "enrolment token" in answer["error"]
+
+
+def _signed(token: str, files: dict[str, Path], when: float) -> tuple[bytes, str]:
+    return wire.signed_request(token, {
+        "name": "render1", "address": "192.0.2.21", "port": 22, "user": "afarm",
+        "host_key": slave_enroll.read_host_key(files["host_key"]),
+        "work_dir": "/var/lib/afarm-slave"}, when)
+
+
+def _send(master: Master, body: bytes, mac: str) -> tuple[int, Any]:
+    return master.post(wire.ENROLL_PATH, body, {"Content-Type": "application/json",
+                                                wire.MAC_HEADER: mac})
+
+
+def test_a_replayed_enrolment_request_is_refused(master: Master, slave_files: dict[str, Path],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[tuple[bytes, str]] = []
+    real_post = slave_enroll._post
+
+    def spy(url: str, body: bytes, mac: str, timeout: float) -> tuple[bytes, str]:
+        sent.append((body, mac))
+        return real_post(url, body, mac, timeout)
+
+    monkeypatch.setattr(slave_enroll, "_post", spy)
+    _enroll(master, slave_files, master_enroll.new_enrollment_token(master.state))
+    status, answer = _send(master, *sent[0])
+    assert status == 403 and "unknown, used or expired" in answer["error"]
+    assert len(master.enrolled) == 1
+
+
+def test_a_request_older_than_the_window_is_refused_and_leaves_the_token(
+        master: Master, slave_files: dict[str, Path]) -> None:
+    token = master_enroll.new_enrollment_token(master.state)
+    status, answer = _send(master, *_signed(token, slave_files,
+                                            time.time() - wire.MAX_AGE - 60))
+    assert status == 403 and "refused as a possible replay" in answer["error"]
+    assert "clock" in answer["error"] and master.enrolled == []
+    assert not (master.state / "known_hosts").exists()
+    status, answer = _send(master, *_signed(token, slave_files, time.time()))
+    assert status == 200, answer
+    assert [name for name, _ in master.enrolled] == ["render1"]
+
+
+def test_a_request_dated_ahead_of_the_masters_clock_is_refused(
+        master: Master, slave_files: dict[str, Path]) -> None:
+    token = master_enroll.new_enrollment_token(master.state)
+    status, answer = _send(master, *_signed(token, slave_files,
+                                            time.time() + wire.MAX_AGE + 60))
+    assert status == 403 and "ahead of the master's clock" in answer["error"]
+
+
+def test_a_signed_request_without_a_time_is_refused(master: Master,
+                                                    slave_files: dict[str, Path]) -> None:
+    token = master_enroll.new_enrollment_token(master.state)
+    body, _ = _signed(token, slave_files, time.time())
+    fields = json.loads(body)
+    del fields["time"]
+    body = json.dumps(fields).encode()
+    status, answer = _send(master, body, wire.request_mac(wire.token_key(token), body))
+    assert status == 403 and "carries no time" in answer["error"]
 
 
 def test_a_changed_answer_is_refused_and_nothing_is_installed(
@@ -246,7 +324,7 @@ def test_a_changed_answer_is_refused_and_nothing_is_installed(
             self.rfile.read(int(self.headers["Content-Length"]))
             body = json.dumps({"name": "render1", "public_key": attacker_key}).encode()
             self.send_response(200)
-            self.send_header(slave_enroll.MAC_HEADER, "0" * 64)
+            self.send_header(wire.MAC_HEADER, "0" * 64)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -282,17 +360,17 @@ def test_a_slave_defined_by_hand_cannot_be_taken_over(master: Master,
 
 
 def test_enrolment_needs_no_client_token_but_making_a_token_does(master: Master) -> None:
-    status, answer = master.post(slave_enroll.TOKENS_PATH, b"{}",
+    status, answer = master.post(wire.TOKENS_PATH, b"{}",
                                  {"Content-Type": "application/json"})
     assert status == 401
-    status, answer = master.post(slave_enroll.ENROLL_PATH, b"{}",
+    status, answer = master.post(wire.ENROLL_PATH, b"{}",
                                  {"Content-Type": "application/json"})
     assert status == 403  # the enrolment check answered, not the client middleware
 
 
 def test_the_token_endpoint_returns_a_token_and_the_command_to_run(
         master: Master, slave_files: dict[str, Path]) -> None:
-    status, answer = master.post(slave_enroll.TOKENS_PATH, json.dumps({"ttl": 600}).encode(),
+    status, answer = master.post(wire.TOKENS_PATH, json.dumps({"ttl": 600}).encode(),
                                  {"Content-Type": "application/json",
                                   "Authorization": f"Bearer {master.client_token}"})
     assert status == 201 and answer["ttl"] == 600
@@ -325,7 +403,7 @@ def test_token_records_are_private_to_the_master(tmp_path: Path) -> None:
 ])
 def test_bad_public_key_lines_are_refused(line: str) -> None:
     with pytest.raises(UsageError):
-        slave_enroll.parse_public_key(line)
+        wire.parse_public_key(line)
 
 
 def test_a_key_comment_cannot_smuggle_options(tmp_path: Path) -> None:
@@ -336,21 +414,19 @@ def test_a_key_comment_cannot_smuggle_options(tmp_path: Path) -> None:
         "afarm-slave-shell", "")
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("farm", ("farm", 7731)), ("farm:8000", ("farm", 8000)),
-    ("10.0.0.1", ("10.0.0.1", 7731)), ("[fd00::1]:7000", ("fd00::1", 7000)),
-    ("[fd00::1]", ("fd00::1", 7731))])
-def test_master_addresses_are_parsed(value: str, expected: tuple[str, int]) -> None:
-    assert slave_enroll.parse_master(value) == expected
-
-
-@pytest.mark.parametrize("value", ["", "farm:", "farm:x", "[fd00::1", "a b", "farm:99999"])
-def test_bad_master_addresses_are_usage_errors(value: str) -> None:
+@pytest.mark.parametrize(("master_arg", "address"), [
+    ("farm:x", "192.0.2.1"), ("[fd00::1", "192.0.2.1"), ("farm:99999", "192.0.2.1"),
+    ("127.0.0.1:9", "-oProxyCommand=x"), ("127.0.0.1:9", "fe80::1%eth0"),
+    ("127.0.0.1:9", "192.0.2.1\nhost = evil")])
+def test_bad_addresses_are_refused_before_anything_is_sent(
+        master_arg: str, address: str, slave_files: dict[str, Path]) -> None:
     with pytest.raises(UsageError):
-        slave_enroll.parse_master(value)
+        slave_enroll.enroll(master_arg, "tok", name="r1", address=address,
+                            host_key=slave_files["host_key"],
+                            authorized_keys=slave_files["authorized_keys"])
 
 
-@pytest.mark.parametrize("name", ["master", "local-1", "-x", "a/b", "x" * 64])
+@pytest.mark.parametrize("name", ["master", "local-1", "-x", "a/b", "x" * 64, "r1\n"])
 def test_reserved_or_malformed_slave_names_are_refused_before_anything_is_sent(
         name: str, slave_files: dict[str, Path]) -> None:
     with pytest.raises(UsageError):
@@ -387,9 +463,10 @@ def _notify_socket(tmp_path: Path) -> tuple[socket.socket, dict[str, str]]:
 def test_sd_notify_reaches_the_socket_systemd_names(tmp_path: Path) -> None:
     sock, env = _notify_socket(tmp_path)
     with sock:
-        assert daemon.notify("READY=1", env)
+        assert notify("READY=1", env)
         assert sock.recv(4096) == b"READY=1"
-    assert daemon.notify("READY=1", {}) is False
+    assert notify("READY=1", {}) is False
+    assert notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "gone")}) is False
 
 
 def test_the_watchdog_is_pinged_at_half_its_timeout() -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from afarm import __version__
 from afarm.slave import agent, shell
+from afarm.slave import config as slave_config
 from afarm.transport.rsync import SSHTarget, rsync_argv, transferred_bytes
 
 PUT = "rsync --server -te.LsfxCIvu --timeout=60 --stats --partial-dir .rsync-partial --mkpath ."
@@ -245,7 +246,7 @@ def test_a_broken_config_exits_78(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_without_the_default_config_file_the_defaults_apply(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(shell, "DEFAULT_CONFIG", Path("/nonexistent/slave.conf"))
+    monkeypatch.setattr(slave_config, "DEFAULT_CONFIG", Path("/nonexistent/slave.conf"))
     settings, level = shell.load_settings(None)
     assert settings.work_dir == Path("/var/lib/afarm-slave")
     assert settings.applications_dir == Path("/etc/afarm/applications.d")

@@ -10,6 +10,7 @@ from afarm.model.status import JobStatus, TaskStatus
 from afarm.store.db import Store
 from afarm.store.schema import MIGRATIONS
 
+
 def spec(name: str = "job", priority: int = 50) -> JobSpec:
     return JobSpec(name=name, application="app", params={"x": 1},
                    files=[InputFile("a.blend", "ab" * 32, 10)], priority=priority)

@@ -3,16 +3,15 @@
 
 import hashlib
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from afarm.config.loader import load
 from afarm.errors import ConfigError
+from afarm.protocol.names import RULE, is_slave_name
+from afarm.protocol.net import host_problem
 from afarm.transport.base import Transport
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
 def slave_definitions(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -33,9 +32,11 @@ def slave_definitions(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
                                 " keep one of the two")
             slaves[name] = conf
     for name in slaves:
-        if not _NAME.match(name) or name.startswith("local-") or name == "master":
-            problems.append(f"[slaves] [[{name}]]: a slave name is letters, digits, '.', '_'"
-                            " or '-' (not 'master' or local-N); rename it")
+        if not is_slave_name(name):
+            problems.append(f"[slaves] [[{name}]]: {RULE}; rename it")
+        bad_host = host_problem(str(slaves[name].get("host", "")))
+        if bad_host:
+            problems.append(f"[slaves] [[{name}]] host: {bad_host}")
     if problems:
         raise ConfigError(str(directory), problems)
     return slaves
