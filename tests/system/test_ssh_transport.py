@@ -126,6 +126,7 @@ def test_run_semantics_without_the_forced_command(transports: Callable[..., SSHT
     run for long or fail in these ways on purpose)."""
     h = net[1]
     net.authorize(h)
+    net.slave_door(h, None)  # its ForceCommand would run the shell for any key
     try:
         t = transports(1)
         r = t.run(["cat"], stdin=b"x" * (3 << 20))
@@ -170,7 +171,7 @@ def test_put_resumes_a_partial_file(transports: Callable[..., SSHTransport], net
     t = transports(1)
     src = _random_file(tmp_path / "big", 8 << 20)
     # What an interrupted put leaves behind: the first half, in the partial dir.
-    partial = h.workdir / PARTIAL_DIR
+    partial = h.workdir / "cache" / PARTIAL_DIR
     partial.mkdir(mode=0o700, exist_ok=True)
     os.chown(partial, h.uid, h.gid)
     (partial / "resume-me").write_bytes(src.read_bytes()[:4 << 20])
