@@ -250,7 +250,7 @@ def attach(farm: Farm, state_dir: Path) -> OnEnrolled:
 
 def routes(farm: Farm, state_dir: Path, *, slaves_dir: Path | None = None,
            master_key: Path | None = None, on_enrolled: OnEnrolled | None = None,
-           default_work_dir: str = "/var/lib/afarm-slave") -> list[web.RouteDef]:
+           default_work_dir: str = "/var/lib/afarm-slave/work") -> list[web.RouteDef]:
     """The job port's enrolment routes. ``slaves_dir``: where definitions are written
     ([master] slaves_dir); ``master_key``: the private key slaves will trust (default
     ``<state_dir>/.ssh/id_ed25519``, as in slavedef.spec's ``key``)."""

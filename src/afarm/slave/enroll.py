@@ -201,7 +201,7 @@ def _post(url: str, body: bytes, mac: str, timeout: float) -> tuple[bytes, str]:
 
 def enroll(master: str, token: str, *, name: str, address: str | None = None,
            ssh_port: int = 22, host_key: Path = DEFAULT_HOST_KEY,
-           work_dir: str = "/var/lib/afarm-slave", user: str = "afarm",
+           work_dir: str = "/var/lib/afarm-slave/work", user: str = "afarm",
            authorized_keys: Path | None = None, command: str = SHELL_COMMAND,
            timeout: float = 30.0) -> Enrolled:
     """Enrol this machine with the master; returns what was done."""

@@ -33,6 +33,7 @@ import logging
 import logging.handlers
 import os
 import posixpath
+import pwd
 import re
 import shlex
 import sys
@@ -172,8 +173,23 @@ def _confine(path: str, work_dir: Path) -> str:
     return rel
 
 
+def check_work_dir(work_dir: Path) -> None:
+    """Refused if the work dir is the slave user's home or holds it: then a file written
+    there (.ssh/..., .local/lib/python3.X/site-packages/x.pth) could change the next
+    login. The package keeps the home root-owned and works in a subdirectory."""
+    try:
+        home = Path(pwd.getpwuid(os.getuid()).pw_dir).resolve()
+    except KeyError:
+        return
+    if home == work_dir or work_dir in home.parents:
+        raise Refused(f"the work dir {work_dir} is or contains this user's home {home}, so "
+                      "a transfer could rewrite the login; set [slave] work_dir to a "
+                      f"subdirectory the user owns, e.g. {home}/work (the package default)")
+
+
 def _run_rsync(words: list[str], settings: Settings, env: Mapping[str, str]) -> int:
     req = parse_rsync(words, settings.work_dir)
+    check_work_dir(settings.work_dir)
     if not os.path.isfile(RRSYNC):
         raise Refused(f"{RRSYNC} is missing; install rsync >= 3.2.4 (it ships rrsync)")
     if not settings.work_dir.is_dir():
@@ -206,6 +222,7 @@ def _run_rsync(words: list[str], settings: Settings, env: Mapping[str, str]) -> 
 def _serve(words: list[str], settings: Settings, env: Mapping[str, str]) -> int:
     if len(words) != 1:
         raise Refused("serve takes no arguments")
+    check_work_dir(settings.work_dir)
     from afarm.slave import agent  # the agent's imports cost ~0.1 s; only serve pays
 
     log.debug("serve as %s in %s", settings.name, settings.work_dir)

@@ -214,6 +214,24 @@ def test_a_put_anywhere_but_the_cache_dir_is_refused(slave: dict[str, Any], dest
     assert "refused" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("home", ["work", "work/sub", ""])
+def test_a_work_dir_that_is_or_holds_the_users_home_is_refused(
+        slave: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], home: str) -> None:
+    work: Path = slave["work"]
+    where = work.parent / home if home else work.parent
+    real = shell.pwd.getpwuid(os.getuid())
+    fake = type(real)((*real[:5], str(where), *real[6:]))
+    monkeypatch.setattr(shell.pwd, "getpwuid", lambda uid: fake)
+    if home == "":  # the home above the work dir, as the package has it: fine
+        with pytest.raises(Exec):
+            _main(slave, f"{PUT} cache/")
+        return
+    assert _main(slave, f"{PUT} cache/") == 1
+    assert _main(slave, "serve") == 1 and slave["serve"] == []
+    assert "is or contains this user's home" in capsys.readouterr().err
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -292,7 +310,7 @@ def test_without_the_default_config_file_the_defaults_apply(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(shell, "DEFAULT_CONFIG", Path("/nonexistent/slave.conf"))
     settings, level = shell.load_settings(None)
-    assert settings.work_dir == Path("/var/lib/afarm-slave")
+    assert settings.work_dir == Path("/var/lib/afarm-slave/work")
     assert settings.applications_dir == Path("/etc/afarm/applications.d")
     assert level == "info"
     assert shell.main([], env={"SSH_ORIGINAL_COMMAND": "version"}) == 0
