@@ -531,3 +531,31 @@ def test_enroll_without_root_and_without_a_key_file_is_a_usage_error(
     conf.write_text("")
     assert daemon.main(["--config", str(conf), "enroll", "--master", "127.0.0.1:9",
                         "--token", "t"]) == 2
+
+
+@pytest.mark.parametrize("which,owner,mode", [("home", 65534, 0o755), ("home", 0, 0o775),
+                                              ("ssh", 65534, 0o755), ("ssh", 0, 0o777)])
+def test_enrolment_refuses_a_home_the_slave_user_could_change(
+        tmp_path: Path, which: str, owner: int, mode: int) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    target = home if which == "home" else home / ".ssh"
+    if os.geteuid() == 0:
+        os.chown(target, owner, 0)
+    target.chmod(mode)  # not root: the dirs are the test user's, which is refused too
+    with pytest.raises(UsageError, match="owned by root and writable only by root"):
+        slave_enroll.check_door(home, "afarm")
+
+
+def test_enrolment_accepts_the_packaged_layout(tmp_path: Path) -> None:
+    slave_enroll.check_door(Path("/usr/share"), "afarm")  # root's, 0755, no .ssh
+    if os.geteuid() != 0:
+        return  # only root can make a root-owned layout in a tmp dir
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / "work").mkdir()
+    os.chown(home / "work", 65534, 65534)
+    for d in (home, home / ".ssh"):
+        d.chmod(0o755)
+    slave_enroll.check_door(home, "afarm")
+    slave_enroll.check_door(tmp_path / "fresh", "afarm")  # enroll makes .ssh itself
