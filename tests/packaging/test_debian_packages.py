@@ -24,8 +24,10 @@ patch applied).
 from __future__ import annotations
 
 import fcntl
+import grp
 import json
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -304,9 +306,11 @@ def _start_as_unit(unit_path: Path, build: Build, base: Path) -> subprocess.Pope
 
 
 def _use_afarm_user(net: TestNet) -> None:
-    """Point the host's sshd at the packaged slave user, as a slave's own sshd is."""
+    """Point the host's sshd at the packaged slave user, as a slave's own sshd is: with
+    the drop-in afarm-slave installed, included first as Debian's sshd_config does."""
     h = net[0]
-    text = h.sshd_config.read_text()
+    text = ("Include /etc/ssh/sshd_config.d/afarm-slave.conf\n"
+            + h.sshd_config.read_text())
     text = re.sub(r"(?m)^AllowUsers .*$", "AllowUsers afarm", text)
     text = re.sub(r"(?m)^AuthorizedKeysFile .*$",
                   "AuthorizedKeysFile /var/lib/afarm-slave/.ssh/authorized_keys", text)
@@ -375,6 +379,54 @@ def test_a_namespace_host_enrols_and_renders_with_the_installed_commands(
             _stop(p)
 
 
+def _owner_mode(path: str) -> tuple[str, str, int]:
+    st = os.lstat(path)
+    return pwd.getpwuid(st.st_uid).pw_name, grp.getgrgid(st.st_gid).gr_name, st.st_mode & 0o7777
+
+
+def test_the_slave_account_cannot_change_its_own_door(installed: Build) -> None:
+    """Issue 9: the installed layout. The home and .ssh are root's, the work dir afarm's
+    alone, sshd forces the shell for afarm whatever the key, and the entry points run
+    isolated from user site-packages."""
+    assert _owner_mode("/var/lib/afarm-slave") == ("root", "root", 0o755)
+    assert _owner_mode("/var/lib/afarm-slave/.ssh") == ("root", "root", 0o755)
+    assert _owner_mode("/var/lib/afarm-slave/work") == ("afarm", "afarm", 0o700)
+    passwd = run(["getent", "passwd", "afarm"]).stdout.strip().split(":")
+    assert (passwd[5], passwd[6]) == ("/var/lib/afarm-slave", "/usr/bin/afarm-slave-shell")
+    for prog in ("afarm-slave-shell", "afarm-slave", "afarm-master", "afarmctl"):
+        first = Path(f"/usr/bin/{prog}").read_text().splitlines()[0]
+        assert re.fullmatch(r"#! ?/usr/bin/python3 -I", first), (prog, first)
+    dropin = "/etc/ssh/sshd_config.d/afarm-slave.conf"
+    assert Path(dropin).read_text() == (ROOT / dropin.lstrip("/")).read_text()
+    assert dropin in run(["dpkg-query", "-W", "-f=${Conffiles}", "afarm-slave"]).stdout
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    cfg = run(["/usr/sbin/sshd", "-T", "-f", "/etc/ssh/sshd_config", "-C",
+               "user=afarm,host=h,addr=192.0.2.1"]).stdout.splitlines()
+    for line in ("forcecommand /usr/bin/afarm-slave-shell", "disableforwarding yes",
+                 "permittty no", "permittunnel no", "allowagentforwarding no",
+                 "x11forwarding no", "permituserrc no",
+                 "authorizedkeysfile /var/lib/afarm-slave/.ssh/authorized_keys"):
+        assert line in cfg, line
+    # Anyone else on the machine keeps sshd's own defaults.
+    assert "forcecommand none" in run(["/usr/sbin/sshd", "-T", "-f", "/etc/ssh/sshd_config",
+                                       "-C", "user=root,host=h,addr=192.0.2.1"]).stdout
+
+
+def test_docs_examples_and_wakeonlan_are_where_the_admin_looks(installed: Build) -> None:
+    for pkg in ("afarm-master", "afarm-slave"):
+        text = Path(f"/usr/share/doc/{pkg}/README.Debian").read_text()
+        assert "afarmctl slave token" in text
+    assert not Path("/usr/share/doc/python3-afarm/README.Debian").exists()
+    readme = Path("/etc/afarm/slaves.d/README").read_text()
+    assert "afarmctl slave token" in readme and "slave-token" not in readme
+    # sleep keeps slaves busy for as long as a job says: an example, never enabled.
+    assert not Path("/etc/afarm/applications.d/sleep.conf").exists()
+    assert Path("/usr/share/doc/python3-afarm/examples/sleep.conf").is_file()
+    cp = run(["/usr/bin/python3", "-I", "-c", "import wakeonlan; print(len("
+              "wakeonlan.create_magic_packet('00:11:22:33:44:55')))"], cwd=Path("/"))
+    assert cp.stdout.strip() == "102"
+
+
 def test_purging_leaves_nothing_of_afarm_but_its_users(installed: Build) -> None:
     for p in installed.processes:
         _stop(p)
@@ -386,3 +438,8 @@ def test_purging_leaves_nothing_of_afarm_but_its_users(installed: Build) -> None
     cp = run(["/usr/bin/python3", "-c", "import afarm"], check=False, cwd=Path("/"))
     assert cp.returncode != 0 and "No module named 'afarm'" in cp.stderr
     assert all(map(_user_exists, USERS)), "Debian policy: purge keeps the system users"
+    # ... with a shell that exists: afarm's own went with the package.
+    for user in USERS:
+        shell = run(["getent", "passwd", user]).stdout.strip().split(":")[6]
+        assert shell == "/usr/sbin/nologin", (user, shell)
+    assert run(["getent", "shadow", "afarm"]).stdout.split(":")[1].startswith("!")

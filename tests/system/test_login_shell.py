@@ -2,14 +2,13 @@
 """afarm-slave-shell as the slave user's login shell: defence in depth behind the forced
 command, so even a key installed without `command=` can do nothing but afarm's verbs."""
 
-import shlex
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from afarm import __version__
-from tests.system.test_slave_shell_ssh import REPO
+from tests.system.test_slave_shell_ssh import shell_wrapper
 from tests.system.testnet import Host, TestNet
 
 pytestmark = pytest.mark.system
@@ -23,12 +22,7 @@ def host(testnet: TestNet) -> Iterator[Host]:
     conf.chmod(0o644)
     # Stands in for /usr/bin/afarm-slave-shell; the config path is fixed here, as the
     # installed program's default is, never taken from what the client sends.
-    shell = h.dir / "afarm-slave-shell"
-    shell.write_text(
-        "#!/bin/sh\n"
-        f"export PYTHONPATH={shlex.quote(str(REPO / 'src'))} PYTHONDONTWRITEBYTECODE=1\n"
-        f'exec /usr/bin/python3 -m afarm.slave.shell --config {shlex.quote(str(conf))} "$@"\n')
-    shell.chmod(0o755)
+    shell = shell_wrapper(h, conf)
     subprocess.run(["usermod", "-s", str(shell), h.user], check=True)
     testnet.authorize(h)  # a plain key: no restrict, no command=
     yield h

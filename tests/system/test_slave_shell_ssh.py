@@ -26,25 +26,37 @@ pytestmark = pytest.mark.system
 REPO = Path(__file__).resolve().parents[2]
 
 
-def install_shell(net: TestNet, h: Host) -> Path:
+def shell_wrapper(h: Host, conf: Path) -> Path:
+    """Test scaffolding standing in for the installed /usr/bin/afarm-slave-shell: the slave
+    user imports afarm from this checkout. Root-owned in a root-owned dir, so the slave
+    user cannot change its own forced command. Like the installed entry point (python3 -I)
+    it reads nothing from the environment or the user's home: the checkout is put on
+    sys.path by the code itself, not by PYTHONPATH."""
+    wrapper = h.dir / "afarm-slave-shell"
+    code = (f"import sys; sys.path.insert(0, {str(REPO / 'src')!r}); "
+            "from afarm.slave.shell import main; sys.exit(main())")
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'exec /usr/bin/python3 -I -B -c {shlex.quote(code)} --config {shlex.quote(str(conf))}'
+        ' "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def install_shell(net: TestNet, h: Host, *, door: bool = True) -> Path:
     """Make afarm-slave-shell (from this checkout) the forced command of the master's key
-    on ``h``, with a slave.conf of the host's own dirs; returns the wrapper."""
+    on ``h``, with a slave.conf of the host's own dirs; returns the wrapper. ``door``: also
+    the afarm-slave package's sshd drop-in (ForceCommand, no forwarding, no subsystems)."""
     apps = h.dir / "applications.d"
     apps.mkdir(exist_ok=True)
     conf = h.dir / "slave.conf"
     conf.write_text(f"[slave]\nname = {h.name}\nwork_dir = {h.workdir}\n"
                     f"applications_dir = {apps}\n")
     conf.chmod(0o644)
-    # Test scaffolding standing in for the installed /usr/bin/afarm-slave-shell: the slave
-    # user imports afarm from this checkout. Root-owned in a root-owned dir, so the slave
-    # user cannot change its own forced command.
-    wrapper = h.dir / "afarm-slave-shell"
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        f"export PYTHONPATH={shlex.quote(str(REPO / 'src'))} PYTHONDONTWRITEBYTECODE=1\n"
-        f"exec /usr/bin/python3 -m afarm.slave.shell --config {shlex.quote(str(conf))}\n")
-    wrapper.chmod(0o755)
+    wrapper = shell_wrapper(h, conf)
     net.authorize(h, f'restrict,command="{wrapper}"')
+    if door:
+        net.slave_door(h, wrapper)
     return wrapper
 
 
@@ -68,6 +80,7 @@ def shells(testnet: TestNet) -> Iterator[TestNet]:
         install_shell(testnet, h)
     yield testnet
     for h in testnet:
+        testnet.slave_door(h, None)
         testnet.authorize(h)
 
 
@@ -180,7 +193,36 @@ def _free_port() -> int:
 
 
 def test_port_forwarding_does_not_forward(shells: TestNet) -> None:
+    _assert_no_forwarding(shells, shells[2])
+
+
+def test_a_key_added_without_restrict_gets_no_forwarding_no_sftp_and_no_command(
+        shells: TestNet, tmp_path: Path) -> None:
+    """Issue 9, hole 5: a key for the slave user without `restrict` or `command=` (an admin
+    pasting the master's key by hand) reached port forwarding and internal-sftp, both of
+    which bypass the login shell. afarm-slave's sshd drop-in closes both for any key."""
     h = shells[2]
+    shells.authorize(h)  # a plain key line: no options at all
+    try:
+        _assert_no_forwarding(shells, h)
+        opts = shells.ssh_options()
+        for batch in ["ls /\n", f"ls {h.home}\n", f"get /etc/passwd {tmp_path}/p\n"]:
+            cp = _ssh(["sftp", *opts, "-P", str(h.port), "-b", "-", h.target], input=batch)
+            assert cp.returncode != 0, cp.stdout
+            assert "bin" not in cp.stdout and "work" not in cp.stdout, cp.stdout
+        assert not (tmp_path / "p").exists()
+        # The subsystem request reaches the forced command, which refuses it (sshd drops a
+        # subsystem's stderr, so only the exit status tells).
+        cp = _ssh(shells.ssh_argv(h, "sftp", options=["-s"]), input="")
+        assert (cp.returncode, cp.stdout) == (1, ""), cp.stderr
+        cp = shells.ssh(h, "id")
+        _assert_refused(cp, "'id' is not a verb")
+        assert shells.ssh(h, "version").stdout == f"{__version__}\n"
+    finally:
+        install_shell(shells, h, door=False)
+
+
+def _assert_no_forwarding(shells: TestNet, h: Host) -> None:
     server = _Listener(shells.bridge_addr)
     # Sanity: the slave itself can reach the server, so a working forward would too.
     probe = shells.exec(h, ["/usr/bin/python3", "-c",
@@ -230,7 +272,11 @@ def test_port_forwarding_does_not_forward(shells: TestNet) -> None:
 
 def _rsync(net: TestNet, h: Host, direction: str, local: Path, remote: str
            ) -> subprocess.CompletedProcess[str]:
-    argv = rsync_argv(target_for(net, h), direction, local, remote)  # type: ignore[arg-type]
+    # Built for the cache dir, then pointed at ``remote``: the master's own checks would
+    # refuse other puts before the slave's shell ever saw them.
+    argv = rsync_argv(target_for(net, h), direction, local,  # type: ignore[arg-type]
+                      "cache/" if direction == "put" else remote)
+    argv[-1 if direction == "put" else -2] = f"{h.target}:{remote}"
     return subprocess.run(argv, capture_output=True, text=True, check=False,  # noqa: S603
                           timeout=60, env={**os.environ, "LC_ALL": "C"})
 
@@ -272,3 +318,83 @@ def test_rsync_is_confined_to_the_work_dir(shells: TestNet, tmp_path: Path) -> N
         assert t.run(["version"]).stdout == f"{__version__}\n"
     finally:
         t.close()
+
+
+def _hand_made_put(net: TestNet, h: Host, tree: Path, command: str
+                   ) -> subprocess.CompletedProcess[str]:
+    """Issue 9, hole 4: ask the forced command for an accepted put, but send a recursive
+    file list built on the client (real rsync -r does that when the ssh it runs swaps the
+    command for one the shell accepts)."""
+    swap = tree.parent / "swap-ssh"
+    swap.write_text("#!/bin/sh\n" + shlex.join(
+        ["exec", *net.ssh_argv(h, command)]) + "\n")
+    swap.chmod(0o755)
+    return subprocess.run(["rsync", "-rt", "--no-inc-recursive", "-e", str(swap),  # noqa: S607
+                           f"{tree}/", f"{h.target}:./"], capture_output=True, text=True,
+                          check=False, timeout=60, env={**os.environ, "LC_ALL": "C"})
+
+
+def _tree_of(path: Path) -> dict[str, tuple[int, int, bytes]]:
+    """Every name below ``path`` with owner, mode and (for files) contents."""
+    out = {}
+    for p in sorted(path.rglob("*")):
+        st = p.lstat()
+        out[str(p.relative_to(path))] = (st.st_uid, st.st_mode,
+                                         p.read_bytes() if p.is_file() else b"")
+    return out
+
+
+def test_a_hand_made_file_list_writes_nothing_outside_the_cache_dir(
+        shells: TestNet, tmp_path: Path) -> None:
+    h = shells[3]
+    marker = Path(f"/tmp/afarm-pwned-{os.getpid()}")
+    tree = tmp_path / "tree"
+    site = tree / ".local/lib/python3.11/site-packages"
+    site.mkdir(parents=True)
+    (site / "x.pth").write_text(f"import os; open({str(marker)!r}, 'w').close()\n")
+    (tree / ".ssh").mkdir()
+    (tree / ".ssh/authorized_keys").write_text(f"{shells.client_pubkey}\n")
+    (tree / "work/jobs").mkdir(parents=True)
+    (tree / "work/jobs/planted").write_text("x")
+    home_before = {k: v for k, v in _tree_of(h.home).items() if not k.startswith("work")}
+    try:
+        cp = _hand_made_put(shells, h, tree, "rsync --server -te.LsfxCIvu . ./")
+        assert cp.returncode != 0 and "cache dir" in cp.stderr, cp.stderr
+        cp = _hand_made_put(shells, h, tree, f"rsync --server -te.LsfxCIvu . {h.home}/")
+        assert cp.returncode != 0 and "refused" in cp.stderr, cp.stderr
+        # The one put the shell takes: whatever the list names stays inside cache/.
+        _hand_made_put(shells, h, tree, "rsync --server -te.LsfxCIvu . cache/")
+        assert {k: v for k, v in _tree_of(h.home).items()
+                if not k.startswith("work")} == home_before
+        assert sorted(p.name for p in h.workdir.iterdir()) in ([], ["cache"])
+        # Nothing the client sent is readable by other users on the slave.
+        for p in (h.workdir / "cache").rglob("*"):
+            assert p.lstat().st_mode & 0o077 == 0, p
+        # The next login runs the shell, not what was sent.
+        assert shells.ssh(h, "version").stdout == f"{__version__}\n"
+        assert not marker.exists()
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("attempt", [
+    "mv ~/.ssh ~/.ssh-old",
+    "mkdir ~/.ssh-new",
+    "mkdir -p ~/.local/lib/python3.11/site-packages",
+    "echo x >> ~/.ssh/authorized_keys",
+    "mv ~/.ssh/authorized_keys ~/.ssh/authorized_keys.old",
+    "ln -s /tmp ~/.cache",
+    "chmod 777 ~",
+])
+def test_the_slave_user_cannot_change_its_own_door(shells: TestNet, attempt: str) -> None:
+    """Even code running as the slave user (a task that broke out of everything else)
+    cannot rename .ssh, rewrite authorized_keys or plant files sshd or Python read on the
+    next login: the home and .ssh are root's."""
+    h = shells[0]
+    before = _tree_of(h.home / ".ssh"), h.home.stat().st_mode
+    cp = shells.exec(h, ["/bin/sh", "-c", attempt], as_user=True,
+                     env={"HOME": str(h.home), "PATH": "/usr/bin:/bin"})
+    assert cp.returncode != 0, (attempt, cp.stdout, cp.stderr)
+    assert (_tree_of(h.home / ".ssh"), h.home.stat().st_mode) == before
+    assert sorted(p.name for p in h.home.iterdir()) == [".ssh", "work"]
+    assert shells.ssh(h, "version").stdout == f"{__version__}\n"

@@ -55,6 +55,9 @@ NETNS_DIR = Path("/run/netns")
 MAX_NETS = 32
 DEFAULT_TMP = Path("/tmp")
 BASE_PREFIX = "afarm-testnet-n"
+# The sshd drop-in the afarm-slave package ships; slave_door() puts it on a host.
+SLAVE_DROPIN = (Path(__file__).resolve().parents[2]
+                / "etc/ssh/sshd_config.d/afarm-slave.conf")
 
 _NS_RE = re.compile(r"^afarm-h(\d+)(?:-n(\d+))?$")
 _USER_RE = re.compile(r"^afarm-t(\d+)(?:-n(\d+))?$")
@@ -801,13 +804,15 @@ class TestNet:
         if cp.returncode != 0:
             raise TestNetError(f"useradd {user}: {cp.stderr.strip()}")
         pw = pwd.getpwnam(user)
+        # The layout of the afarm-slave package (debian/afarm-slave.postinst): a root-owned
+        # home the user cannot write to, so it can neither rename .ssh nor plant
+        # .local/... for the next login; .ssh and authorized_keys belong to root (sshd's
+        # StrictModes accepts that); the work dir is a subdirectory, the user's own, 0700.
         home.mkdir(mode=0o755)
-        os.chown(home, pw.pw_uid, pw.pw_gid)
-        # .ssh and authorized_keys belong to root so the slave cannot rewrite its own
-        # forced command; sshd's StrictModes accepts root-owned files under the home.
         (home / ".ssh").mkdir(mode=0o755)
-        work = d / "work"
-        work.mkdir(mode=0o755)
+        (d / "sshd_config.d").mkdir(mode=0o755)
+        work = home / "work"
+        work.mkdir(mode=0o700)
         os.chown(work, pw.pw_uid, pw.pw_gid)
         key = d / "ssh_host_ed25519_key"
         pub = key.with_suffix(".pub").read_text().split()
@@ -849,6 +854,9 @@ class TestNet:
     def _write_sshd_config(self, h: Host) -> None:
         h.sshd_config.write_text(
             f"""# afarm TestNet host {h.name}; every path absolute (sshd re-executes itself)
+# Empty unless slave_door() put afarm-slave's drop-in there (as Debian's sshd_config
+# includes /etc/ssh/sshd_config.d/*.conf first).
+Include {h.dir}/sshd_config.d/*.conf
 ListenAddress {h.addr}:{h.port}
 HostKey {h.host_key}
 PidFile {h.pid_file}
@@ -1023,6 +1031,26 @@ Subsystem sftp internal-sftp
         tmp.chmod(0o644)
         # Atomic, so a login racing with the change sees the old or the new file.
         os.replace(tmp, h.authorized_keys)
+
+    def slave_door(self, host: HostRef, shell: Path | None) -> None:
+        """Put the afarm-slave package's sshd drop-in on the host, for its user and with
+        ``shell`` as the forced command, and restart sshd; ``None`` takes it away again."""
+        h = self.host(host)
+        dropin = h.dir / "sshd_config.d" / "afarm-slave.conf"
+        if shell is None:
+            dropin.unlink(missing_ok=True)
+        else:
+            text = SLAVE_DROPIN.read_text()
+            for old, new in [("Match User afarm", f"Match User {h.user}"),
+                             ("/usr/bin/afarm-slave-shell", str(shell)),
+                             ("/var/lib/afarm-slave/.ssh/authorized_keys",
+                              str(h.authorized_keys))]:
+                if old not in text:
+                    raise TestNetError(f"{SLAVE_DROPIN} no longer says {old!r}")
+                text = text.replace(old, new)
+            dropin.write_text(text)
+            dropin.chmod(0o644)
+        self.restart(h)
 
     # -------------------------------------------------------------------------- faults
 

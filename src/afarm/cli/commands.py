@@ -241,7 +241,10 @@ def cmd_gc(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_slave(args: argparse.Namespace, client: Client) -> int:
-    answer = client.post("/api/v1/enroll-tokens", {"ttl": args.ttl})
+    body: dict[str, object] = {"ttl": args.ttl}
+    if args.replace:
+        body["replace"] = args.replace
+    answer = client.post("/api/v1/enroll-tokens", body)
     _print(args, answer, f"one-time token, valid {args.ttl} s: {answer['token']}\n"
                          f"on the slave, as root: {answer['command']}")
     return 0

@@ -83,7 +83,10 @@ VERBS: tuple[Verb, ...] = (
          " on an address the slave reaches.",
          (Arg(("action",), "what to do: token", {"choices": ["token"]}),
           Arg(("--ttl",), "seconds the token stays valid, 60 to 604800 (default 3600)",
-              {"type": int, "default": 3600})),
+              {"type": int, "default": 3600}),
+          Arg(("--replace",), "let the token enrol the known slave NAME again under a new"
+              " SSH host key (a reinstalled machine); without it a known name must come"
+              " back with the host key the master has", {"metavar": "NAME"})),
          "afarmctl --master farm.example.org slave token"),
     Verb("gc", "collect garbage now",
          "Delete uploaded files no job refers to once they are older than"

@@ -68,16 +68,17 @@ def _locked(state_dir: Path) -> Iterator[Path]:
 
 
 def _read(path: Path, now: float) -> list[list[str]]:
-    """Unexpired records: [token_id, key hex, expires, label]."""
+    """Unexpired records: [token_id, key hex, expires, label, replace] (replace: the one
+    known slave name this token may enrol again under a new host key, or "")."""
     try:
         lines = path.read_text("utf-8").splitlines()
     except FileNotFoundError:
         return []
     out = []
     for line in lines:
-        parts = line.split(" ", 3)
+        parts = line.split(" ", 4)
         if len(parts) >= 3 and parts[2].isdigit() and int(parts[2]) > now:
-            out.append(parts + [""] * (4 - len(parts)))
+            out.append(parts + [""] * (5 - len(parts)))
     return out
 
 
@@ -89,25 +90,34 @@ def _write(path: Path, records: list[list[str]]) -> None:
     os.replace(tmp, path)
 
 
-def new_enrollment_token(state_dir: Path, ttl: int = DEFAULT_TTL, label: str = "") -> str:
-    """Make a one-time enrolment token valid for ``ttl`` seconds; shown once, stored hashed."""
+def new_enrollment_token(state_dir: Path, ttl: int = DEFAULT_TTL, label: str = "",
+                         replace: str = "") -> str:
+    """Make a one-time enrolment token valid for ``ttl`` seconds; shown once, stored hashed.
+    ``replace``: the known slave this token may enrol again under a new SSH host key (the
+    admin's confirmation that the machine was reinstalled); without it a known name only
+    comes back with the host key the master has."""
     if not 60 <= ttl <= MAX_TTL:
         raise UsageError(f"ttl {ttl}: a token lives from 60 s to {MAX_TTL} s (7 days)")
+    if replace and (not NAME_RE.match(replace) or replace == "master"
+                    or replace.startswith("local-")):
+        raise UsageError(f"--replace {replace!r}: give the name of an enrolled slave")
     token = secrets.token_urlsafe(24)
     clean = "".join(c for c in label if c.isalnum() or c in "._-@")[:60]
     now = time.time()
     with _locked(state_dir) as path:
         records = _read(path, now)
-        records.append([token_id(token), token_key(token).hex(), str(int(now + ttl)), clean])
+        records.append([token_id(token), token_key(token).hex(), str(int(now + ttl)), clean,
+                        replace])
         _write(path, records)
     return token
 
 
-def _find_key(state_dir: Path, tid: str) -> bytes | None:
+def _find_key(state_dir: Path, tid: str) -> tuple[bytes, str] | None:
+    """The token's MAC key and the slave name it may replace ("" for none)."""
     with _locked(state_dir) as path:
         for rec in _read(path, time.time()):
             if hmac.compare_digest(rec[0], tid):
-                return bytes.fromhex(rec[1])
+                return bytes.fromhex(rec[1]), rec[4]
     return None
 
 
@@ -185,6 +195,37 @@ def _write_definition(slaves_dir: Path | None, name: str, text: str) -> Path | N
     return path
 
 
+def _known_host_keys(state_dir: Path, slaves_dir: Path | None, name: str,
+                     existing: Any) -> set[str]:
+    """'TYPE BASE64' host keys the master trusts for slave ``name`` now: the known_hosts
+    lines of the address and port in its definition and of its live transport."""
+    patterns = set()
+    if slaves_dir is not None:
+        try:
+            fields = dict(ln.split(" = ", 1) for ln in
+                          (slaves_dir / f"{name}.conf").read_text("utf-8").splitlines()
+                          if " = " in ln and not ln.startswith("#"))
+            port_text = fields.get("port", "22").strip()
+            if "host" in fields and port_text.isdigit():
+                patterns.add(known_hosts_pattern(fields["host"].strip(), int(port_text)))
+        except OSError:
+            pass
+    transport = getattr(existing, "transport", None)
+    host, port = getattr(transport, "host", None), getattr(transport, "port", None)
+    if isinstance(host, str) and isinstance(port, int):
+        patterns.add(known_hosts_pattern(host, port))
+    try:
+        lines = (state_dir / "known_hosts").read_text("utf-8").splitlines()
+    except OSError:
+        return set()
+    keys = set()
+    for line in lines:
+        words = line.split()
+        if len(words) >= 3 and words[0] in patterns:
+            keys.add(f"{words[1]} {words[2]}")
+    return keys
+
+
 def _enrolled_file(slaves_dir: Path | None, name: str) -> bool | None:
     """None: no file; True: one written by enrolment; False: one written by hand."""
     if slaves_dir is None:
@@ -249,7 +290,7 @@ def attach(farm: Farm, state_dir: Path) -> OnEnrolled:
 
 def routes(farm: Farm, state_dir: Path, *, slaves_dir: Path | None = None,
            master_key: Path | None = None, on_enrolled: OnEnrolled | None = None,
-           default_work_dir: str = "/var/lib/afarm-slave") -> list[web.RouteDef]:
+           default_work_dir: str = "/var/lib/afarm-slave/work") -> list[web.RouteDef]:
     """The job port's enrolment routes. ``slaves_dir``: where definitions are written
     ([master] slaves_dir); ``master_key``: the private key slaves will trust (default
     ``<state_dir>/.ssh/id_ed25519``, as in slavedef.spec's ``key``)."""
@@ -267,13 +308,15 @@ def routes(farm: Farm, state_dir: Path, *, slaves_dir: Path | None = None,
             raise UsageError("the request body must be a JSON object")
         ttl = body.get("ttl", DEFAULT_TTL)
         label = body.get("label", "")
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or not isinstance(label, str):
-            raise UsageError("ttl must be whole seconds and label a text")
-        token = new_enrollment_token(state_dir, ttl, label)
+        replace = body.get("replace") or ""
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not isinstance(label, str) \
+                or not isinstance(replace, str):
+            raise UsageError("ttl must be whole seconds, label and replace texts")
+        token = new_enrollment_token(state_dir, ttl, label, replace)
         master = request.host
         return web.json_response({
             "token": token, "ttl": ttl, "expires": int(time.time()) + ttl,
-            "master": master,
+            "master": master, "replace": replace or None,
             "command": f"afarm-slave enroll --master {master} --token {token}"}, status=201)
 
     async def enroll(request: web.Request) -> web.Response:
@@ -291,9 +334,10 @@ def routes(farm: Farm, state_dir: Path, *, slaves_dir: Path | None = None,
         tid = tid if isinstance(tid, str) and len(tid) == 64 else ""
         unknown = ("the enrolment token is unknown, used or expired; make a new one on the"
                    " master with: afarmctl slave token")
-        key = _find_key(state_dir, tid) if tid else None
-        if key is None or not hmac.compare_digest(mac.encode(),
-                                                  request_mac(key, raw).encode()):
+        found = _find_key(state_dir, tid) if tid else None
+        key, replace = found if found is not None else (b"", "")
+        if found is None or not hmac.compare_digest(mac.encode(),
+                                                    request_mac(key, raw).encode()):
             log.warning("enrolment from %s refused: unknown token or bad signature",
                         request.remote)
             return _refused(403, unknown)
@@ -311,6 +355,23 @@ def routes(farm: Farm, state_dir: Path, *, slaves_dir: Path | None = None,
         if existing is not None and existing.state in ("online", "busy"):
             return _refused(409, f"slave {name!r} is online; enrol with another --name, or"
                                  " stop the slave first")
+        if replace and replace != name:
+            return _refused(409, f"this token may only enrol the slave {replace!r} again, "
+                                 f"not {name!r}")
+        if existing is not None or by_enrolment:
+            known = _known_host_keys(state_dir, slaves_dir, name, existing)
+            if body["host_key"] not in known and replace != name:
+                # An offline slave's name with another machine's key: a reinstall, or
+                # someone taking over the name. Only the admin can tell.
+                old = ", ".join(sorted(fingerprint(k.split()[1]) for k in known)) or "none"
+                new = fingerprint(body["host_key"].split()[1])
+                log.warning("enrolment of %s from %s refused: host key %s, the master knows "
+                            "%s", name, request.remote, new, old)
+                return _refused(409, f"slave {name!r} is already enrolled with another SSH "
+                                     f"host key ({old}; this machine has {new}). If it was "
+                                     "reinstalled, make a token for it on the master with: "
+                                     f"afarmctl slave token --replace {name}; otherwise "
+                                     "enrol with another --name")
         text = definition_text(body, key_path)
         try:
             conf = load(None, "slavedef", text=text.splitlines(), warn=False)

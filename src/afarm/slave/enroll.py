@@ -96,6 +96,22 @@ def install_master_key(path: Path, master_key: str, command: str = SHELL_COMMAND
     os.replace(tmp, path)  # atomic: sshd sees the old file or the new one
 
 
+def check_door(home: Path, user: str) -> None:
+    """UsageError unless ``home`` and its .ssh (if there) are root's and writable by root
+    only: else the slave user could rename .ssh or plant files its next login reads, and
+    the master's forced command would protect nothing."""
+    for d in (home, home / ".ssh"):
+        try:
+            st = d.lstat()
+        except FileNotFoundError:
+            continue
+        if st.st_uid != 0 or st.st_mode & 0o022 or not (st.st_mode & 0o170000 == 0o040000):
+            raise UsageError(f"{d} must be a directory owned by root and writable only by "
+                             f"root, or {user} could change its own SSH access; run "
+                             "dpkg-reconfigure afarm-slave (or: chown root:root "
+                             f"{d} && chmod 755 {d}) and keep the work dir below it")
+
+
 def _post(url: str, body: bytes, mac: str, timeout: float) -> tuple[bytes, str]:
     req = urllib.request.Request(url, data=body, method="POST", headers={
         "Content-Type": "application/json", MAC_HEADER: mac})
@@ -118,7 +134,7 @@ def _post(url: str, body: bytes, mac: str, timeout: float) -> tuple[bytes, str]:
 
 def enroll(master: str, token: str, *, name: str, address: str | None = None,
            ssh_port: int = 22, host_key: Path = DEFAULT_HOST_KEY,
-           work_dir: str = "/var/lib/afarm-slave", user: str = "afarm",
+           work_dir: str = "/var/lib/afarm-slave/work", user: str = "afarm",
            authorized_keys: Path | None = None, command: str = SHELL_COMMAND,
            timeout: float = 30.0) -> Enrolled:
     """Enrol this machine with the master; returns what was done."""
@@ -146,6 +162,7 @@ def enroll(master: str, token: str, *, name: str, address: str | None = None,
         except KeyError:
             raise UsageError(f"there is no user {user!r} on this machine; install the"
                              " afarm-slave package (it creates the user)") from None
+        check_door(home, user)
         authorized_keys = home / ".ssh" / "authorized_keys"
     key_line = read_host_key(host_key)
     body, mac = signed_request(token, {

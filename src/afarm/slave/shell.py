@@ -11,8 +11,16 @@ and puts what the master asked for in SSH_ORIGINAL_COMMAND. That text is split w
 ``serve``      the JSON-lines agent on this connection's stdin/stdout (afarm.slave.agent)
 ``version``    print the afarm version
 ``rsync --server ...``  exactly the server side of the master's put and get (see
-               afarm.transport.rsync), one path, confined to the work dir; run by Debian's
-               rrsync, which checks the paths once more and pins them against races
+               afarm.transport.rsync), run by Debian's rrsync, which checks the paths once
+               more and pins them against races. A put (the master sends) may only write
+               into the cache dir: rrsync is rooted there, so even a file list the client
+               built by hand (nested names, ``.local/...``) lands nowhere else. A get (the
+               slave sends) may only read one file below the work dir.
+
+The slave user's home is root-owned and is not the work dir (see debian/afarm-slave.postinst),
+so nothing written through this shell can reach ``.ssh``, ``.local`` or any other file that
+sshd or Python reads on the next login. Everything this shell and the agent create is
+private to the slave user (umask 077).
 
 Anything else (an interactive login, another program, another rsync option or a path
 outside the work dir) is refused: exit 1, one line on stderr, and a log record.
@@ -25,6 +33,7 @@ import logging
 import logging.handlers
 import os
 import posixpath
+import pwd
 import re
 import shlex
 import sys
@@ -40,6 +49,11 @@ log = logging.getLogger("afarm.slave.shell")
 
 RRSYNC = "/usr/bin/rrsync"
 PARTIAL_DIR = ".rsync-partial"  # afarm.transport.rsync.PARTIAL_DIR
+# The only directory a put may write to (afarm.transport.rsync.INCOMING): the agent takes
+# files from it by the sha256 the master names and checks.
+INCOMING = "cache"
+# Job files, cached inputs and outputs are the slave user's alone.
+UMASK = 0o077
 EX_CONFIG = 78
 
 # No verb needs any of these; rejecting them up front means no later step can be fooled
@@ -126,9 +140,13 @@ def parse_rsync(words: list[str], work_dir: Path) -> RsyncRequest:
     path = _confine(paths[0], work_dir)
     if not sender and not path.endswith("/"):
         raise Refused("rsync: a put names its destination directory, ending in '/'")
+    if not sender and path.rstrip("/") != INCOMING:
+        raise Refused(f"rsync: a put may only write to the cache dir ({INCOMING}/), "
+                      f"not {paths[0]!r}")
     if sender and path.endswith("/"):
         raise Refused("rsync: a get names one file, not a directory")
-    return RsyncRequest(sender, [*words[:i + 1], path])
+    # A put runs with rrsync rooted at the cache dir itself: its destination is "./".
+    return RsyncRequest(sender, [*words[:i + 1], path if sender else "./"])
 
 
 def _confine(path: str, work_dir: Path) -> str:
@@ -153,8 +171,23 @@ def _confine(path: str, work_dir: Path) -> str:
     return rel
 
 
+def check_work_dir(work_dir: Path) -> None:
+    """Refused if the work dir is the slave user's home or holds it: then a file written
+    there (.ssh/..., .local/lib/python3.X/site-packages/x.pth) could change the next
+    login. The package keeps the home root-owned and works in a subdirectory."""
+    try:
+        home = Path(pwd.getpwuid(os.getuid()).pw_dir).resolve()
+    except KeyError:
+        return
+    if home == work_dir or work_dir in home.parents:
+        raise Refused(f"the work dir {work_dir} is or contains this user's home {home}, so "
+                      "a transfer could rewrite the login; set [slave] work_dir to a "
+                      f"subdirectory the user owns, e.g. {home}/work (the package default)")
+
+
 def _run_rsync(words: list[str], settings: Settings, env: Mapping[str, str]) -> int:
     req = parse_rsync(words, settings.work_dir)
+    check_work_dir(settings.work_dir)
     if not os.path.isfile(RRSYNC):
         raise Refused(f"{RRSYNC} is missing; install rsync >= 3.2.4 (it ships rrsync)")
     if not settings.work_dir.is_dir():
@@ -162,8 +195,18 @@ def _run_rsync(words: list[str], settings: Settings, env: Mapping[str, str]) -> 
                       "user or fix [slave] work_dir")
     # -ro/-wo: a get may only read, a put only write. -no-del: we never delete remotely.
     # -no-lock: rrsync's single-run lock would make parallel transfers of one master fail.
-    mode = ["-ro"] if req.sender else ["-wo", "-no-lock"]
-    argv = ["rrsync", *mode, "-no-del", str(settings.work_dir)]
+    # -munge: a symlink in a hand-made file list can never point anywhere.
+    if req.sender:
+        argv = ["rrsync", "-ro", "-no-del", str(settings.work_dir)]
+    else:
+        incoming = settings.work_dir / INCOMING
+        try:
+            incoming.mkdir(mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise Refused(f"cannot create the cache dir {incoming}: {exc.strerror}") from None
+        if incoming.is_symlink() or not incoming.is_dir():
+            raise Refused(f"the cache dir {incoming} is not a directory")
+        argv = ["rrsync", "-wo", "-no-lock", "-no-del", "-munge", str(incoming)]
     # rrsync reads the command from the environment; give it the words we checked (with an
     # absolute path made relative), never the original text.
     child_env = {k: v for k, v in env.items() if k != "SSH_ORIGINAL_COMMAND"}
@@ -177,6 +220,7 @@ def _run_rsync(words: list[str], settings: Settings, env: Mapping[str, str]) -> 
 def _serve(words: list[str], settings: Settings, env: Mapping[str, str]) -> int:
     if len(words) != 1:
         raise Refused("serve takes no arguments")
+    check_work_dir(settings.work_dir)
     from afarm.slave import agent  # the agent's imports cost ~0.1 s; only serve pays
 
     log.debug("serve as %s in %s", settings.name, settings.work_dir)
@@ -290,6 +334,17 @@ def as_login_shell(argv: list[str], environ: Mapping[str, str]
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    # Before anything is created: files of jobs are nobody else's business (rrsync and the
+    # agent inherit it). Restored on return for callers in the same process (tests); a
+    # real rsync never returns here (execve).
+    old_umask = os.umask(UMASK)
+    try:
+        return _main(argv, env)
+    finally:
+        os.umask(old_umask)
+
+
+def _main(argv: list[str] | None, env: Mapping[str, str] | None) -> int:
     environ: Mapping[str, str] = os.environ if env is None else env
     argv = sys.argv[1:] if argv is None else argv
     if "-c" in argv:

@@ -28,6 +28,9 @@ Direction = Literal["put", "get"]
 # Partial uploads wait here (a 0700 dir rsync creates) instead of at the final path, and a
 # retried transfer resumes from them. The slave's shell accepts exactly this value.
 PARTIAL_DIR = ".rsync-partial"
+# The one slave dir a put may write to (relative to its work dir): the slave's shell roots
+# rrsync there, so no file list reaches anything else (afarm.slave.shell.INCOMING).
+INCOMING = "cache"
 # rsync splits its -e value itself (no shell) on white space and also treats quotes and
 # backslashes specially, so none of these may appear in any word of the ssh command.
 _RSH_UNSAFE = re.compile(r"""[\s'"\\]""")
@@ -139,16 +142,17 @@ def _remote(target: SSHTarget, path: str) -> str:
 
 def rsync_argv(target: SSHTarget, direction: Direction, local: Path, remote: str, *,
                io_timeout: int = 60) -> list[str]:
-    """The rsync argv of one put (``local`` -> slave dir ``remote``, which ends in "/")
+    """The rsync argv of one put (``local`` -> slave dir ``remote``, which is "cache/")
     or get (slave file ``remote`` -> ``local``).
 
-    ``remote`` is relative to the slave's work dir (the slave's shell confines rsync to it).
+    ``remote`` is relative to the slave's work dir. The slave's shell lets a put write only
+    into the cache dir and a get read only below the work dir.
     A put names the destination *directory* and the file keeps its local name: Debian's
     rrsync 3.5 pins an existing destination file as /proc/self/fd/N, which rsync then
     cannot replace, so a put onto an existing file name fails (code 23).
     """
-    if direction == "put" and not remote.endswith("/"):
-        raise ValueError("a put names the destination directory, ending in '/'")
+    if direction == "put" and remote != f"{INCOMING}/":
+        raise ValueError(f"a put names the slave's cache dir, {INCOMING}/, as destination")
     options: list[tuple[list[str], str]] = [
         (["-e", " ".join(ssh_command(target))], "OpenSSH with the master's identity (above)"),
         (["--times"], "keep mtimes, so sending an unchanged file again is a size+mtime quick "
@@ -160,9 +164,6 @@ def rsync_argv(target: SSHTarget, direction: Direction, local: Path, remote: str
                                       "peer, not a slow one)"),
         (["--stats"], "print 'Total bytes sent/received', what put/get return"),
     ]
-    if direction == "put":
-        options.append((["--mkpath"], "create missing parents of the slave dir (cache/, "
-                                      "apps/NAME/) so a put needs no mkdir round trip"))
     argv = ["rsync"]
     for args, why in options:
         if args[0] != "-e":

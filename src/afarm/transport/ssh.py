@@ -43,6 +43,7 @@ from afarm.transport.base import (
     TransportError,
 )
 from afarm.transport.rsync import (
+    INCOMING,
     Direction,
     SSHTarget,
     control_exit_argv,
@@ -410,16 +411,19 @@ class SSHTransport:
     def put(self, src: Path, dst: str) -> int:
         check_remote_path(dst)
         directory, name = posixpath.split(dst)
+        if directory != INCOMING:
+            raise TransportError(f"{dst!r}: files go to a slave only as {INCOMING}/NAME; "
+                                 "its shell accepts puts into no other dir")
         src = Path(src).absolute()
         if not src.is_file():
             raise TransportError(f"cannot send {src}: not a file")
         # The file lands in the directory under its local name (see rsync_argv), so a
         # source with another name is hard-linked under the wanted one first.
         if src.name == name:
-            return self._rsync("put", src, (directory or ".") + "/", dst)
+            return self._rsync("put", src, f"{INCOMING}/", dst)
         stage = self._stage(src, name)
         try:
-            return self._rsync("put", stage / name, (directory or ".") + "/", dst)
+            return self._rsync("put", stage / name, f"{INCOMING}/", dst)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
 

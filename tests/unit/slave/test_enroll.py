@@ -359,6 +359,60 @@ def test_a_slave_defined_by_hand_cannot_be_taken_over(master: Master,
     _enroll(master, slave_files, token, name="render2")
 
 
+def test_a_fresh_token_cannot_move_a_known_slave_to_another_host_key(
+        master: Master, slave_files: dict[str, Path], tmp_path: Path) -> None:
+    """Issue 9, hole 10: an offline slave's name enrolled again from another machine (a new
+    host key and address) with an ordinary token took the slave over silently."""
+    _enroll(master, slave_files, master_enroll.new_enrollment_token(master.state))
+    definition = (master.slaves_dir / "render1.conf").read_text()
+    known = (master.state / "known_hosts").read_text()
+    intruder = tmp_path / "intruder"
+    intruder.mkdir()
+    _keypair(intruder / "ssh_host_ed25519_key", "root@intruder")
+    other = {"host_key": intruder / "ssh_host_ed25519_key.pub",
+             "authorized_keys": intruder / "home" / ".ssh" / "authorized_keys"}
+    token = master_enroll.new_enrollment_token(master.state)
+    with pytest.raises(OperationFailed, match=r"409.*already enrolled with another SSH host "
+                                              r"key.*afarmctl slave token --replace render1"):
+        _enroll(master, other, token, address="192.0.2.99")
+    assert (master.slaves_dir / "render1.conf").read_text() == definition
+    assert (master.state / "known_hosts").read_text() == known
+    assert len(master.enrolled) == 1 and not other["authorized_keys"].exists()
+    # The same machine (same host key) may come back, also from a new address.
+    _enroll(master, slave_files, token, address="192.0.2.22")
+    assert "host = 192.0.2.22\n" in (master.slaves_dir / "render1.conf").read_text()
+
+
+def test_a_replace_token_lets_the_admin_move_a_reinstalled_slave(
+        master: Master, slave_files: dict[str, Path], tmp_path: Path) -> None:
+    _enroll(master, slave_files, master_enroll.new_enrollment_token(master.state))
+    new = tmp_path / "reinstalled"
+    new.mkdir()
+    _keypair(new / "ssh_host_ed25519_key", "root@reinstalled")
+    files = {"host_key": new / "ssh_host_ed25519_key.pub",
+             "authorized_keys": new / "home" / ".ssh" / "authorized_keys"}
+    # A replace token is for the one slave it names.
+    token = master_enroll.new_enrollment_token(master.state, replace="render9")
+    with pytest.raises(OperationFailed, match="409.*only enrol the slave 'render9'"):
+        _enroll(master, files, token)
+    token = master_enroll.new_enrollment_token(master.state, replace="render1")
+    _enroll(master, files, token, address="192.0.2.30")
+    key = " ".join(files["host_key"].read_text().split()[:2])
+    assert f"[192.0.2.30]:2222 {key}" in (master.state / "known_hosts").read_text()
+    assert [name for name, _ in master.enrolled] == ["render1", "render1"]
+
+
+def test_the_token_endpoint_takes_the_slave_to_replace(master: Master) -> None:
+    headers = {"Content-Type": "application/json",
+               "Authorization": f"Bearer {master.client_token}"}
+    status, answer = master.post(slave_enroll.TOKENS_PATH,
+                                 json.dumps({"replace": "render1"}).encode(), headers)
+    assert status == 201 and answer["replace"] == "render1"
+    status, answer = master.post(slave_enroll.TOKENS_PATH,
+                                 json.dumps({"replace": "../x"}).encode(), headers)
+    assert status == 400 and "--replace" in answer["error"]
+
+
 def test_enrolment_needs_no_client_token_but_making_a_token_does(master: Master) -> None:
     status, answer = master.post(wire.TOKENS_PATH, b"{}",
                                  {"Content-Type": "application/json"})
@@ -554,3 +608,31 @@ def test_enroll_without_root_and_without_a_key_file_is_a_usage_error(
     conf.write_text("")
     assert daemon.main(["--config", str(conf), "enroll", "--master", "127.0.0.1:9",
                         "--token", "t"]) == 2
+
+
+@pytest.mark.parametrize("which,owner,mode", [("home", 65534, 0o755), ("home", 0, 0o775),
+                                              ("ssh", 65534, 0o755), ("ssh", 0, 0o777)])
+def test_enrolment_refuses_a_home_the_slave_user_could_change(
+        tmp_path: Path, which: str, owner: int, mode: int) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    target = home if which == "home" else home / ".ssh"
+    if os.geteuid() == 0:
+        os.chown(target, owner, 0)
+    target.chmod(mode)  # not root: the dirs are the test user's, which is refused too
+    with pytest.raises(UsageError, match="owned by root and writable only by root"):
+        slave_enroll.check_door(home, "afarm")
+
+
+def test_enrolment_accepts_the_packaged_layout(tmp_path: Path) -> None:
+    slave_enroll.check_door(Path("/usr/share"), "afarm")  # root's, 0755, no .ssh
+    if os.geteuid() != 0:
+        return  # only root can make a root-owned layout in a tmp dir
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / "work").mkdir()
+    os.chown(home / "work", 65534, 65534)
+    for d in (home, home / ".ssh"):
+        d.chmod(0o755)
+    slave_enroll.check_door(home, "afarm")
+    slave_enroll.check_door(tmp_path / "fresh", "afarm")  # enroll makes .ssh itself

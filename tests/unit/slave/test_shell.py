@@ -3,6 +3,7 @@
 
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -178,12 +179,14 @@ def test_serve_without_a_name_uses_the_host_name(slave: dict[str, Any]) -> None:
     assert slave["serve"][0][0] == os.uname().nodename
 
 
-def test_put_is_handed_to_rrsync_write_only(slave: dict[str, Any]) -> None:
+def test_put_is_handed_to_rrsync_write_only_rooted_at_the_cache_dir(
+        slave: dict[str, Any]) -> None:
     with pytest.raises(Exec) as exc:
         _main(slave, f"{PUT} cache/")
     assert exc.value.path == shell.RRSYNC
-    assert exc.value.argv == ["rrsync", "-wo", "-no-lock", "-no-del", str(slave["work"])]
-    assert exc.value.env["SSH_ORIGINAL_COMMAND"] == f"{PUT} cache/"
+    assert exc.value.argv == ["rrsync", "-wo", "-no-lock", "-no-del", "-munge",
+                              str(slave["work"] / "cache")]
+    assert exc.value.env["SSH_ORIGINAL_COMMAND"] == f"{PUT} ./"
     assert exc.value.env["PATH"] == "/usr/bin:/bin"
 
 
@@ -199,8 +202,68 @@ def test_an_absolute_path_inside_the_work_dir_is_made_relative(slave: dict[str, 
         _main(slave, f"{GET} {slave['work']}/cache/abc")
     assert exc.value.env["SSH_ORIGINAL_COMMAND"] == f"{GET} cache/abc"
     with pytest.raises(Exec) as exc:
-        _main(slave, f"{PUT} {slave['work']}/apps/blender/")
-    assert exc.value.env["SSH_ORIGINAL_COMMAND"] == f"{PUT} apps/blender/"
+        _main(slave, f"{PUT} {slave['work']}/cache/")
+    assert exc.value.env["SSH_ORIGINAL_COMMAND"] == f"{PUT} ./"
+
+
+@pytest.mark.parametrize("dest", ["./", ".", "apps/blender/", "jobs/", "cache/sub/",
+                                  "/", "cache/.local/"])
+def test_a_put_anywhere_but_the_cache_dir_is_refused(slave: dict[str, Any], dest: str,
+                                                     capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
+    assert _main(slave, f"{PUT} {dest}") == 1
+    assert "refused" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("home", ["work", "work/sub", ""])
+def test_a_work_dir_that_is_or_holds_the_users_home_is_refused(
+        slave: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], home: str) -> None:
+    work: Path = slave["work"]
+    where = work.parent / home if home else work.parent
+    real = shell.pwd.getpwuid(os.getuid())
+    fake = type(real)((*real[:5], str(where), *real[6:]))
+    monkeypatch.setattr(shell.pwd, "getpwuid", lambda uid: fake)
+    if home == "":  # the home above the work dir, as the package has it: fine
+        with pytest.raises(Exec):
+            _main(slave, f"{PUT} cache/")
+        return
+    assert _main(slave, f"{PUT} cache/") == 1
+    assert _main(slave, "serve") == 1 and slave["serve"] == []
+    assert "is or contains this user's home" in capsys.readouterr().err
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_the_agent_and_rrsync_start_with_a_private_umask(
+        slave: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+
+    def serve(name: str, work_dir: Path, applications_dir: Path) -> int:
+        seen.append(_umask())
+        return 0
+
+    def execve(path: str, argv: list[str], env: dict[str, str]) -> None:
+        seen.append(_umask())
+        raise Exec(path, argv, env)
+
+    monkeypatch.setattr(agent, "serve", serve)
+    monkeypatch.setattr(os, "execve", execve)
+    before = os.umask(0o022)
+    try:
+        assert _main(slave, "serve") == 0
+        with pytest.raises(Exec):
+            _main(slave, f"{PUT} cache/")
+        with pytest.raises(Exec):
+            _main(slave, f"{GET} cache/abc")
+        assert _umask() == 0o022  # given back to an in-process caller
+    finally:
+        os.umask(before)
+    assert seen == [0o077, 0o077, 0o077]
 
 
 def test_a_work_dir_below_a_hidden_dir_still_takes_absolute_paths(
@@ -248,7 +311,7 @@ def test_without_the_default_config_file_the_defaults_apply(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(slave_config, "DEFAULT_CONFIG", Path("/nonexistent/slave.conf"))
     settings, level = shell.load_settings(None)
-    assert settings.work_dir == Path("/var/lib/afarm-slave")
+    assert settings.work_dir == Path("/var/lib/afarm-slave/work")
     assert settings.applications_dir == Path("/etc/afarm/applications.d")
     assert level == "info"
     assert shell.main([], env={"SSH_ORIGINAL_COMMAND": "version"}) == 0
@@ -292,7 +355,11 @@ def real_rsync(slave: dict[str, Any], tmp_path: Path) -> Iterator[dict[str, Any]
 
 def _rsync(ctx: dict[str, Any], direction: str, local: Path, remote: str
            ) -> subprocess.CompletedProcess[str]:
-    argv = rsync_argv(ctx["target"], direction, local, remote)  # type: ignore[arg-type]
+    # Built for the cache dir, then pointed at ``remote``: the master's own checks would
+    # refuse other puts before the shell ever saw them.
+    argv = rsync_argv(ctx["target"], direction, local,  # type: ignore[arg-type]
+                      "cache/" if direction == "put" else remote)
+    argv[-1 if direction == "put" else -2] = f"afarm@slave:{remote}"
     argv[argv.index("-e") + 1] = str(ctx["fake"])
     return subprocess.run(argv, capture_output=True, text=True, check=False,  # noqa: S603
                           env={**os.environ, "LC_ALL": "C"}, timeout=60)
@@ -312,10 +379,11 @@ def test_the_masters_real_put_and_get_pass_the_shell_and_rrsync(
     cp = _rsync(real_rsync, "put", src, "cache/")
     assert cp.returncode == 0, cp.stderr
     assert transferred_bytes(cp.stdout, "put") < 200
-    # --mkpath: a directory that does not exist yet.
+    assert (real_rsync["work"] / "cache" / "abc").stat().st_mode & 0o077 == 0
+    # Only the cache dir takes puts.
     cp = _rsync(real_rsync, "put", src, "apps/blender/4.2/")
-    assert cp.returncode == 0, cp.stderr
-    assert (real_rsync["work"] / "apps/blender/4.2/abc").read_bytes() == data
+    assert cp.returncode != 0 and "cache dir" in cp.stderr, cp.stderr
+    assert not (real_rsync["work"] / "apps").exists()
     cp = _rsync(real_rsync, "get", tmp_path / "back", "cache/abc")
     assert cp.returncode == 0, cp.stderr
     assert (tmp_path / "back").read_bytes() == data
@@ -367,3 +435,39 @@ def test_as_a_login_shell_other_commands_are_refused(capsys: pytest.CaptureFixtu
 
     assert main(["-c", "cat /etc/shadow"], env={}) == 1
     assert "refused" in capsys.readouterr().err
+
+
+def _hand_made_file_list(ctx: dict[str, Any], tmp_path: Path, command: str
+                         ) -> subprocess.CompletedProcess[str]:
+    """The attack on the forced command: a client that asks for an accepted put command
+    but sends a recursive file list it built itself (real rsync -r does exactly that when
+    the ssh it runs swaps the command for the one the shell accepts)."""
+    tree = tmp_path / "tree"
+    pth = tree / ".local/lib/python3.11/site-packages"
+    pth.mkdir(parents=True, exist_ok=True)
+    (pth / "x.pth").write_text("import os; os.system('touch /tmp/afarm-pwned')\n")
+    (tree / ".ssh").mkdir(exist_ok=True)
+    (tree / ".ssh/authorized_keys").write_text("ssh-ed25519 AAAA attacker\n")
+    (tree / "jobs").mkdir(exist_ok=True)
+    (tree / "jobs/planted").write_text("x")
+    fake = tmp_path / "swap-ssh"
+    fake.write_text(ctx["fake"].read_text().replace(
+        'SSH_ORIGINAL_COMMAND="$*"', f"SSH_ORIGINAL_COMMAND={shlex.quote(command)}"))
+    fake.chmod(0o755)
+    return subprocess.run(["rsync", "-rt", "--no-inc-recursive", "-e", str(fake),  # noqa: S607
+                           f"{tree}/", "afarm@slave:./"], capture_output=True, text=True,
+                          check=False, env={**os.environ, "LC_ALL": "C"}, timeout=60)
+
+
+def test_a_hand_made_file_list_cannot_write_outside_the_cache_dir(
+        real_rsync: dict[str, Any], tmp_path: Path) -> None:
+    work: Path = real_rsync["work"]
+    cp = _hand_made_file_list(real_rsync, tmp_path, "rsync --server -te.LsfxCIvu . ./")
+    assert cp.returncode != 0 and "cache dir" in cp.stderr, cp.stderr
+    # The one destination a put may name: whatever the list says, it all stays in cache/.
+    cp = _hand_made_file_list(real_rsync, tmp_path, "rsync --server -te.LsfxCIvu . cache/")
+    outside = sorted(str(p.relative_to(work)) for p in work.rglob("*")
+                     if not p.is_relative_to(work / "cache"))
+    assert outside == [], (outside, cp.stderr)
+    assert not (work / ".local").exists() and not (work / ".ssh").exists()
+    assert not (work / "jobs" / "planted").exists()

@@ -51,7 +51,8 @@ def test_put_argv_is_a_list_ending_in_the_local_file_and_the_slave_dir(tmp_path:
     assert isinstance(argv, list) and all(isinstance(a, str) for a in argv)
     assert argv[0] == "rsync"
     assert argv[-3:] == ["--", str(tmp_path / "in.blend"), "afarm@10.0.0.5:cache/"]
-    assert "--mkpath" in argv and "--times" in argv and "--stats" in argv
+    assert "--times" in argv and "--stats" in argv
+    assert "--mkpath" not in argv  # the slave's cache dir always exists
     assert f"--partial-dir={PARTIAL_DIR}" in argv
     assert "--checksum" not in argv
 
@@ -63,9 +64,10 @@ def test_get_argv_reads_the_slave_file_into_the_local_path(tmp_path: Path, ctl: 
     assert "--mkpath" not in argv
 
 
-def test_a_put_must_name_a_directory(tmp_path: Path, ctl: Path) -> None:
-    with pytest.raises(ValueError):
-        rsync_argv(_target(tmp_path, control_dir=ctl), "put", tmp_path / "x", "cache/x")
+def test_a_put_must_name_the_cache_dir(tmp_path: Path, ctl: Path) -> None:
+    for remote in ["cache/x", "./", "apps/blender/", "jobs/"]:
+        with pytest.raises(ValueError):
+            rsync_argv(_target(tmp_path, control_dir=ctl), "put", tmp_path / "x", remote)
 
 
 def test_ssh_never_prompts_and_trusts_only_the_masters_known_hosts(tmp_path: Path,
