@@ -29,6 +29,7 @@ from afarm.applications.registry import load_applications
 from afarm.digest import sha256_file
 from afarm.errors import AfarmError
 from afarm.images import verify_output
+from afarm.runner.sandbox import Sandbox, SandboxSettings
 
 log = logging.getLogger("afarm.agent")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -54,7 +55,7 @@ class Running:
 
 class Agent:
     def __init__(self, name: str, work_dir: Path, applications: dict[str, Application],
-                 out: IO[bytes]) -> None:
+                 out: IO[bytes], sandbox: Sandbox | None = None) -> None:
         self.name = name
         self.work = work_dir.resolve()
         self.apps = applications
@@ -63,6 +64,9 @@ class Agent:
         self.running: dict[tuple[int, int], Running] = {}
         (self.work / "cache").mkdir(parents=True, exist_ok=True)
         (self.work / "jobs").mkdir(parents=True, exist_ok=True)
+        # Issue 9 hook: every task process runs in the sandbox; where it cannot be set up,
+        # every task fails with its reason (SandboxError), never unsandboxed.
+        self.sandbox = sandbox if sandbox is not None else Sandbox()
 
     # -- channel --------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
@@ -259,10 +263,12 @@ class Agent:
                deadline: float) -> int | None:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd),
                "TMPDIR": str(cwd), "LANG": "C.UTF-8"}
+        # Issue 9 hook: in/ and out/ are scratch's siblings (task_dir); raises SandboxError.
+        sandboxed = self.sandbox.wrap(argv, cwd.parent / "in", cwd.parent / "out", cwd)
         out_file = open(stdout_path, "wb") if stdout_path else None  # noqa: SIM115
         try:
             proc = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                sandboxed, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                 stdout=out_file if out_file else subprocess.PIPE,
                 stderr=subprocess.PIPE if out_file else subprocess.STDOUT,
                 start_new_session=True)
@@ -340,10 +346,11 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def serve(name: str, work_dir: Path, applications_dir: Path) -> int:
+def serve(name: str, work_dir: Path, applications_dir: Path,
+          sandbox: SandboxSettings | None = None) -> int:
     """Run the agent on this process's stdin/stdout until the master goes away."""
     apps = load_applications(applications_dir)
-    agent = Agent(name, work_dir, apps, sys.stdout.buffer)
+    agent = Agent(name, work_dir, apps, sys.stdout.buffer, Sandbox(sandbox))
     agent.serve(sys.stdin.buffer)
     return 0
 
@@ -353,10 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=os.uname().nodename)
     p.add_argument("--work-dir", type=Path, required=True)
     p.add_argument("--applications-dir", type=Path, required=True)
+    p.add_argument("--sandbox", type=SandboxSettings.from_json, default=None,
+                   help="the [sandbox] settings as JSON (SandboxSettings.to_json)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"afarm-agent[{a.name}] %(levelname)s %(message)s")
-    return serve(a.name, a.work_dir, a.applications_dir)
+    return serve(a.name, a.work_dir, a.applications_dir, a.sandbox)
 
 
 if __name__ == "__main__":
