@@ -231,6 +231,10 @@ def build_argv(argv: Sequence[str], in_dir: Path, out_dir: Path, scratch: Path,
         bind("--dev-bind", node)
     for path in plan.gpu_read:
         bind("--ro-bind-try", path)
+    # /dev's own tmpfs belongs to the task in a user namespace: read-only, or it would be
+    # an unbounded place to fill memory; /dev/shm and /tmp are small tmpfs of their own.
+    bw += ["--perms", "1777", "--size", str(plan.tmp_bytes), "--tmpfs", "/dev/shm",
+           "--remount-ro", "/dev"]
     bw += ["--perms", "1777", "--size", str(plan.tmp_bytes), "--tmpfs", "/tmp"]
     bw += ["--perms", "0755", "--dir", JOB, "--ro-bind", str(in_dir), INSIDE_IN,
            "--bind", str(out_dir), INSIDE_OUT, "--bind", str(scratch), INSIDE_SCRATCH]
