@@ -179,7 +179,7 @@ def rewrite(argv: Sequence[str], mapping: Mapping[str, str]) -> list[str]:
     if not mapping:
         return list(argv)
     hosts = sorted(mapping, key=len, reverse=True)
-    pattern = re.compile("|".join(re.escape(h) for h in hosts) + r"(?=/|$)")
+    pattern = re.compile("(?:" + "|".join(re.escape(h) for h in hosts) + r")(?=/|$)")
     return [pattern.sub(lambda m: mapping[m.group(0)], a) for a in argv]
 
 
