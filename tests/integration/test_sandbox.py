@@ -274,6 +274,28 @@ print(json.dumps({"memory": attempt(allocate), "file": attempt(big_file),
     assert (job.scratch / "big").stat().st_size <= 1 << 20
 
 
+def test_a_task_cannot_make_the_agent_write_through_a_link_it_left_in_out(
+        tmp_path: Path) -> None:
+    # Item 1 leaves out/item_000002.out as a link to a file of the agent's user; the agent
+    # then opens that name for item 2's stdout. Followed, it would overwrite the file.
+    victim = tmp_path / "authorized_keys"
+    victim.write_text("restrict,command=... ssh-ed25519 AAAA master\n")
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "ln.conf").write_text("kind = command\nexecutable = /bin/ln\n"
+                                  "argv = -sf, {item}, {out}/item_000002.out\n")
+    agent = AgentProcess(tmp_path / "work", apps)
+    try:
+        done = agent.request({"op": "run", "job": 1, "task": 1, "attempt": 1, "app": "ln",
+                              "kind": "item", "params": {"items": [[1, str(victim)],
+                                                                   [2, str(victim)]]},
+                              "outputs": [], "timeout": 30})
+    finally:
+        agent.close()
+    assert done["error"] is None, done
+    assert victim.read_text() == "restrict,command=... ssh-ed25519 AAAA master\n"
+
+
 # -- hole 1 and the demo scene, with real Blender through the real agent -----------------
 
 class AgentProcess:
@@ -289,10 +311,13 @@ class AgentProcess:
         sha = hashlib.sha256(data).hexdigest()
         (self.work / "cache").mkdir(parents=True, exist_ok=True)
         (self.work / "cache" / sha).write_bytes(data)
-        msg = {"op": "run", "job": 1, "task": task, "attempt": 1, "app": "blender",
-               "kind": "render", "params": {"format": "PNG", "engine": "", "frames": frames},
-               "inputs": [{"name": blend.name, "sha256": sha}],
-               "outputs": [f"frame_{f:04d}.png" for f in frames], "timeout": 300}
+        return self.request({
+            "op": "run", "job": 1, "task": task, "attempt": 1, "app": "blender",
+            "kind": "render", "params": {"format": "PNG", "engine": "", "frames": frames},
+            "inputs": [{"name": blend.name, "sha256": sha}],
+            "outputs": [f"frame_{f:04d}.png" for f in frames], "timeout": 300})
+
+    def request(self, msg: dict[str, Any]) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(json.dumps(msg).encode() + b"\n")
         self.proc.stdin.flush()

@@ -66,7 +66,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from afarm.errors import AfarmError
 
@@ -395,6 +395,21 @@ class Sandbox:
                     os.chown(f, -1, user.gid, follow_symlinks=False)
                     os.chmod(f, (st.st_mode & 0o7777) | 0o040)
             del subdirs  # walked by os.walk itself
+
+
+def open_output(path: Path) -> BinaryIO:
+    """A fresh file in a task's out/ for the agent to write (a program's stdout).
+
+    The sandboxed task owns out/: whatever it left under that name (a symlink to a file of
+    the agent's user, a FIFO that blocks) is removed, never followed or opened.
+    """
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o644)
+    return os.fdopen(fd, "wb")
 
 
 _create_lock = threading.Lock()

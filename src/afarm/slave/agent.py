@@ -29,7 +29,7 @@ from afarm.applications.registry import load_applications
 from afarm.digest import sha256_file
 from afarm.errors import AfarmError
 from afarm.images import verify_output
-from afarm.runner.sandbox import Sandbox, SandboxSettings
+from afarm.runner.sandbox import Sandbox, SandboxSettings, open_output
 
 log = logging.getLogger("afarm.agent")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -265,7 +265,8 @@ class Agent:
                "TMPDIR": str(cwd), "LANG": "C.UTF-8"}
         # Issue 9 hook: in/ and out/ are scratch's siblings (task_dir); raises SandboxError.
         sandboxed = self.sandbox.wrap(argv, cwd.parent / "in", cwd.parent / "out", cwd)
-        out_file = open(stdout_path, "wb") if stdout_path else None  # noqa: SIM115
+        # Issue 9 hook: out/ is the task's; a name it left there is replaced, not followed.
+        out_file = open_output(stdout_path) if stdout_path else None
         try:
             proc = subprocess.Popen(
                 sandboxed, cwd=cwd, env=env, stdin=subprocess.DEVNULL,

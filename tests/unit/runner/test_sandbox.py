@@ -222,3 +222,18 @@ def test_the_task_user_is_never_root() -> None:
 def test_a_missing_configured_task_user_names_the_command_that_makes_it() -> None:
     with pytest.raises(SandboxError, match="adduser --system --group"):
         task_user("afarm-no-such-user", create=True)
+
+
+def test_an_output_file_replaces_what_the_task_left_under_its_name(tmp_path: Path) -> None:
+    victim = tmp_path / "authorized_keys"
+    victim.write_text("precious\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "item_000002.out").symlink_to(victim)
+    os.mkfifo(out / "item_000003.out")
+    for name in ("item_000002.out", "item_000003.out", "item_000004.out"):
+        with sb.open_output(out / name) as f:
+            f.write(b"stdout\n")
+        assert (out / name).is_file() and not (out / name).is_symlink()
+        assert (out / name).read_bytes() == b"stdout\n"
+    assert victim.read_text() == "precious\n"
