@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,8 @@ from typing import Any
 import pytest
 
 from afarm.applications.base import script_path
+from afarm.applications.registry import load_applications
+from afarm.runner import sandbox as sandbox_module
 from afarm.runner.sandbox import (
     SETPRIV,
     Sandbox,
@@ -35,6 +39,7 @@ from afarm.runner.sandbox import (
     build_argv,
     task_user,
 )
+from afarm.slave.agent import Agent
 from tests.farm import ENV
 from tests.fixtures.blends import make_scene, run_blender
 
@@ -294,6 +299,31 @@ def test_a_task_cannot_make_the_agent_write_through_a_link_it_left_in_out(
         agent.close()
     assert done["error"] is None, done
     assert victim.read_text() == "restrict,command=... ssh-ed25519 AAAA master\n"
+
+
+def test_without_bubblewrap_the_agent_refuses_every_task_and_runs_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox_module, "BWRAP", str(tmp_path / "no-bwrap"))
+    marker = tmp_path / "ran"
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "touch.conf").write_text("kind = command\nexecutable = /usr/bin/touch\n"
+                                     "argv = {item},\ncapture_stdout = false\n")
+    replies = io.BytesIO()
+    agent = Agent("t", tmp_path / "work", load_applications(apps), replies)
+    for task in (1, 2):
+        agent.handle({"op": "run", "job": 1, "task": task, "attempt": 1, "app": "touch",
+                      "kind": "item", "params": {"items": [[1, str(marker)]]},
+                      "outputs": [], "timeout": 30})
+    deadline = time.monotonic() + 30
+    while replies.getvalue().count(b"\n") < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    done = [json.loads(line) for line in replies.getvalue().splitlines()]
+    assert [d["op"] for d in done] == ["done", "done"]
+    for d in done:
+        assert "bwrap" in d["error"] and "apt install bubblewrap" in d["error"], d
+        assert d["exit_code"] is None
+    assert not marker.exists()
 
 
 # -- hole 1 and the demo scene, with real Blender through the real agent -----------------
