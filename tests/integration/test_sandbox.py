@@ -219,6 +219,22 @@ print(json.dumps({{"connect": attempt(connect),
     assert got["interfaces"] == ["lo"]
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_a_task_cannot_make_user_namespaces(mode: str, public_tmp: Path) -> None:
+    _need(mode)
+    job = _job(public_tmp, mode)
+    got = probe(mode, job, """
+import ctypes, json
+libc = ctypes.CDLL(None, use_errno=True)
+results = {}
+for name, flag in (("user", 0x10000000), ("net", 0x40000000), ("mount", 0x00020000)):
+    rc = libc.unshare(flag)
+    results[name] = "refused" if rc != 0 else "made"
+print(json.dumps(results))
+""")
+    assert got == {"user": "refused", "net": "refused", "mount": "refused"}
+
+
 @pytest.mark.system
 def test_a_root_agents_task_runs_as_the_task_user_not_the_masters(tmp_path: Path) -> None:
     if os.geteuid() != 0:

@@ -35,11 +35,13 @@ Which user runs it:
   bubblewrap runs unprivileged in a new user namespace, and ``--disable-userns`` keeps the
   task from making more. The task keeps that uid; it can reach only the mounts above.
 - The agent is root (the local slaves of a root master, the demo or tests as root):
-  bubblewrap runs privileged, keeping only CAP_SETUID/CAP_SETGID, and ``setpriv`` inside
-  switches to a dedicated system user ([sandbox] user, default ``afarm-task``, created on
-  demand) before the task's program starts. Privileged, because job dirs sit below 0700
-  directories that an unprivileged bwrap 0.8 cannot reach (it resolves even ``--bind-fd``
-  sources by path). The task's out/ and scratch are handed to that user, in/ made readable.
+  bubblewrap runs privileged, keeping only CAP_SETUID/CAP_SETGID/CAP_DAC_OVERRIDE, and
+  ``setpriv`` inside switches to a dedicated system user ([sandbox] user, default
+  ``afarm-task``, created on demand); a second, unprivileged bubblewrap over the same tree
+  then forbids new user namespaces before the task's program starts. Privileged, because
+  job dirs sit below 0700 directories that an unprivileged bwrap 0.8 cannot reach (it
+  resolves even ``--bind-fd`` sources by path). The task's out/ and scratch are handed to
+  that user, in/ made readable.
 
 Limits, set by ``prlimit`` before bubblewrap starts so they bind it and all it starts:
 RLIMIT_AS for memory (virtual address space: a cgroup needs a systemd delegation that
@@ -244,8 +246,13 @@ def build_argv(argv: Sequence[str], in_dir: Path, out_dir: Path, scratch: Path,
     inner = rewrite(argv, {str(in_dir): INSIDE_IN, str(out_dir): INSIDE_OUT,
                            str(scratch): INSIDE_SCRATCH})
     if plan.user is not None:
+        # After the switch, a second, unprivileged bwrap over the same tree only to forbid
+        # new user namespaces (the way to the kernel's CAP_NET_ADMIN code, e.g. nftables),
+        # which a privileged bwrap cannot do: it needs a user namespace of its own.
         bw += ["--", SETPRIV, f"--reuid={plan.user.uid}", f"--regid={plan.user.gid}",
-               "--clear-groups", "--inh-caps=-all"]
+               "--clear-groups", "--inh-caps=-all", "--",
+               BWRAP, "--unshare-user", "--disable-userns", "--die-with-parent",
+               "--bind", "/", "/", "--chdir", INSIDE_SCRATCH]
     return [*head, *bw, "--", *inner]
 
 

@@ -35,7 +35,9 @@ def plan(**kw: object) -> Plan:
 
 
 def bwrap_part(argv: list[str]) -> list[str]:
-    return argv[argv.index(BWRAP):]
+    """The outer bwrap's options (a root agent's argv has a second bwrap after setpriv)."""
+    end = argv.index(SETPRIV) if SETPRIV in argv else len(argv)
+    return argv[argv.index(BWRAP):end]
 
 
 def pairs(argv: list[str], flag: str) -> list[tuple[str, str]]:
@@ -67,14 +69,16 @@ def test_an_unprivileged_agent_gets_every_namespace_and_no_nested_user_namespace
 
 
 def test_a_root_agent_drops_to_the_task_user_with_setpriv_and_keeps_no_network() -> None:
-    argv = bwrap_part(build_argv(["/usr/bin/true"], IN, OUT, SCRATCH, plan(user=USER)))
+    full = build_argv(["/usr/bin/true"], IN, OUT, SCRATCH, plan(user=USER))
+    argv = bwrap_part(full)
     assert "--unshare-net" in argv and "--unshare-pid" in argv and "--unshare-all" not in argv
     caps = [argv[i + 1] for i, a in enumerate(argv) if a in ("--cap-drop", "--cap-add")]
     assert caps[0] == "ALL" and set(caps[1:]) == {"CAP_SETUID", "CAP_SETGID",
                                                   "CAP_DAC_OVERRIDE"}
-    tail = argv[argv.index(SETPRIV):]
+    tail = full[full.index(SETPRIV):]
     assert tail == [SETPRIV, "--reuid=990", "--regid=991", "--clear-groups", "--inh-caps=-all",
-                    "--", "/usr/bin/true"]
+                    "--", BWRAP, "--unshare-user", "--disable-userns", "--die-with-parent",
+                    "--bind", "/", "/", "--chdir", "/job/scratch", "--", "/usr/bin/true"]
 
 
 def test_the_job_dirs_are_mounted_at_fixed_paths_only_out_and_scratch_writable() -> None:
