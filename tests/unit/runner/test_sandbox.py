@@ -169,9 +169,11 @@ def test_the_plan_refuses_to_show_the_whole_file_system() -> None:
         Sandbox(SandboxSettings(read_only_paths=("/",))).plan(["/usr/bin/true"])
 
 
-def test_memory_zero_means_the_machines_physical_memory() -> None:
+def test_memory_zero_means_memory_and_swap_plus_room_for_reservations() -> None:
     mem = Sandbox().plan(["/usr/bin/true"]).memory_bytes
-    assert mem == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert mem == sb.default_memory()
+    assert ram + (1 << 30) < mem < ram * 4 + (64 << 30)
     assert Sandbox(SandboxSettings(memory_mib=512)).plan([]).memory_bytes == 512 << 20
 
 
