@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +257,21 @@ print(json.dumps({"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(),
     caps = {line.split(":")[0]: line.split()[1] for line in got["status"]}
     assert caps["CapEff"] == caps["CapPrm"] == caps["CapAmb"] == "0000000000000000"
     assert caps["NoNewPrivs"] == "1"
+
+
+@pytest.mark.system
+def test_agents_starting_together_all_get_the_task_user_they_make() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: only a root agent makes the task user")
+    name = f"afarm-t{os.getpid() % 100000}"
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda _: sandbox_module._add_user(name), range(4)))
+        made = pwd.getpwnam(name)
+        assert made.pw_uid != 0 and made.pw_shell == "/usr/sbin/nologin"
+        assert made.pw_dir == "/nonexistent"
+    finally:
+        subprocess.run(["userdel", name], capture_output=True, check=False)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -66,6 +66,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -461,11 +462,20 @@ def _add_user(name: str) -> None:
     else:
         argv = ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
                 "/nonexistent", "--shell", "/usr/sbin/nologin", name]
-    cp = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+    why = ""
+    # Local slaves start together: another agent may hold the passwd lock or be making the
+    # same user right now. Only a user that is still missing after a few tries fails.
+    for delay in (0.0, 0.2, 0.5, 1.0, 2.0):
+        time.sleep(delay)
+        try:
+            pwd.getpwnam(name)
+            return
+        except KeyError:
+            cp = subprocess.run(argv, capture_output=True, text=True,  # noqa: S603
+                                check=False)
+            why = cp.stderr.strip() or f"exit code {cp.returncode}"
     try:
         pwd.getpwnam(name)
     except KeyError:
-        # Another agent may have made it meanwhile; only a user that is still missing fails.
-        raise SandboxError(f"cannot create the task user {name!r} ({' '.join(argv)}: "
-                           f"{cp.stderr.strip() or cp.returncode}); create it by hand or set "
-                           "[sandbox] user") from None
+        raise SandboxError(f"cannot create the task user {name!r} ({' '.join(argv)}: {why});"
+                           " create it by hand or set [sandbox] user") from None
