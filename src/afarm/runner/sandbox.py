@@ -95,6 +95,7 @@ _GPU_GLOB = "/dev/nvidia[0-9]*"
 _GPU_READ = ("/sys/dev/char", "/sys/devices", "/etc/OpenCL", "/etc/vulkan", "/etc/glvnd",
              "/etc/nvidia")
 PATH = "/usr/bin:/bin"
+RECHECK = 30.0  # seconds before a failed check() is tried again
 FIX_BWRAP = "install it: apt install bubblewrap"
 
 
@@ -294,7 +295,7 @@ class Sandbox:
         self.settings = settings or SandboxSettings()
         self.privileged = os.geteuid() == 0
         self._lock = threading.Lock()
-        self._checked = False
+        self._checked_at: float | None = None
         self._problem: str | None = None
         self._user: TaskUser | None = None
 
@@ -302,12 +303,15 @@ class Sandbox:
     def check(self) -> str | None:
         """None when tasks can run sandboxed here, else what is missing and the fix.
 
-        Checked once (a real sandboxed /usr/bin/true, ~10 ms) and remembered.
+        A real sandboxed /usr/bin/true (~10 ms): success is remembered; a problem is probed
+        again after RECHECK seconds, so installing bubblewrap helps a running agent.
         """
         with self._lock:
-            if not self._checked:
+            now = time.monotonic()
+            if self._checked_at is None or (self._problem and now - self._checked_at
+                                            > RECHECK):
                 self._problem = self._probe()
-                self._checked = True
+                self._checked_at = now
             return self._problem
 
     def _probe(self) -> str | None:

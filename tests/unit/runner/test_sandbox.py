@@ -187,6 +187,17 @@ def test_a_missing_bubblewrap_is_reported_with_the_fix_and_no_task_runs(
         sandbox.wrap(["/usr/bin/true"], tmp_path, tmp_path, tmp_path)
 
 
+def test_a_failed_check_is_tried_again_later_so_installing_bubblewrap_helps(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(sb, "BWRAP", str(tmp_path / "bwrap"))
+    sandbox = Sandbox()
+    assert sandbox.check() is not None
+    monkeypatch.setattr(sb, "BWRAP", "/usr/bin/bwrap")
+    assert sandbox.check() is not None  # remembered for a while: no probe per task
+    monkeypatch.setattr(sb, "RECHECK", 0.0)
+    assert sandbox.check() is None
+
+
 def test_a_bubblewrap_that_cannot_start_is_reported(monkeypatch: pytest.MonkeyPatch,
                                                     tmp_path: Path) -> None:
     fake = tmp_path / "bwrap"
