@@ -8,7 +8,7 @@ TOOLS := .tools
 RUFF_VERSION := 0.17.6
 export PYTHONPATH := $(CURDIR)/src:$(CURDIR)
 
-RUN_DEPS := blender ffmpeg rsync openssh-client openssh-server \
+RUN_DEPS := blender ffmpeg rsync openssh-client openssh-server bubblewrap \
 	python3-aiohttp python3-configobj python3-numpy python3-paramiko \
 	python3-debian python3-dbus python3-systemd
 TEST_DEPS := $(RUN_DEPS) python3-pytest python3-pytest-timeout python3-venv python3-pip mypy \

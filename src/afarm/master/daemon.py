@@ -21,6 +21,7 @@ from afarm.master.http_util import errors
 from afarm.master.slaves.definitions import slave_definitions, transport_for
 from afarm.notify import notify
 from afarm.protocol.net import AddressError, HostPort, is_loopback, join_hostport, parse_hostport
+from afarm.runner.sandbox import Sandbox, SandboxSettings
 from afarm.transport.local import LocalTransport
 
 log = logging.getLogger("afarm.master")
@@ -48,14 +49,16 @@ def build_farm(cfg: dict[str, Any]) -> Farm:
     state.mkdir(parents=True, exist_ok=True)
     apps_dir = Path(m["applications_dir"])
     apps = load_applications(apps_dir)
+    sandbox = SandboxSettings.from_config(cfg["sandbox"])
     farm = Farm(state, apps, slave_failures_per_job=sched["slave_failures_per_job"],
                 slaves_per_task=sched["slaves_per_task"], task_timeout=sched["task_timeout"],
                 followup_workers=sched["followup_workers"],
-                file_retention=m["file_retention_days"] * 86400.0)
+                file_retention=m["file_retention_days"] * 86400.0, sandbox=Sandbox(sandbox))
     local = cfg["local_slaves"]
     for i in range(1, local["count"] + 1):
         name = f"local-{i}"
-        t = LocalTransport(name, Path(local["work_dir"]) / name, apps_dir)
+        t = LocalTransport(name, Path(local["work_dir"]) / name, apps_dir,
+                           ["--sandbox", sandbox.to_json()])
         farm.add_slave(farm.link(name, t, local["slots"], local["tags"]))
     for name, conf in cfg["slaves"].items():
         farm.add_slave(farm.link(name, transport_for(name, conf, state), conf["slots"],

@@ -98,8 +98,7 @@ def new_enrollment_token(state_dir: Path, ttl: int = DEFAULT_TTL, label: str = "
     comes back with the host key the master has."""
     if not 60 <= ttl <= MAX_TTL:
         raise UsageError(f"ttl {ttl}: a token lives from 60 s to {MAX_TTL} s (7 days)")
-    if replace and (not NAME_RE.match(replace) or replace == "master"
-                    or replace.startswith("local-")):
+    if replace and not is_slave_name(replace):
         raise UsageError(f"--replace {replace!r}: give the name of an enrolled slave")
     token = secrets.token_urlsafe(24)
     clean = "".join(c for c in label if c.isalnum() or c in "._-@")[:60]

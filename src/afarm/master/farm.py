@@ -23,6 +23,7 @@ from afarm.master.slaves.master_runner import MasterRunner
 from afarm.model.job import InputFile, Job, JobSpec, Task
 from afarm.model.policy import FailurePolicy
 from afarm.protocol.messages import Progress
+from afarm.runner.sandbox import Sandbox
 from afarm.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class Farm:
     def __init__(self, state_dir: Path, applications: dict[str, Application], *,
                  slave_failures_per_job: int = 3, slaves_per_task: int = 3,
                  task_timeout: int = 3600, followup_workers: int = 1,
-                 file_retention: float = 7 * 86400,
+                 file_retention: float = 7 * 86400, sandbox: Sandbox | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.state_dir = state_dir
         self.apps = applications
@@ -52,7 +53,8 @@ class Farm:
                                    FailurePolicy(slave_failures_per_job, slaves_per_task),
                                    self._timeout_of)
         self.scheduler.master = MasterRunner(applications, followup_workers, self.files,
-                                             self.results.scratch, self.results.published)
+                                             self.results.scratch, self.results.published,
+                                             sandbox)
         self.bytes_sent: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from afarm.errors import AfarmError
+from afarm.runner.sandbox import open_output
 
 MAX_LINE = 4096  # longer lines are cut: a log line is for people, not a data channel
 
@@ -41,7 +42,8 @@ class Process:
             stdout_path: Path | None, deadline: float,
             on_line: Callable[[str], None]) -> int | None:
         """Run to the end; returns the exit code, or None if the deadline killed it."""
-        out_file = open(stdout_path, "wb") if stdout_path else None  # noqa: SIM115
+        # out/ belongs to the task: a name it left there is replaced, never followed.
+        out_file = open_output(stdout_path) if stdout_path else None
         try:
             proc = subprocess.Popen(
                 argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,

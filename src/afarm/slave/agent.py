@@ -30,6 +30,7 @@ from afarm.protocol.messages import (
     RunRequest,
     TaskReply,
 )
+from afarm.runner.sandbox import Sandbox, SandboxSettings
 from afarm.runner.task import TaskRun
 from afarm.runner.workspace import Input, Workspace
 
@@ -45,18 +46,24 @@ class Refused(AfarmError):
 
 class Agent:
     def __init__(self, name: str, work_dir: Path, applications: dict[str, Application],
-                 out: IO[bytes], *, cache_max_bytes: int = 0) -> None:
+                 out: IO[bytes], *, cache_max_bytes: int = 0,
+                 sandbox: Sandbox | None = None) -> None:
         self.name = name
         self.work = work_dir.resolve()
         self.apps = applications
         self.out = out
         self.cache_max_bytes = cache_max_bytes
+        # Every task process runs in the sandbox; where it cannot be set up, every task
+        # fails with its reason, never unsandboxed.
+        self.sandbox = sandbox if sandbox is not None else Sandbox()
         self.lock = threading.Lock()
         self.running: dict[tuple[int, int], TaskRun] = {}
         self.running_jobs: dict[tuple[int, int], int] = {}
         self.in_use: dict[str, int] = {}  # cached sha256 -> runs using it
         self.cache = self.work / "cache"
         self.cache.mkdir(parents=True, exist_ok=True)
+        self.verified = self.work / "verified"
+        self.verified.mkdir(exist_ok=True)
         (self.work / "jobs").mkdir(parents=True, exist_ok=True)
 
     # -- channel --------------------------------------------------------------------------
@@ -218,7 +225,7 @@ class Agent:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(ws.scratch),
                "TMPDIR": str(ws.scratch), "LANG": "C.UTF-8"}
         result = run.execute(app, req.kind, req.params, ws, inputs, expected,
-                             float(req.timeout), env)
+                             float(req.timeout), env, wrap=self.sandbox.wrap_workspace)
         return TaskReply(task=req.task, attempt=req.attempt, exit_code=result.exit_code,
                          error=result.error, timed_out=result.timed_out,
                          outputs=result.outputs,
@@ -230,7 +237,9 @@ class Agent:
         cached = self.cache / ref.sha256
         if not cached.is_file():
             raise Refused(f"input {ref.name!r} ({ref.sha256[:12]}) is not in the slave's cache")
-        ok_marker = self.cache / f"{ref.sha256}.ok"
+        # The markers live outside cache/, the one dir a put may write: a forged marker
+        # would skip the check.
+        ok_marker = self.verified / ref.sha256
         if not ok_marker.exists():
             # Checked once per file, not per task: a 200 MB file costs ~0.5 s to hash.
             if sha256_file(cached) != ref.sha256:
@@ -264,7 +273,7 @@ class Agent:
                 continue
             size = p.stat().st_size
             total += size
-            marker = self.cache / f"{p.name}.ok"
+            marker = self.verified / p.name
             used = marker.stat().st_mtime if marker.exists() else p.stat().st_mtime
             entries.append((used, p, size))
         evicted = 0
@@ -276,17 +285,18 @@ class Agent:
             if p.name in in_use:
                 continue
             p.unlink(missing_ok=True)
-            (self.cache / f"{p.name}.ok").unlink(missing_ok=True)
+            (self.verified / p.name).unlink(missing_ok=True)
             total -= size
             evicted += 1
         return evicted
 
 
 def serve(name: str, work_dir: Path, applications_dir: Path,
-          cache_max_bytes: int = 0) -> int:
+          cache_max_bytes: int = 0, sandbox: SandboxSettings | None = None) -> int:
     """Run the agent on this process's stdin/stdout until the master goes away."""
     apps = load_applications(applications_dir)
-    agent = Agent(name, work_dir, apps, sys.stdout.buffer, cache_max_bytes=cache_max_bytes)
+    agent = Agent(name, work_dir, apps, sys.stdout.buffer, cache_max_bytes=cache_max_bytes,
+                  sandbox=Sandbox(sandbox))
     agent.serve(sys.stdin.buffer)
     return 0
 
@@ -297,10 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work-dir", type=Path, required=True)
     p.add_argument("--applications-dir", type=Path, required=True)
     p.add_argument("--cache-max-mib", type=int, default=0)
+    p.add_argument("--sandbox", type=SandboxSettings.from_json, default=None,
+                   help="the [sandbox] settings as JSON (SandboxSettings.to_json)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"afarm-agent[{a.name}] %(levelname)s %(message)s")
-    return serve(a.name, a.work_dir, a.applications_dir, a.cache_max_mib << 20)
+    return serve(a.name, a.work_dir, a.applications_dir, a.cache_max_mib << 20, a.sandbox)
 
 
 if __name__ == "__main__":

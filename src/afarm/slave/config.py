@@ -18,6 +18,8 @@ def load_slave_config(path: Path | None) -> dict[str, Any]:
     unconfigured)."""
     if path is None:
         path = DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
-    section: dict[str, Any] = load(path, "slave")["slave"]
+    conf = load(path, "slave")
+    section: dict[str, Any] = conf["slave"]
     section["name"] = section["name"] or os.uname().nodename
+    section["sandbox"] = dict(conf["sandbox"])
     return section

@@ -38,8 +38,9 @@ import re
 import shlex
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from afarm import __version__
 from afarm.errors import ConfigError
@@ -78,6 +79,8 @@ class Settings:
     name: str
     work_dir: Path
     applications_dir: Path
+    sandbox: dict[str, Any] = field(default_factory=dict)
+    cache_max_mib: int = 0
 
 
 @dataclass(frozen=True)
@@ -225,7 +228,12 @@ def _serve(words: list[str], settings: Settings, env: Mapping[str, str]) -> int:
 
     log.debug("serve as %s in %s", settings.name, settings.work_dir)
     try:
-        return agent.serve(settings.name, settings.work_dir, settings.applications_dir)
+        from afarm.runner.sandbox import SandboxSettings
+
+        return agent.serve(settings.name, settings.work_dir, settings.applications_dir,
+                           settings.cache_max_mib << 20,
+                           SandboxSettings.from_config(settings.sandbox)
+                           if settings.sandbox else None)
     except ConfigError as exc:
         print(f"afarm-slave-shell: {exc}".replace("\n", " "), file=sys.stderr)
         return EX_CONFIG
@@ -311,7 +319,8 @@ def load_settings(path: Path | None) -> tuple[Settings, str]:
     conf = load_slave_config(path)
     settings = Settings(name=conf["name"],
                         work_dir=Path(conf["work_dir"]).resolve(),
-                        applications_dir=Path(conf["applications_dir"]))
+                        applications_dir=Path(conf["applications_dir"]),
+                        sandbox=conf["sandbox"], cache_max_mib=int(conf["cache_max_mib"]))
     return settings, str(conf["log_level"])
 
 

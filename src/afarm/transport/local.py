@@ -57,8 +57,10 @@ class PipeChannel:
 class LocalTransport:
     """Runs the slave agent as a child process; files move by copy within one machine."""
 
-    def __init__(self, name: str, work_dir: Path, applications_dir: Path) -> None:
+    def __init__(self, name: str, work_dir: Path, applications_dir: Path,
+                 agent_args: list[str] | None = None) -> None:
         self.name = name
+        self.agent_args = agent_args or []
         self.work_dir = work_dir.resolve()
         self.applications_dir = applications_dir.resolve()
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -99,7 +101,7 @@ class LocalTransport:
     def open_channel(self) -> PipeChannel:
         argv = [sys.executable, "-m", "afarm.slave.agent", "--name", self.name,
                 "--work-dir", str(self.work_dir), "--applications-dir",
-                str(self.applications_dir)]
+                str(self.applications_dir), *self.agent_args]
         env = dict(os.environ)
         # The agent must import the same afarm as the master, installed or from a checkout.
         pkg_root = str(Path(__file__).resolve().parents[2])

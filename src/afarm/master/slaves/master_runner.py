@@ -13,6 +13,7 @@ from afarm.errors import AfarmError
 from afarm.master.slaves.link import Outcome
 from afarm.model.job import Job, Task
 from afarm.protocol.messages import TaskReply
+from afarm.runner.sandbox import Sandbox
 from afarm.runner.task import TaskRun
 from afarm.runner.workspace import Input, Workspace, sequence_name
 
@@ -41,12 +42,14 @@ class MasterRunner:
 
     def __init__(self, apps: dict[str, Application], workers: int, files: FileSource,
                  scratch_root: Callable[[int], Path], published: Callable[[int, str], Path],
-                 ) -> None:
+                 sandbox: Sandbox | None = None) -> None:
         self.apps = apps
         self.slots = workers
         self.files = files
         self.scratch_root = scratch_root
         self.published = published
+        # Follow-ups read frames that came from slaves: they run sandboxed like any task.
+        self.sandbox = sandbox if sandbox is not None else Sandbox()
         self.running: dict[int, asyncio.Task[None]] = {}
         self._runs: dict[tuple[int, int], TaskRun] = {}
 
@@ -106,7 +109,7 @@ class MasterRunner:
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(ws.scratch),
                    "TMPDIR": str(ws.scratch), "LANG": "C.UTF-8"}
             result = run.execute(app, task.kind, task.params, ws, inputs, expected,
-                                 float(timeout), env)
+                                 float(timeout), env, wrap=self.sandbox.wrap_workspace)
             reply = TaskReply(task.id, attempt, exit_code=result.exit_code,
                               error=result.error, timed_out=result.timed_out,
                               outputs=result.outputs, seconds=result.seconds,
