@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """HTTP client of the job and results ports (stdlib only, so afarmctl starts fast)."""
 
+import ipaddress
 import json
 import os
 import urllib.error
@@ -13,6 +14,45 @@ from afarm.digest import sha256_file
 from afarm.errors import OperationFailed, UsageError
 
 DEFAULT_MASTER = "127.0.0.1:7731"
+MASTER_CONF = Path("/etc/afarm/master.conf")
+DEFAULT_STATE_DIR = "/var/lib/afarm-master"
+CLIENT_TOKEN = "client-token"  # as afarm.master.auth writes it into the state directory
+
+
+def master_state_dir(conf: Path = MASTER_CONF) -> Path:
+    """``[master] state_dir`` of the local master.conf (read by hand: afarmctl does not
+    import the configuration machinery), or the packaged default."""
+    try:
+        lines = conf.read_text("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return Path(DEFAULT_STATE_DIR)
+    section = ""
+    for line in lines:
+        text = line.split("#", 1)[0].strip()
+        if text.startswith("[") and text.endswith("]"):
+            section = text.strip("[]").strip()
+        elif section == "master" and text.partition("=")[0].strip() == "state_dir":
+            value = text.partition("=")[2].strip().strip("\"'")
+            if value:
+                return Path(value)
+    return Path(DEFAULT_STATE_DIR)
+
+
+def read_client_token(state_dir: Path) -> str | None:
+    """The token a master keeps for clients on its own machine, if this user may read it."""
+    try:
+        return (state_dir / CLIENT_TOKEN).read_text("utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_address(value: str, default_port: int, what: str) -> tuple[str, int]:
@@ -36,6 +76,14 @@ class Client:
         self.job_url = f"http://{host}:{jport}"
         self.results_url = f"http://{rh}:{rport}"
         self.token = token
+        self.local = _is_loopback(jhost) and _is_loopback(rhost)
+
+    def local_token(self, state_dir: Path | None = None) -> str | None:
+        """The local master's client token, for a master on loopback only: it is never
+        sent to another machine."""
+        if not self.local:
+            return None
+        return read_client_token(state_dir or master_state_dir())
 
     def _request(self, url: str, method: str = "GET", body: bytes | None = None,
                  headers: dict[str, str] | None = None, timeout: float = 60) -> Any:
