@@ -14,7 +14,7 @@ from afarm.master.farm import Farm
 from afarm.master.files import JobDir
 from afarm.master.http_util import int_arg, int_query, job_json, job_or_404
 
-log = logging.getLogger("afarm.master.http")
+_log = logging.getLogger("afarm.master.http")
 # Events one stream may have waiting for its client; a client that falls this far behind
 # (stalled, or reading slower than the farm produces) is dropped, and its queue freed.
 SSE_QUEUE = 10_000
@@ -81,16 +81,21 @@ def routes(farm: Farm) -> list[web.RouteDef]:
         job_id = int_query(request, "job")
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(SSE_QUEUE)
 
+        dropped = False
+
         def listener(event: dict[str, Any]) -> None:
-            if job_id is not None and event.get("job") != job_id:
+            nonlocal dropped
+            if dropped or (job_id is not None and event.get("job") != job_id):
                 return
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:
                 # The handler is stuck writing to a client that does not read: cut the
                 # connection, which ends that write, the handler and its queue.
-                farm.listeners.remove(listener)
-                log.warning("event stream to %s dropped: %d events waiting, the client does"
+                dropped = True
+                if listener in farm.listeners:
+                    farm.listeners.remove(listener)
+                _log.warning("event stream to %s dropped: %d events waiting, the client does"
                             " not read them", request.remote, SSE_QUEUE)
                 if request.transport is not None:
                     request.transport.abort()

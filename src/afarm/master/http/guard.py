@@ -94,6 +94,8 @@ class Guard:
         if not sep or scheme.lower() != "http" or "/" in rest:
             return False
         host, port = split_host(rest)
+        if host and host in self.server_names:  # behind a proxy, on the proxy's port
+            return True
         port = 80 if port is None else port
         return port in self.ports and self.host_ok(rest, port)
 
