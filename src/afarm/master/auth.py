@@ -78,8 +78,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def middleware(digests: set[str], required: bool,  # type: ignore[valid-type]
-               open_paths: frozenset[str] = frozenset()) -> web.middleware:
+def middleware(digests: set[str], required: bool,
+               open_paths: frozenset[str] = frozenset()
+               ) -> web.middleware:  # type: ignore[valid-type]
     """Bearer-token check; ``open_paths`` (e.g. the OpenAPI description) need none."""
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:

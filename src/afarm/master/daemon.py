@@ -22,12 +22,12 @@ from afarm.master.farm import Farm
 from afarm.master.http import guard, openapi
 from afarm.master.http.limits import (
     BODY_LIMITS,
-    Limits,
     LimitedSite,
+    Limits,
     body_deadline,
     raise_fd_limit,
 )
-from afarm.master.http.lograte import RateLimit
+from afarm.master.http.lograte import QuietBadRequests, RateLimit
 from afarm.master.http_util import errors
 from afarm.master.slaves import slave_definitions, transport_for
 from afarm.transport.local import LocalTransport
@@ -170,6 +170,7 @@ def setup_logging() -> None:
         fmt = "%(asctime)s " + fmt
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(fmt))
+    handler.addFilter(QuietBadRequests())
     handler.addFilter(RateLimit())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 

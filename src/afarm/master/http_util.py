@@ -2,7 +2,6 @@
 """Small helpers shared by the job port and the results port."""
 
 import json
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,7 +13,6 @@ from afarm.store.db import Store
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_ID = (1 << 63) - 1  # SQLite's largest integer
-log = logging.getLogger("afarm.master.http")
 
 
 @web.middleware

@@ -9,7 +9,6 @@ from typing import Any
 from aiohttp import web
 
 from afarm.applications.base import plain_name
-from afarm.errors import UsageError
 from afarm.master.farm import Farm
 from afarm.master.files import JobDir
 from afarm.master.http_util import int_arg, int_query, job_json, job_or_404

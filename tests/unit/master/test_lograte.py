@@ -27,3 +27,20 @@ def test_different_messages_are_counted_apart() -> None:
     limit = RateLimit(burst=1, window=60, clock=lambda: 0.0)
     assert limit.filter(record("a %s", 1)) and limit.filter(record("b %s", 1))
     assert not limit.filter(record("a %s", 2))
+
+
+def test_a_malformed_request_is_one_warning_line_without_a_traceback() -> None:
+    from aiohttp.http_exceptions import BadHttpMessage
+
+    from afarm.master.http.lograte import QuietBadRequests
+
+    try:
+        raise BadHttpMessage("Invalid header value char")
+    except BadHttpMessage:
+        import sys
+
+        rec = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1,
+                                "Error handling request", (), sys.exc_info())
+    assert QuietBadRequests().filter(rec)
+    assert rec.levelname == "WARNING" and rec.exc_info is None
+    assert "Invalid header value char" in rec.getMessage()

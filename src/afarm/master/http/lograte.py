@@ -41,3 +41,18 @@ class RateLimit(logging.Filter):
             return True
         state[2] += 1
         return False
+
+
+class QuietBadRequests(logging.Filter):
+    """aiohttp logs every malformed request as an ERROR with a traceback; it is the client's
+    mistake, not the master's: one WARNING line without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.name == "aiohttp.server" and isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "malformed request refused: %s", (exc,)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
