@@ -73,7 +73,7 @@ def test_a_web_pages_text_plain_job_with_a_rebound_host_is_refused(farm: MasterP
                            host=f"evil.example:{farm.job_port}")
     assert status == 421 and "Host" in data["error"]
     assert jobs(farm) == before
-    assert "refused POST /api/v1/jobs" in farm.logtext()
+    assert "refused POST /api/v1/jobs from 127.0.0.1 (421)" in farm.logtext()
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
@@ -128,6 +128,7 @@ def test_mutations_need_a_token_on_loopback_too(farm: MasterProcess) -> None:
     status, data, _ = send(farm.job_port, "POST", "/api/v1/jobs", json.dumps(JOB).encode(),
                            {"Content-Type": "application/json"})
     assert status == 401 and "token" in data["error"]
+    assert "refused POST /api/v1/jobs from 127.0.0.1: no bearer token" in farm.logtext()
 
 
 def test_the_masters_own_page_may_call_the_job_port(farm: MasterProcess) -> None:
@@ -178,6 +179,8 @@ def test_out_of_range_numbers_are_refused_with_a_message(farm: MasterProcess, fi
                            json.dumps({**JOB, field: value}).encode(),
                            {**auth(farm), "Content-Type": "application/json"})
     assert status == 400 and data["error"]
+    assert f"refused POST /api/v1/jobs from 127.0.0.1: --{field}" in farm.logtext() \
+        or "refused POST /api/v1/jobs from 127.0.0.1: name" in farm.logtext()
 
 
 def _rss_kib(pid: int) -> int:
@@ -202,6 +205,7 @@ def test_2000_frames_of_16x16_tiles_are_refused_before_planning(farm: MasterProc
         assert status == 400 and "max_tasks_per_job" in data["error"]
     assert time.monotonic() - started < 1.0
     assert _rss_kib(farm.proc.pid) - rss < 20_000
+    assert "max_tasks_per_job" in farm.logtext()
 
 
 def test_a_body_sent_slowly_is_cut(farm: MasterProcess) -> None:

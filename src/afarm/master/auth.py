@@ -11,6 +11,7 @@ no token (see afarm.cli.client.discover_token).
 import hashlib
 import hmac
 import ipaddress
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -48,6 +49,7 @@ def new_token(path: Path, label: str) -> str:
 
 
 CLIENT_TOKEN = "client-token"
+log = logging.getLogger("afarm.master.http")
 
 
 def ensure_client_token(state_dir: Path) -> str:
@@ -89,6 +91,9 @@ def middleware(digests: set[str], required: bool,
             token = header[7:] if header.startswith("Bearer ") else ""
             given = digest(token)
             if not token or not any(hmac.compare_digest(given, d) for d in digests):
+                log.warning("refused %s %s from %s: %s bearer token", request.method,
+                            request.path[:200], request.remote,
+                            "a wrong" if token else "no")
                 return web.json_response(
                     {"error": "a valid bearer token is required: pass --token-file or set"
                               " AFARM_TOKEN; on the master's machine afarmctl reads the"

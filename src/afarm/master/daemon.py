@@ -171,7 +171,7 @@ def setup_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(fmt))
     handler.addFilter(QuietBadRequests())
-    handler.addFilter(RateLimit())
+    handler.addFilter(RateLimit(burst=20, window=60))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 

@@ -2,6 +2,7 @@
 """Small helpers shared by the job port and the results port."""
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from afarm.store.db import Store
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_ID = (1 << 63) - 1  # SQLite's largest integer
+log = logging.getLogger("afarm.master.http")
 
 
 @web.middleware
@@ -20,6 +22,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except UsageError as exc:
+        # Every refusal leaves a line (the log filter keeps a flood of them short).
+        log.info("refused %s %s from %s: %s", request.method, request.path, request.remote,
+                 str(exc)[:300])
         return web.json_response({"error": str(exc), "kind": "usage"}, status=400)
     except IllegalTransition as exc:
         return web.json_response({"error": str(exc), "kind": "conflict"}, status=409)
@@ -31,6 +36,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         # aiohttp's own refusals (no such route, wrong method, body too large) as JSON with
         # a message, like every other error of this API.
         text = (exc.text or exc.reason).strip()
+        log.info("refused %s %s from %s: %d %s", request.method, request.path[:200],
+                 request.remote, exc.status, text[:200])
         headers = {k: v for k, v in exc.headers.items()
                    if k.lower() not in ("content-type", "content-length")}
         return web.json_response({"error": text, "kind": "http"}, status=exc.status,

@@ -101,8 +101,9 @@ class Guard:
 
 
 def _refuse(request: web.Request, status: int, message: str) -> web.Response:
-    log.warning("refused %s %s from %s: %s", request.method, request.path, request.remote,
-                message)
+    # One template per status, so the log's rate limit counts each kind of refusal apart.
+    log.warning(f"refused %s %s from %s ({status}): %s", request.method, request.path[:200],
+                request.remote, message)
     return web.json_response({"error": message, "kind": "refused"}, status=status)
 
 
