@@ -118,10 +118,19 @@ def test_enroll_tokens_refuse_a_rebound_host_and_never_echo_it(farm: MasterProce
     assert status == 201 and "evil" not in json.dumps(data)
 
 
-def test_a_rebound_page_cannot_read_the_results_port(farm: MasterProcess) -> None:
+@pytest.mark.parametrize("name", ["evil.example", "0.0.0.0", "[::]", "10.9.9.9"])
+def test_a_rebound_page_cannot_read_the_results_port(farm: MasterProcess, name: str) -> None:
     status, data, _ = send(farm.results_port, "GET", "/api/v1/jobs",
-                           host=f"evil.example:{farm.results_port}")
+                           host=f"{name}:{farm.results_port}")
     assert status == 421 and "error" in data
+
+
+def test_a_page_posting_to_0_0_0_0_is_refused(farm: MasterProcess) -> None:
+    """The "0.0.0.0 day": Linux routes http://0.0.0.0:PORT to loopback."""
+    status, data, _ = send(farm.job_port, "POST", "/api/v1/jobs", json.dumps(JOB).encode(),
+                           {**auth(farm), "Content-Type": "application/json"},
+                           host=f"0.0.0.0:{farm.job_port}")
+    assert status == 421
 
 
 def test_mutations_need_a_token_on_loopback_too(farm: MasterProcess) -> None:

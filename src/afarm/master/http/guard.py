@@ -4,11 +4,12 @@
 A page on ``http://evil.example`` can make the browser send requests to a master on
 loopback or on the LAN. Three checks stop it, before any handler runs:
 
-- **Host** must name this master: an IP address literal (a page can only produce one by
-  being served from that address, i.e. by the master itself), ``localhost`` or this
-  machine's host name, each with the port the request came to, or a name the admin listed
-  in ``[master] server_names`` (any port). A DNS-rebinding page sends its own name and is
-  refused.
+- **Host** must name this master: the IP address the connection came in on (a loopback
+  address for a loopback connection), ``localhost`` or this machine's host name, each with
+  the port the request came to, or a name or address the admin listed in
+  ``[master] server_names`` (any port: behind a proxy or a NAT). A DNS-rebinding page
+  sends its own name and is refused; a page that posts to ``http://0.0.0.0:PORT`` (which
+  Linux routes to loopback) sends ``0.0.0.0`` and is refused too.
 - **Origin**, when a browser sends one, must be one of the master's own origins (either
   port, a Host this check accepts), so the web page on the results port may call the job
   port; such requests get the CORS headers a browser needs, and nothing else does.
@@ -60,12 +61,21 @@ def split_host(value: str) -> tuple[str, int | None]:
     return host.lower().rstrip("."), int(port_text) if port_text else None
 
 
-def _is_ip(host: str) -> bool:
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        ipaddress.ip_address(host)
+        ip = ipaddress.ip_address(host)
     except ValueError:
+        return None
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return mapped or ip
+
+
+def same_address(host: str, local: str | None) -> bool:
+    """Whether ``host`` (from a Host header) is the address a connection came in on."""
+    ip, here = _ip(host), _ip(local or "")
+    if ip is None or here is None:
         return False
-    return True
+    return ip == here or (ip.is_loopback and here.is_loopback)
 
 
 class Guard:
@@ -76,8 +86,9 @@ class Guard:
         self.own_names = {"localhost", socket.gethostname().lower()}
         self.server_names = {n.lower().rstrip(".") for n in server_names if n}
 
-    def host_ok(self, value: str | None, port: int) -> bool:
-        """Whether a Host header (or an Origin's host part) names this master at ``port``."""
+    def host_ok(self, value: str | None, port: int, local: str | None = None) -> bool:
+        """Whether a Host header (or an Origin's host part) names this master at ``port``,
+        for a connection that came in on the address ``local``."""
         if not value:
             return False
         host, given = split_host(value)
@@ -87,9 +98,9 @@ class Guard:
             return True
         if (80 if given is None else given) != port:
             return False
-        return _is_ip(host) or host in self.own_names
+        return host in self.own_names or same_address(host, local)
 
-    def origin_ok(self, origin: str) -> bool:
+    def origin_ok(self, origin: str, local: str | None = None) -> bool:
         scheme, sep, rest = origin.partition("://")
         if not sep or scheme.lower() != "http" or "/" in rest:
             return False
@@ -97,7 +108,7 @@ class Guard:
         if host and host in self.server_names:  # behind a proxy, on the proxy's port
             return True
         port = 80 if port is None else port
-        return port in self.ports and self.host_ok(rest, port)
+        return port in self.ports and self.host_ok(rest, port, local)
 
 
 def _refuse(request: web.Request, status: int, message: str) -> web.Response:
@@ -111,12 +122,14 @@ def middleware(guard: Guard, port: int) -> web.middleware:  # type: ignore[valid
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         host = request.headers.get("Host")
-        if not guard.host_ok(host, port):
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        local = str(sockname[0]) if sockname else None
+        if not guard.host_ok(host, port, local):
             return _refuse(request, 421, f"Host {host!r} does not name this master; use its"
                            " address or a name listed in [master] server_names of"
                            " master.conf")
         origin = request.headers.get("Origin")
-        if origin is not None and not guard.origin_ok(origin):
+        if origin is not None and not guard.origin_ok(origin, local):
             return _refuse(request, 403, f"requests from web pages of {origin!r} are not"
                            " accepted; only the master's own pages may call it")
         if origin is not None and request.method == "OPTIONS" \
