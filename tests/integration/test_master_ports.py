@@ -50,6 +50,7 @@ def send(port: int, method: str, path: str, body: bytes | None = None,
 def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MasterProcess]:
     m = MasterProcess(tmp_path_factory.mktemp("ports"), slaves=1, apps=APPS,
                       extra_conf="[http]\nheader_timeout = 2\nbody_timeout = 2\n"
+                                 "keepalive_timeout = 2\n"
                                  "max_connections_per_client = 30\n").start()
     yield m
     m.stop()
@@ -282,6 +283,21 @@ def test_headers_trickled_byte_by_byte_are_cut_after_the_header_timeout(
     assert closed and time.monotonic() - started < 5
 
 
+def test_a_second_request_half_sent_on_a_kept_alive_connection_is_cut(
+        farm: MasterProcess) -> None:
+    s = socket.create_connection(("127.0.0.1", farm.results_port), timeout=10)
+    s.sendall(f"GET /api/v1/slaves HTTP/1.1\r\nHost: 127.0.0.1:{farm.results_port}\r\n"
+              "\r\n".encode())
+    assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    s.sendall(f"GET /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1:{farm.results_port}\r\n"
+              .encode())
+    started = time.monotonic()
+    while s.recv(4096):
+        pass
+    assert time.monotonic() - started < 5
+    s.close()
+
+
 def test_1100_half_sent_requests_do_not_stop_either_port(tmp_path: Path) -> None:
     """The attack that stopped both ports: more half-sent requests than the master has file
     descriptors (1,024), from many loopback addresses; the log stays small."""
@@ -316,10 +332,12 @@ def test_1100_half_sent_requests_do_not_stop_either_port(tmp_path: Path) -> None
                 held.append(half_open(port, f"127.0.{i // 40}.{2 + i % 40}"))
             except OSError:
                 pass
-        # Past the header timeout, both ports serve again; the master never ran out.
-        time.sleep(3.5)
+        # While the attack goes on, a client that sends its request at once is served: it
+        # takes the place of the oldest half-open connection.
         status, _, _ = send(farm.results_port, "GET", "/api/v1/jobs")
         assert status == 200
+        # Past the header timeout the half-open connections are gone.
+        time.sleep(3.5)
         status, data, _ = send(farm.job_port, "POST", "/api/v1/jobs",
                                json.dumps(JOB).encode(),
                                {"Authorization": f"Bearer {farm.local_token()}",

@@ -8,7 +8,10 @@ file descriptors; then neither port accepts anything (slowloris). :class:`Limits
 each connection's protocol: a connection over the per-client or the global cap is closed
 at once with a 503, and one whose first request's headers are not complete within
 ``header_timeout`` seconds is closed. The global cap stays below the file-descriptor limit,
-so the master keeps descriptors for its store, its slaves and its follow-ups.
+so the master keeps descriptors for its store, its slaves and its follow-ups. When the cap
+is reached, a new connection takes the place of the oldest one that has not yet sent
+complete headers: a legitimate client sends its headers at once, so a flood of half-open
+connections cannot lock it out even while the attack goes on.
 """
 
 import asyncio
@@ -16,7 +19,7 @@ import json
 import logging
 import resource
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -44,6 +47,10 @@ def raise_fd_limit() -> int:
     return soft
 
 
+class Evictable(Protocol):
+    def evict(self) -> None: ...
+
+
 @dataclass
 class Limits:
     max_connections: int = 4096
@@ -51,6 +58,8 @@ class Limits:
     header_timeout: float = 10.0
     open: dict[str, int] = field(default_factory=dict)
     total: int = 0
+    # Connections still waiting for their first request's headers, oldest first.
+    pending: dict[Evictable, None] = field(default_factory=dict)
 
     def fit_fd_limit(self, fd_limit: int) -> None:
         cap = max(16, fd_limit - FD_RESERVE)
@@ -59,18 +68,29 @@ class Limits:
                      fd_limit)
             self.max_connections = cap
 
-    def admit(self, peer: str) -> str | None:
-        """Count a new connection from ``peer``, or say why it is refused."""
-        if self.total >= self.max_connections:
-            return f"{self.total} connections are open (limit {self.max_connections})"
+    def admit(self, peer: str, conn: Evictable | None = None) -> str | None:
+        """Count a new connection from ``peer`` (``conn``: waiting for its headers until
+        :meth:`started`), or say why it is refused."""
         have = self.open.get(peer, 0)
         if have >= self.per_client:
             return f"{have} connections are open from it (limit {self.per_client})"
+        if self.total >= self.max_connections:
+            if not self.pending:
+                return f"{self.total} connections are open (limit {self.max_connections})"
+            next(iter(self.pending)).evict()  # releases its place
         self.open[peer] = have + 1
         self.total += 1
+        if conn is not None:
+            self.pending[conn] = None
         return None
 
-    def release(self, peer: str) -> None:
+    def started(self, conn: Evictable) -> None:
+        """``conn`` sent complete headers: it is no longer a candidate for eviction."""
+        self.pending.pop(conn, None)
+
+    def release(self, peer: str, conn: Evictable | None = None) -> None:
+        if conn is not None:
+            self.pending.pop(conn, None)
         self.total -= 1
         left = self.open.get(peer, 1) - 1
         if left > 0:
@@ -91,13 +111,14 @@ class _Limited(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.deadline: asyncio.TimerHandle | None = None
         self.tail = b""
+        self.served = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         peername = transport.get_extra_info("peername")
         peer = str(peername[0]) if peername else "?"
-        why = self.limits.admit(peer)
+        why = self.limits.admit(peer, self)
         if why is not None:
             log.warning("connection from %s refused: %s", peer, why)
             transport.write(BUSY)
@@ -106,6 +127,7 @@ class _Limited(asyncio.Protocol):
         self.peer = peer
         self.deadline = asyncio.get_running_loop().call_later(
             self.limits.header_timeout, self._too_slow)
+        self.served = True
         self.inner.connection_made(transport)
 
     def _too_slow(self) -> None:
@@ -114,6 +136,22 @@ class _Limited(asyncio.Protocol):
                     self.peer, self.limits.header_timeout)
         if self.transport is not None:
             self.transport.abort()
+
+    def evict(self) -> None:
+        """Make room for a new connection: this one is full and has sent no request yet."""
+        log.warning("connection from %s closed to make room: %d connections are open and it"
+                    " sent no complete request", self.peer, self.limits.total)
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+        self._release()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _release(self) -> None:
+        if self.peer is not None:
+            self.limits.release(self.peer, self)
+            self.peer = None
 
     def data_received(self, data: bytes) -> None:
         if self.peer is None:
@@ -125,30 +163,34 @@ class _Limited(asyncio.Protocol):
             if b"\r\n\r\n" in seen or b"\n\n" in seen:
                 self.deadline.cancel()
                 self.deadline = None
+                self.limits.started(self)
             else:
                 self.tail = seen[-3:]
         self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        if self.peer is None:
+        if not self.served:
             return None
         result: bool | None = self.inner.eof_received()
         return result
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.peer is None:
-            return
         if self.deadline is not None:
             self.deadline.cancel()
-        self.limits.release(self.peer)
-        self.peer = None
-        self.inner.connection_lost(exc)
+            self.deadline = None
+        self.transport = None
+        self._release()
+        if self.served:  # not for a connection refused at once: aiohttp never saw it
+            self.served = False
+            self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self.inner.pause_writing()
+        if self.served:
+            self.inner.pause_writing()
 
     def resume_writing(self) -> None:
-        self.inner.resume_writing()
+        if self.served:
+            self.inner.resume_writing()
 
 
 class LimitedSite(web.TCPSite):
