@@ -6,6 +6,11 @@
 PYTHON := /usr/bin/python3
 TOOLS := .tools
 RUFF_VERSION := 0.17.6
+# The OpenAPI fuzz test (tests/integration/test_openapi.py) runs schemathesis from this
+# directory through a subprocess (PYTHONPATH): no venv, nothing in the system's Python.
+# hypothesis is pinned: newer releases break schemathesis 3.
+PYLIB := $(TOOLS)/pylib
+SCHEMATHESIS := schemathesis==3.39.16 hypothesis==6.124.0
 export PYTHONPATH := $(CURDIR)/src:$(CURDIR)
 
 RUN_DEPS := blender ffmpeg rsync openssh-client openssh-server bubblewrap \
@@ -35,6 +40,8 @@ deps-test:
 	$(call apt_install,$(TEST_DEPS))
 	@test -x $(TOOLS)/bin/ruff || { $(PYTHON) -m venv $(TOOLS) && \
 		$(TOOLS)/bin/pip install -q ruff==$(RUFF_VERSION); }
+	@test -d $(PYLIB)/schemathesis || \
+		$(PYTHON) -m pip install -q --target $(PYLIB) $(SCHEMATHESIS)
 
 demo: deps-run
 	$(PYTHON) -m afarm.cli.main demo

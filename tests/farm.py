@@ -44,7 +44,7 @@ class MasterProcess:
         self.conf = base / "master.conf"
         self.conf.write_text(
             f"[master]\nstate_dir = {self.state}\napplications_dir = {self.apps_dir}\n"
-            f"slaves_dir = {base / 'slaves.d'}\n"
+            f"slaves_dir = {base / 'slaves.d'}\nallow_root = yes\n"
             f"[job_port]\nlisten = 127.0.0.1:{self.job_port}\ntoken_file = {base / 'tokens'}\n"
             f"[results_port]\nlisten = 127.0.0.1:{self.results_port}\n"
             f"[local_slaves]\ncount = {slaves}\nslots = {slots}\n"
@@ -70,12 +70,17 @@ class MasterProcess:
             try:
                 slaves = self.client.get("/api/v1/slaves")
                 if not wait_slaves or all(s["state"] in ("online", "busy") for s in slaves):
+                    # The token the master keeps for local clients (afarm.master.auth).
+                    self.client.token = self.client.token or self.local_token()
                     return self
             except Exception:
                 pass
             time.sleep(0.05)
         self.stop()  # the caller never gets a fixture to tear down: stop it here
         raise RuntimeError(f"master did not come up:\n{self.logtext()}")
+
+    def local_token(self) -> str | None:
+        return self.client.local_token(self.state)
 
     def logtext(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -94,10 +99,16 @@ class MasterProcess:
                 self.proc.kill()
                 self.proc.wait()
 
-    def ctl(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        """Run the real afarmctl against this master."""
+    def ctl(self, *args: str, timeout: float = 600,
+            token: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run the real afarmctl against this master (with its client token in
+        AFARM_TOKEN, as an admin on its machine has it, unless ``token`` is False)."""
+        env = dict(ENV)
+        own = self.local_token() if token else None
+        if own:
+            env["AFARM_TOKEN"] = own
         return subprocess.run([sys.executable, "-m", "afarm.cli.main", *self.master_arg,
-                               *args], capture_output=True, text=True, env=ENV,
+                               *args], capture_output=True, text=True, env=env,
                               timeout=timeout, check=False)
 
     def submit(self, *args: str) -> int:

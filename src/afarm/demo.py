@@ -35,7 +35,7 @@ def write_config(farm_dir: Path, slaves: int) -> tuple[Path, int]:
     conf = farm_dir / "master.conf"
     conf.write_text(
         f"[master]\nstate_dir = {farm_dir / 'state'}\napplications_dir = {apps}\n"
-        f"slaves_dir = {farm_dir / 'slaves.d'}\n"
+        f"slaves_dir = {farm_dir / 'slaves.d'}\nallow_root = yes\n"
         f"[job_port]\nlisten = 127.0.0.1:{job_port}\ntoken_file = {farm_dir / 'tokens'}\n"
         f"[results_port]\nlisten = 127.0.0.1:{results_port}\n"
         f"[local_slaves]\ncount = {slaves}\nwork_dir = {farm_dir / 'slaves'}\n")
@@ -112,6 +112,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"making a {args.frames}-frame scene with Blender ({size[0]}x{size[1]})")
         make_scene(scene, args.frames, size, args.samples)
         wait_ready(client, proc, log)
+        client.token = client.local_token(farm_dir / "state")  # the master made it
         chunk = max(1, args.frames // (args.slaves * 4))
         request = {"name": "afarm-demo", "application": "blender",
                    "params": {"frames": f"1-{args.frames}", "chunk": chunk, "encode": "mp4"},

@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: MIT
 """The daemon's start-up rules: config errors, tokens, and the event stream."""
 
+import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -65,7 +67,7 @@ def test_with_a_token_the_job_port_refuses_requests_without_it(tmp_path: Path) -
     farm.client.token = token  # the results port wants it too once tokens exist
     farm.start(wait_slaves=False)
     try:
-        refused = farm.ctl("submit", "--app", "factor", "--items", "6")
+        refused = farm.ctl("submit", "--app", "factor", "--items", "6", token=False)
         assert refused.returncode == 1 and "token" in refused.stderr
         wrong = farm.ctl("--token-file", str(tmp_path / "tokens"), "jobs")
         assert wrong.returncode == 1
@@ -109,3 +111,34 @@ def test_verbs_on_an_unknown_job_exit_2_naming_it(tmp_path: Path, verb: str) -> 
         assert cp.returncode == 2 and "no job 42" in cp.stderr, cp.stderr
     finally:
         farm.stop()
+
+
+def test_started_as_root_the_daemon_refuses_and_says_how_to_run_it(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (make test runs as root)")
+    farm = MasterProcess(tmp_path, slaves=0)
+    farm.conf.write_text(farm.conf.read_text().replace("allow_root = yes\n", ""))
+    cp = run_master("--config", str(farm.conf))
+    assert cp.returncode == 77
+    assert "runuser -u afarm-master" in cp.stderr and "--allow-root" in cp.stderr
+    assert not (tmp_path / "state").exists()  # it wrote nothing as root
+
+
+def test_the_masters_log_lines_carry_timestamps(tmp_path: Path) -> None:
+    farm = MasterProcess(tmp_path, slaves=0).start(wait_slaves=False)
+    farm.stop()
+    lines = [ln for ln in farm.logtext().splitlines() if "afarm.master" in ln]
+    assert lines and all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} afarm", ln)
+                         for ln in lines), lines
+
+
+def test_config_errors_name_the_section_and_the_allowed_values(tmp_path: Path) -> None:
+    conf = tmp_path / "master.conf"
+    conf.write_text("[master]\nlog_level = loud\n[job_port]\nmax_upload_mib = 0\n")
+    cp = run_master("--config", str(conf), "check-config")
+    assert cp.returncode == EX_CONFIG
+    assert "[master] log_level = 'loud' is not allowed; give one of debug, info, warning," \
+           " error" in cp.stderr
+    assert "[job_port] max_upload_mib = '0' is not allowed; give a whole number from 1 to" \
+        in cp.stderr
+    assert "unacceptable" not in cp.stderr and "(None)" not in cp.stderr

@@ -11,9 +11,41 @@ from typing import Any
 
 from afarm.digest import sha256_file
 from afarm.errors import OperationFailed, UsageError
-from afarm.protocol.net import JOB_PORT, RESULTS_PORT, http_url, parse_hostport
+from afarm.protocol.net import JOB_PORT, RESULTS_PORT, http_url, is_loopback, parse_hostport
 
 DEFAULT_MASTER = f"127.0.0.1:{JOB_PORT}"
+MASTER_CONF = Path("/etc/afarm/master.conf")
+DEFAULT_STATE_DIR = "/var/lib/afarm-master"
+CLIENT_TOKEN = "client-token"  # as afarm.master.auth writes it into the state directory
+
+
+def master_state_dir(conf: Path = MASTER_CONF) -> Path:
+    """``[master] state_dir`` of the local master.conf (read by hand: afarmctl does not
+    import the configuration machinery), or the packaged default."""
+    try:
+        lines = conf.read_text("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return Path(DEFAULT_STATE_DIR)
+    section = ""
+    for line in lines:
+        text = line.split("#", 1)[0].strip()
+        if text.startswith("[") and text.endswith("]"):
+            section = text.strip("[]").strip()
+        elif section == "master" and text.partition("=")[0].strip() == "state_dir":
+            value = text.partition("=")[2].strip().strip("\"'")
+            if value:
+                return Path(value)
+    return Path(DEFAULT_STATE_DIR)
+
+
+def read_client_token(state_dir: Path) -> str | None:
+    """The token a master keeps for clients on its own machine, if this user may read it."""
+    try:
+        return (state_dir / CLIENT_TOKEN).read_text("utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 
 
 class Client:
@@ -31,6 +63,14 @@ class Client:
         self.job_url = http_url(jhost, jport)
         self.results_url = http_url(rhost, rport)
         self.token = token
+        self.local = is_loopback(jhost) and is_loopback(rhost)
+
+    def local_token(self, state_dir: Path | None = None) -> str | None:
+        """The local master's client token, for a master on loopback only: it is never
+        sent to another machine."""
+        if not self.local:
+            return None
+        return read_client_token(state_dir or master_state_dir())
 
     def _request(self, url: str, method: str = "GET", body: bytes | None = None,
                  headers: dict[str, str] | None = None, timeout: float = 60) -> Any:

@@ -17,7 +17,9 @@ EX_OK, EX_FAILED, EX_USAGE = 0, 1, 2
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> "None":  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+        # main() says "afarmctl: error:" already; a verb's parser names its verb.
+        verb = self.prog.removeprefix("afarmctl").strip()
+        raise UsageError(f"{verb + ': ' if verb else ''}{message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,8 +50,10 @@ def read_token(token_file: str | None) -> str | None:
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if not args.verb:
-        raise UsageError("afarmctl: give a verb, e.g. afarmctl jobs (see afarmctl --help)")
+        raise UsageError("give a verb, e.g. afarmctl jobs (see afarmctl --help)")
     client = Client(args.master, args.results, read_token(args.token_file))
+    if client.token is None:
+        client.token = client.local_token()
     return HANDLERS[args.verb](args, client)
 
 

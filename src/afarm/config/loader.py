@@ -23,7 +23,48 @@ def spec_lines(name: str) -> list[str]:
 
 def _where(section_path: Iterable[str], key: str | None) -> str:
     parts = [f"[{s}]" for s in section_path]
-    return " ".join(parts + ([key] if key else [])) or "(top level)"
+    return " ".join(parts + ([key] if key else [])) or "the file's top level"
+
+
+_KINDS = {"integer": "a whole number", "float": "a number", "boolean": "yes or no",
+          "string": "a text", "string_list": "a comma-separated list of texts",
+          "int_list": "a comma-separated list of whole numbers", "ip_addr": "an IP address"}
+
+
+def allowed(check: str) -> str:
+    """What a spec check such as ``integer(min=1, max=100, default=3)`` accepts, in words."""
+    try:
+        name, args, kwargs, _ = Validator()._parse_with_caching(check)
+    except Exception:  # an unparsable check: say what the spec says
+        return check
+    if name == "option":
+        return "one of " + ", ".join(repr(a) if a == "" else str(a) for a in args)
+    what = _KINDS.get(name, name)
+    lo, hi = kwargs.get("min"), kwargs.get("max")
+    if lo is not None and hi is not None:
+        return f"{what} from {lo} to {hi}"
+    if lo is not None:
+        return f"{what}, at least {lo}"
+    if hi is not None:
+        return f"{what}, at most {hi}"
+    return what
+
+
+def _expected(cfg: Any, section_path: list[str], key: str) -> str:
+    section = cfg
+    for name in section_path:
+        section = section[name]
+    return allowed(str((section.configspec or {}).get(key, "")))
+
+
+def _problem(cfg: Any, section_path: list[str], key: str, spec: str) -> str:
+    section = cfg
+    for name in section_path:
+        section = section[name]
+    value = section.get(key)
+    shown = ", ".join(value) if isinstance(value, list) else value
+    return (f"{_where(section_path, key)} = {shown!r} is not allowed; give"
+            f" {_expected(cfg, section_path, key)} (see afarm.conf(5), {spec}.spec)")
 
 
 def load(
@@ -64,9 +105,11 @@ def load(
                 if key is None:
                     problems.append(f"{where}: section is missing; add it")
                 else:
-                    problems.append(f"{where}: required key is missing; set it")
+                    problems.append(f"{where}: required key is missing; set it to"
+                                    f" {_expected(cfg, section_path, key)}")
             elif isinstance(error, VdtValueError | Exception):
-                problems.append(f"{where}: {error}; see the key's comment in the spec ({spec})")
+                problems.append(_problem(cfg, section_path, key, spec) if key is not None
+                                else f"{where}: {error}")
     if problems:
         raise ConfigError(label, problems)
     if warn:

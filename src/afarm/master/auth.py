@@ -1,8 +1,17 @@
 # SPDX-License-Identifier: MIT
-"""Bearer tokens: stored as sha256 digests, compared in constant time."""
+"""Bearer tokens: stored as sha256 digests, compared in constant time.
+
+Every request to the job port needs a token, on loopback too: a local web page or another
+local user must not drive the master. So that afarmctl and the demo work with no step on
+the master's machine, the master keeps one token of its own in ``<state_dir>/client-token``
+(mode 0640: the master's user and group, and root), which afarmctl reads when it is given
+no token (see afarm.cli.client.discover_token).
+"""
 
 import hashlib
 import hmac
+import logging
+import os
 import secrets
 from pathlib import Path
 
@@ -38,18 +47,50 @@ def new_token(path: Path, label: str) -> str:
     return token
 
 
-def middleware(digests: set[str], required: bool) -> web.middleware:  # type: ignore[valid-type]
+CLIENT_TOKEN = "client-token"
+log = logging.getLogger("afarm.master.http")
+
+
+def ensure_client_token(state_dir: Path) -> str:
+    """The digest of the master's own client token, making the token file if needed."""
+    path = state_dir / CLIENT_TOKEN
+    try:
+        token = path.read_text("utf-8").strip()
+    except FileNotFoundError:
+        token = ""
+    if not token:
+        token = secrets.token_urlsafe(32)
+        tmp = path.with_name(f".{CLIENT_TOKEN}.tmp")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), 0o640)  # not widened or narrowed by the umask
+            f.write(token + "\n")
+        os.replace(tmp, path)
+    return digest(token)
+
+
+def middleware(digests: set[str], required: bool,
+               open_paths: frozenset[str] = frozenset()
+               ) -> web.middleware:  # type: ignore[valid-type]
+    """Bearer-token check; ``open_paths`` (e.g. the OpenAPI description) need none."""
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if required:
+        if required and request.path not in open_paths:
             header = request.headers.get("Authorization", "")
             token = header[7:] if header.startswith("Bearer ") else ""
             given = digest(token)
             if not token or not any(hmac.compare_digest(given, d) for d in digests):
+                log.warning("refused %s %s from %s: %s bearer token", request.method,
+                            request.path[:200], request.remote,
+                            "a wrong" if token else "no")
                 return web.json_response(
                     {"error": "a valid bearer token is required: pass --token-file or set"
-                              " AFARM_TOKEN (create one with afarm-master new-token)"},
-                    status=401)
+                              " AFARM_TOKEN; on the master's machine afarmctl reads the"
+                              f" master's {CLIENT_TOKEN} file in its state directory"
+                              " (root and group afarm-master may read it); create more"
+                              " tokens with afarm-master new-token", "kind": "auth"},
+                    status=401, headers={"WWW-Authenticate": "Bearer"})
         return await handler(request)
 
     return check

@@ -4,6 +4,7 @@
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -17,6 +18,15 @@ from afarm.config.loader import load
 from afarm.errors import AfarmError, ConfigError
 from afarm.master import auth, enroll, job_api, results_api
 from afarm.master.farm import Farm
+from afarm.master.http import guard, openapi
+from afarm.master.http.limits import (
+    BODY_LIMITS,
+    LimitedSite,
+    Limits,
+    body_deadline,
+    raise_fd_limit,
+)
+from afarm.master.http.lograte import QuietBadRequests, RateLimit
 from afarm.master.http_util import errors
 from afarm.master.slaves.definitions import slave_definitions, transport_for
 from afarm.notify import notify
@@ -25,7 +35,7 @@ from afarm.runner.sandbox import Sandbox, SandboxSettings
 from afarm.transport.local import LocalTransport
 
 log = logging.getLogger("afarm.master")
-EX_OK, EX_USAGE, EX_SOFTWARE, EX_OSERR, EX_CONFIG = 0, 64, 70, 71, 78
+EX_OK, EX_USAGE, EX_SOFTWARE, EX_OSERR, EX_NOPERM, EX_CONFIG = 0, 64, 70, 71, 77, 78
 DEFAULT_CONFIG = "/etc/afarm/master.conf"
 
 
@@ -83,23 +93,45 @@ def token_policy(cfg: dict[str, Any], where: str) -> tuple[set[str], bool]:
 async def serve(cfg: dict[str, Any], where: str) -> int:
     digests, required = token_policy(cfg, where)
     farm = build_farm(cfg)
-    max_upload = cfg["job_port"]["max_upload_mib"] << 20
-    client_auth = auth.middleware(digests, required)
-    # POST /api/v1/enroll carries the enrolment token's signature instead of a client token.
-    job_app = web.Application(middlewares=[errors, enroll.skip_client_auth(client_auth)],
-                              client_max_size=max_upload + (1 << 20))
-    job_app.add_routes(job_api.routes(farm, max_upload))
-    job_app.add_routes(enroll.routes(farm, Path(cfg["master"]["state_dir"]),
-                                     slaves_dir=Path(cfg["master"]["slaves_dir"])))
-    res_app = web.Application(middlewares=[errors, client_auth])
+    m, jp, h = cfg["master"], cfg["job_port"], cfg["http"]
+    # The master's own client token: afarmctl and the demo find it with no set-up step.
+    accepted = digests | {auth.ensure_client_token(Path(m["state_dir"]))}
+    listen = {key: listen_address(cfg, key, where) for key in ("job_port", "results_port")}
+    names = guard.Guard([port for _, port in listen.values()], m["server_names"])
+    limits = Limits(h["max_connections"], h["max_connections_per_client"],
+                    h["header_timeout"])
+    limits.fit_fd_limit(raise_fd_limit())
+    max_upload = jp["max_upload_mib"] << 20
+    max_json = jp["max_request_kib"] << 10
+    open_paths = frozenset({openapi.PATH})
+    # Every job-port request needs a token, on loopback too; POST /api/v1/enroll carries
+    # the enrolment token's signature instead.
+    job_auth = auth.middleware(accepted, True, open_paths)
+    job_app = web.Application(
+        middlewares=[errors, guard.middleware(names, listen["job_port"][1]),
+                     body_deadline(h["body_timeout"]), enroll.skip_client_auth(job_auth)],
+        client_max_size=max_json)
+    job_app[BODY_LIMITS] = (max_json, h["body_timeout"])
+    job_app.add_routes(job_api.routes(farm, max_upload, idle_timeout=h["body_timeout"],
+                                      max_tasks=cfg["scheduler"]["max_tasks_per_job"]))
+    job_app.add_routes(enroll.routes(farm, Path(m["state_dir"]),
+                                     slaves_dir=Path(m["slaves_dir"])))
+    job_app.add_routes([openapi.route(openapi.job_port())])
+    # Reading results needs a token only where the ports are reachable from elsewhere or
+    # the admin made tokens; the Host and Origin checks keep web pages out either way.
+    res_app = web.Application(middlewares=[
+        errors, guard.middleware(names, listen["results_port"][1]),
+        auth.middleware(accepted, required, open_paths)], client_max_size=max_json)
     res_app.add_routes(results_api.routes(farm))
+    res_app.add_routes([openapi.route(openapi.results_port(required))])
     runners = []
     try:
         for app, key in ((job_app, "job_port"), (res_app, "results_port")):
-            host, port = listen_address(cfg, key, where)
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            host, port = listen[key]
+            runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                   keepalive_timeout=h["keepalive_timeout"])
             await runner.setup()
-            await web.TCPSite(runner, host, port, reuse_address=True,
+            await LimitedSite(runner, host, port, limits, reuse_address=True,
                               shutdown_timeout=1.0).start()
             runners.append(runner)
             log.info("%s listening on %s", key.replace("_", " "), join_hostport(host, port))
@@ -125,6 +157,37 @@ async def serve(cfg: dict[str, Any], where: str) -> int:
     return EX_OK
 
 
+ROOT_REFUSED = (
+    "afarm-master refuses to run as root: what it writes would belong to root, and the"
+    " afarm-master service could not use it afterwards. Run it as its own user:"
+    " systemctl start afarm-master, or runuser -u afarm-master -- afarm-master --config"
+    " {config}. If it ran as root before, give its state back with: chown -R"
+    " afarm-master:afarm-master {state}. To run as root anyway (a throw-away test),"
+    " pass --allow-root or set [master] allow_root = yes.")
+
+
+def setup_logging() -> None:
+    """Lines with a timestamp, unless journald (which stamps them itself) reads stderr;
+    each kind of message at most a few times a minute, so an attack cannot fill the disk."""
+    fmt = "%(name)s %(levelname)s %(message)s"
+    if not _stderr_is_journal():
+        fmt = "%(asctime)s " + fmt
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt))
+    handler.addFilter(QuietBadRequests())
+    handler.addFilter(RateLimit(burst=20, window=60))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+
+def _stderr_is_journal() -> bool:
+    dev, _, ino = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        st = os.fstat(2)
+    except OSError:
+        return False
+    return dev.isdigit() and ino.isdigit() and (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="afarm-master",
                                 description="The afarm master daemon (see afarm-master(8)).")
@@ -135,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("check-config", help="validate the configuration and exit")
     tok = sub.add_parser("new-token", help="create a client token and print it once")
     tok.add_argument("--label", default="afarmctl", help="a note stored beside the digest")
+    p.add_argument("--allow-root", action="store_true",
+                   help="run even as root (see [master] allow_root)")
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(name)s %(levelname)s %(message)s")
+    setup_logging()
     try:
         cfg = load_config(a.config)
         logging.getLogger().setLevel(cfg["master"]["log_level"].upper())
@@ -149,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         if a.command == "new-token":
             print(auth.new_token(Path(cfg["job_port"]["token_file"]), a.label))
             return EX_OK
+        if os.geteuid() == 0 and not (a.allow_root or cfg["master"]["allow_root"]):
+            log.error("%s", ROOT_REFUSED.format(config=a.config,
+                                                state=cfg["master"]["state_dir"]))
+            return EX_NOPERM
         return asyncio.run(serve(cfg, a.config))
     except ConfigError as exc:
         log.error("%s", exc)

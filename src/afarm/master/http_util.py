@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: MIT
 """Small helpers shared by the job port and the results port."""
 
+import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,6 +13,8 @@ from afarm.model.job import Job
 from afarm.store.db import Store
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_ID = (1 << 63) - 1  # SQLite's largest integer
+log = logging.getLogger("afarm.master.http")
 
 
 @web.middleware
@@ -18,26 +22,51 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except UsageError as exc:
+        # Every refusal leaves a line (the log filter keeps a flood of them short).
+        log.info("refused %s %s from %s: %s", request.method, request.path, request.remote,
+                 str(exc)[:300])
         return web.json_response({"error": str(exc), "kind": "usage"}, status=400)
     except IllegalTransition as exc:
         return web.json_response({"error": str(exc), "kind": "conflict"}, status=409)
     except (OperationFailed, AfarmError) as exc:
         return web.json_response({"error": str(exc), "kind": "failed"}, status=422)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        # aiohttp's own refusals (no such route, wrong method, body too large) as JSON with
+        # a message, like every other error of this API.
+        text = (exc.text or exc.reason).strip()
+        log.info("refused %s %s from %s: %d %s", request.method, request.path[:200],
+                 request.remote, exc.status, text[:200])
+        headers = {k: v for k, v in exc.headers.items()
+                   if k.lower() not in ("content-type", "content-length")}
+        return web.json_response({"error": text, "kind": "http"}, status=exc.status,
+                                 headers=headers)
 
 
 def int_arg(request: web.Request, name: str) -> int:
     raw = request.match_info[name]
-    try:
-        return int(raw)
-    except ValueError:
-        raise UsageError(f"{name} {raw!r} is not a number") from None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or int(raw) > MAX_ID:
+        raise UsageError(f"{name} {raw[:40]!r} is not a number from 0 to {MAX_ID}")
+    return int(raw)
+
+
+def int_query(request: web.Request, name: str) -> int | None:
+    """An optional whole-number query parameter, 0 to MAX_ID."""
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or int(raw) > MAX_ID:
+        raise UsageError(f"{name} must be a whole number from 0 to {MAX_ID}")
+    return int(raw)
 
 
 def job_or_404(store: Store, job_id: int) -> Job:
     job = store.job(job_id)
     if job is None:
-        raise web.HTTPNotFound(text=f'{{"error": "there is no job {job_id}; list jobs with'
-                                    f' afarmctl jobs"}}', content_type="application/json")
+        raise web.HTTPNotFound(text=json.dumps({
+            "error": f"there is no job {job_id}; list jobs with afarmctl jobs"}),
+            content_type="application/json")
     return job
 
 

@@ -3,15 +3,20 @@
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from aiohttp import web
 
 from afarm.applications.base import plain_name
-from afarm.errors import UsageError
 from afarm.master.farm import Farm
 from afarm.master.files import JobDir
-from afarm.master.http_util import int_arg, job_json, job_or_404
+from afarm.master.http_util import int_arg, int_query, job_json, job_or_404
+
+_log = logging.getLogger("afarm.master.http")
+# Events one stream may have waiting for its client; a client that falls this far behind
+# (stalled, or reading slower than the farm produces) is dropped, and its queue freed.
+SSE_QUEUE = 10_000
 
 
 def routes(farm: Farm) -> list[web.RouteDef]:
@@ -72,31 +77,54 @@ def routes(farm: Farm) -> list[web.RouteDef]:
         return web.json_response(out)
 
     async def events(request: web.Request) -> web.StreamResponse:
-        try:
-            after = int(request.query.get("after") or 0)
-            job_id = int(request.query["job"]) if request.query.get("job") else None
-        except ValueError:
-            raise UsageError("after and job must be numbers") from None
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        farm.listeners.append(queue.put_nowait)
+        after = int_query(request, "after") or 0
+        job_id = int_query(request, "job")
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(SSE_QUEUE)
+
+        dropped = False
+
+        def listener(event: dict[str, Any]) -> None:
+            nonlocal dropped
+            if dropped or (job_id is not None and event.get("job") != job_id):
+                return
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                # The handler is stuck writing to a client that does not read: cut the
+                # connection, which ends that write, the handler and its queue.
+                dropped = True
+                if listener in farm.listeners:
+                    farm.listeners.remove(listener)
+                _log.warning("event stream to %s dropped: %d events waiting, the client does"
+                            " not read them", request.remote, SSE_QUEUE)
+                if request.transport is not None:
+                    request.transport.abort()
+
+        farm.listeners.append(listener)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
-        await resp.prepare(request)
         try:
-            for ev in store.events(after=after, job_id=job_id, limit=100_000):
-                await resp.write(_sse(ev))
+            await resp.prepare(request)
+            # The past in pages, so a long history never sits in memory at once.
+            last = after
+            while batch := store.events(after=last, job_id=job_id, limit=1000):
+                for ev in batch:
+                    await resp.write(_sse(ev))
+                last = batch[-1]["id"]
             while True:
                 try:
                     ev = await asyncio.wait_for(queue.get(), timeout=15)
                 except TimeoutError:
                     await resp.write(b": keepalive\n\n")
                     continue
-                if job_id is None or ev.get("job") == job_id:
-                    await resp.write(_sse(ev))
-        except (ConnectionResetError, asyncio.CancelledError):
+                if isinstance(ev.get("id"), int) and ev["id"] <= last:
+                    continue  # already sent from the store
+                await resp.write(_sse(ev))
+        except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
-            farm.listeners.remove(queue.put_nowait)
+            if listener in farm.listeners:
+                farm.listeners.remove(listener)
         return resp
 
     async def index(request: web.Request) -> web.Response:

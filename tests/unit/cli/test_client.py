@@ -1,37 +1,27 @@
 # SPDX-License-Identifier: MIT
-"""Where afarmctl's client sends its requests, from --master, --results or AFARM_MASTER."""
+"""How afarmctl finds a token on the master's machine without being told."""
 
-import pytest
+from pathlib import Path
 
-from afarm.cli.client import Client
-from afarm.errors import UsageError
-
-
-@pytest.mark.parametrize(("master", "results", "job_url", "results_url"), [
-    (None, None, "http://127.0.0.1:7731", "http://127.0.0.1:7732"),
-    ("farm.example", None, "http://farm.example:7731", "http://farm.example:7732"),
-    ("10.0.0.1:8000", None, "http://10.0.0.1:8000", "http://10.0.0.1:8001"),
-    ("[::1]:7731", None, "http://[::1]:7731", "http://[::1]:7732"),
-    ("::1", None, "http://[::1]:7731", "http://[::1]:7732"),
-    ("[fd00::1]:7000", "[fd00::2]", "http://[fd00::1]:7000", "http://[fd00::2]:7732"),
-])
-def test_the_urls_follow_master_and_results(master: str | None, results: str | None,
-                                            job_url: str, results_url: str,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AFARM_MASTER", raising=False)
-    client = Client(master, results)
-    assert (client.job_url, client.results_url) == (job_url, results_url)
+from afarm.cli.client import Client, master_state_dir
 
 
-def test_afarm_master_is_used_and_named_when_it_is_wrong(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AFARM_MASTER", "[::1]:7000")
-    assert Client().job_url == "http://[::1]:7000"
-    monkeypatch.setenv("AFARM_MASTER", "[::1:7000")
-    with pytest.raises(UsageError, match=r"^AFARM_MASTER '\[::1:7000': missing '\]'"):
-        Client()
+def test_the_state_dir_comes_from_master_conf(tmp_path: Path) -> None:
+    conf = tmp_path / "master.conf"
+    conf.write_text("# x\n[job_port]\nstate_dir = /wrong\n[master]\nstate_dir = /srv/afarm"
+                    "  # ours\n")
+    assert master_state_dir(conf) == Path("/srv/afarm")
+    assert master_state_dir(tmp_path / "absent") == Path("/var/lib/afarm-master")
 
 
-def test_a_results_port_past_65535_is_refused() -> None:
-    with pytest.raises(UsageError, match="pass --results"):
-        Client("farm:65535")
+def test_the_local_token_is_read_for_a_loopback_master_only(tmp_path: Path) -> None:
+    (tmp_path / "client-token").write_text("s3cret\n")
+    assert Client("127.0.0.1:7731").local_token(tmp_path) == "s3cret"
+    assert Client("localhost").local_token(tmp_path) == "s3cret"
+    assert Client("[::1]:7731").local_token(tmp_path) == "s3cret"
+    assert Client("farm.example.org").local_token(tmp_path) is None
+    assert Client("127.0.0.1", "10.0.0.2:7732").local_token(tmp_path) is None
+
+
+def test_an_unreadable_token_file_means_no_token(tmp_path: Path) -> None:
+    assert Client("127.0.0.1").local_token(tmp_path / "absent") is None

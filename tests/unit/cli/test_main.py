@@ -55,3 +55,19 @@ def test_an_unreachable_master_is_exit_1_and_says_how_to_fix_it(
     assert main(["--master", "127.0.0.1:9", "jobs"]) == 1
     err = capsys.readouterr().err
     assert "cannot reach the master" in err and "--master" in err
+
+
+@pytest.mark.parametrize("argv", [[], ["frobnicate"], ["submit", "--bogus"],
+                                  ["status", "notanumber"]])
+def test_usage_errors_say_afarmctl_error_once(argv: list[str],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("afarmctl: error: ") and err.count("afarmctl: error:") == 1
+    assert "afarmctl: error: afarmctl" not in err
+
+
+def test_token_file_help_does_not_call_afarm_token_a_file() -> None:
+    help_text = " ".join(build_parser().format_help().split())
+    assert "default: $AFARM_TOKEN" not in help_text
+    assert "client-token" in help_text

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from afarm.config.loader import load
+from afarm.config.loader import allowed, load
 from afarm.errors import ConfigError
 
 
@@ -55,3 +55,13 @@ def test_application_spec_requires_kind_and_executable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load(conf, "application")
     assert {p.split(":")[0] for p in exc.value.problems} == {"kind", "executable"}
+
+
+@pytest.mark.parametrize(("check", "words"), [
+    ("option(debug, info, warning, error, default=info)", "one of debug, info, warning, error"),
+    ('option("", CYCLES, default="")', "one of '', CYCLES"),
+    ("integer(min=1, max=100, default=3)", "a whole number from 1 to 100"),
+    ("integer(min=1, default=3600)", "a whole number, at least 1"),
+    ("boolean(default=no)", "yes or no"), ("string_list(default=list())", "list of texts")])
+def test_allowed_values_are_said_in_words(check: str, words: str) -> None:
+    assert words in allowed(check)

@@ -1,0 +1,183 @@
+# SPDX-License-Identifier: MIT
+"""The OpenAPI 3 description of both ports, served at ``GET /api/v1/openapi.json`` on each.
+
+Written by hand next to the handlers it describes (it is the contract clients and the
+schemathesis test hold the master to): every error answer is JSON with an ``error`` text.
+"""
+
+from typing import Any
+
+from aiohttp import web
+
+from afarm import __version__
+
+PATH = "/api/v1/openapi.json"
+SHA = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+ID = {"type": "integer", "minimum": 0, "maximum": (1 << 63) - 1}
+
+ERROR = {"type": "object", "required": ["error"],
+         "properties": {"error": {"type": "string", "minLength": 1},
+                        "kind": {"type": "string"}}}
+PROGRESS = {"type": "object", "required": ["tasks", "completed", "frames_total",
+                                           "frames_done"],
+            "additionalProperties": {"type": "integer"}}
+JOB = {"type": "object",
+       "required": ["id", "name", "application", "status", "priority", "progress"],
+       "properties": {
+           "id": {"type": "integer"}, "name": {"type": "string"},
+           "application": {"type": "string"},
+           "status": {"type": "string", "enum": ["queued", "active", "paused", "completed",
+                                                 "failed", "canceled"]},
+           "priority": {"type": "integer"}, "created": {"type": "number"},
+           "updated": {"type": "number"},
+           "params": {"type": "object", "nullable": True},
+           "files": {"type": "array", "items": {"type": "object"}},
+           "progress": PROGRESS}}
+JOB_REQUEST = {
+    "type": "object", "required": ["name", "application"], "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "application": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                        "description": "an application defined on the master"},
+        "params": {"type": "object", "description": "the application's parameters, e.g."
+                   " frames, chunk, tiles, engine, format, encode, fps, scene (Blender) or"
+                   " items, chunk (command applications)"},
+        "files": {"type": "array", "maxItems": 10000, "items": {
+            "type": "object", "required": ["name", "sha256"],
+            "properties": {"name": {"type": "string"}, "sha256": SHA}}},
+        "priority": {"type": "integer", "minimum": 0, "maximum": 100, "default": 50},
+        "timeout": {"type": "integer", "minimum": 1, "maximum": 604800, "nullable": True,
+                    "description": "seconds a task may run"}}}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _responses(ok: dict[str, Any]) -> dict[str, Any]:
+    return {**ok, "4XX": _json(ERROR, "refused; the error says why")}
+
+
+def _job_param() -> dict[str, Any]:
+    return {"name": "job", "in": "path", "required": True, "schema": ID}
+
+
+def _doc(title: str, paths: dict[str, Any], secured: bool) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "openapi": "3.0.3",
+        "info": {"title": title, "version": __version__,
+                 "description": "Host must name the master; a browser's Origin must be the"
+                                " master's own; bodies are application/json (uploads"
+                                " application/octet-stream)."},
+        "paths": {PATH: {"get": {"summary": "this description", "security": [],
+                                 "responses": {"200": _json({"type": "object"},
+                                                            "OpenAPI 3")}}},
+                  **paths},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+    if secured:
+        doc["security"] = [{"bearer": []}]
+    return doc
+
+
+def job_port() -> dict[str, Any]:
+    sha = {"name": "sha", "in": "path", "required": True, "schema": SHA}
+    stored = {"type": "object", "required": ["sha256", "stored"],
+              "properties": {"sha256": SHA, "stored": {"type": "boolean"},
+                             "size": {"type": "integer"}}}
+    return _doc("afarm job port", {
+        "/api/v1/files/{sha}": {
+            "head": {"summary": "whether the master has a file", "parameters": [sha],
+                     "responses": {"200": {"description": "it has it"},
+                                   "404": {"description": "it does not"},
+                                   "400": {"description": "not a sha256"},
+                                   "401": {"description": "no valid token"}}},
+            "put": {"summary": "upload a file by its sha256", "parameters": [sha],
+                    "requestBody": {"required": True, "content": {
+                        "application/octet-stream": {"schema": {"type": "string",
+                                                                "format": "binary"}}}},
+                    "responses": _responses({"200": _json(stored, "already there"),
+                                             "201": _json(stored, "stored")})}},
+        "/api/v1/jobs": {
+            "post": {"summary": "submit a job",
+                     "parameters": [{"name": "dry_run", "in": "query",
+                                     "schema": {"type": "string", "enum": ["1"]}}],
+                     "requestBody": {"required": True, "content": {
+                         "application/json": {"schema": JOB_REQUEST}}},
+                     "responses": _responses({
+                         "200": _json({"type": "object"}, "dry run: the job would be"
+                                                          " accepted"),
+                         "201": _json(JOB, "accepted, with all its tasks")})}},
+        "/api/v1/jobs/{job}/{action}": {
+            "post": {"summary": "cancel, pause, resume or requeue a job",
+                     "parameters": [_job_param(), {
+                         "name": "action", "in": "path", "required": True,
+                         "schema": {"type": "string",
+                                    "enum": ["cancel", "pause", "resume", "requeue"]}}],
+                     "requestBody": {"content": {"application/json": {
+                         "schema": {"type": "object"}}}},
+                     "responses": _responses({"200": _json(JOB, "the job afterwards")})}},
+        "/api/v1/enroll-tokens": {
+            "post": {"summary": "make a one-time slave enrolment token",
+                     "requestBody": {"content": {"application/json": {"schema": {
+                         "type": "object", "properties": {
+                             "ttl": {"type": "integer", "minimum": 60, "maximum": 604800},
+                             "label": {"type": "string", "maxLength": 60}}}}}},
+                     "responses": _responses({"201": _json({
+                         "type": "object", "required": ["token", "command"]}, "the token,"
+                         " shown once")})}},
+        "/api/v1/enroll": {
+            "post": {"summary": "a slave enrols (signed with its enrolment token)",
+                     "security": [],
+                     "parameters": [{"name": "X-Afarm-Enroll-MAC", "in": "header",
+                                     "required": True, "schema": {"type": "string"}}],
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": {"type": "object", "required": ["token_id", "name",
+                                                                   "address", "host_key"]}}}},
+                     "responses": _responses({"200": _json({"type": "object"},
+                                                           "enrolled")})}},
+    }, secured=True)
+
+
+def results_port(secured: bool) -> dict[str, Any]:
+    text = {"description": "text", "content": {"text/plain": {"schema": {"type": "string"}}}}
+    return _doc("afarm results port", {
+        "/": {"get": {"summary": "what this port serves",
+                      "responses": _responses({"200": _json({"type": "object"}, "links")})}},
+        "/api/v1/jobs": {"get": {"summary": "every job, newest first (params left out)",
+                                 "responses": _responses({"200": _json(
+                                     {"type": "array", "items": JOB}, "jobs")})}},
+        "/api/v1/jobs/{job}": {"get": {
+            "summary": "a job with its tasks and outputs", "parameters": [_job_param()],
+            "responses": _responses({"200": _json({**JOB, "required": [
+                *JOB["required"], "tasks", "outputs"]}, "the job")})}},
+        "/api/v1/jobs/{job}/log": {"get": {
+            "summary": "the task logs of a job",
+            "parameters": [_job_param(), {"name": "task", "in": "query",
+                                          "schema": {"type": "string", "maxLength": 20}}],
+            "responses": _responses({"200": text})}},
+        "/api/v1/jobs/{job}/outputs/{path}": {"get": {
+            "summary": "download an output",
+            "parameters": [_job_param(), {"name": "path", "in": "path", "required": True,
+                                          "schema": {"type": "string"}}],
+            "responses": _responses({"200": {"description": "the file", "content": {
+                "application/octet-stream": {"schema": {"type": "string",
+                                                        "format": "binary"}}}}})}},
+        "/api/v1/slaves": {"get": {"summary": "the slaves and their state",
+                                   "responses": _responses({"200": _json(
+                                       {"type": "array", "items": {"type": "object"}},
+                                       "slaves")})}},
+        "/api/v1/events": {"get": {
+            "summary": "live events as server-sent events (a stream that does not end)",
+            "parameters": [{"name": "after", "in": "query", "schema": ID},
+                           {"name": "job", "in": "query", "schema": ID}],
+            "responses": _responses({"200": {"description": "the stream", "content": {
+                "text/event-stream": {"schema": {"type": "string"}}}}})}},
+    }, secured=secured)
+
+
+def route(doc: dict[str, Any]) -> web.RouteDef:
+    async def serve(request: web.Request) -> web.Response:
+        return web.json_response(doc)
+
+    return web.get(PATH, serve)
