@@ -60,7 +60,7 @@ JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 def derive_job_status(current: JobStatus, counts: dict[str, int]) -> JobStatus:
     """The status a job's task counts imply; a paused or canceled job keeps its status
     until it finishes or an action moves it."""
-    total = sum(counts.get(s.value, 0) for s in TaskStatus)
+    total = sum(counts.get(v, 0) for v in _TASK_VALUES)
     if counts.get(S.FAILED.value):
         return J.FAILED
     if total and counts.get(S.COMPLETED.value, 0) == total:
@@ -86,5 +86,16 @@ def check_transition(old: TaskStatus, new: TaskStatus) -> None:
 
 
 def sources_of(new: TaskStatus) -> frozenset[TaskStatus]:
-    """Every status a task may leave to reach `new` (used to guard UPDATEs in SQL)."""
-    return frozenset(old for old, targets in TRANSITIONS.items() if new in targets)
+    """Every status a task may leave to reach `new` (used to guard updates)."""
+    return _SOURCES[new]
+
+
+_SOURCES = {new: frozenset(old for old, targets in TRANSITIONS.items() if new in targets)
+            for new in TaskStatus}
+_SOURCE_VALUES = {new.value: frozenset(s.value for s in olds) for new, olds in _SOURCES.items()}
+_TASK_VALUES = tuple(s.value for s in TaskStatus)
+
+
+def may_move(old: str, new: TaskStatus) -> bool:
+    """Whether a task whose status (as text) is `old` may go to `new`."""
+    return old in _SOURCE_VALUES[new.value]

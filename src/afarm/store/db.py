@@ -24,7 +24,7 @@ from afarm.model.status import (
     JobStatus,
     TaskStatus,
     derive_job_status,
-    sources_of,
+    may_move,
 )
 from afarm.store.schema import migrate
 
@@ -67,6 +67,7 @@ class _Counts:
     so progress and the job's status never need a scan of its tasks."""
 
     def __init__(self) -> None:
+        self.job_status: str | None = None  # as stored, once read
         self.by_status: Counter[str] = Counter()
         self.frames_total = 0
         self.frames_done = 0
@@ -369,7 +370,7 @@ class Store:
         job's counts; returns the task's row as it was before, or None if not applied."""
         old = self.db.execute("SELECT job_id, status, attempt, kind, frames, slave, label"
                               " FROM tasks WHERE id=?", (task_id,)).fetchone()
-        if old is None or TaskStatus(old["status"]) not in sources_of(new):
+        if old is None or not may_move(old["status"], new):
             return None
         if attempt is not None and old["attempt"] != attempt:
             return None
@@ -516,17 +517,23 @@ class Store:
     # -- job control ----------------------------------------------------------------------
     def _refresh_job(self, job_id: int) -> None:
         """Derive the job's status from its task counts (inside the caller's transaction)."""
-        row = self.db.execute("SELECT status FROM jobs WHERE id=?", (job_id,)).fetchone()
-        if row is None or row["status"] == SUBMITTING:
+        c = self._counts_of(job_id)
+        if c.job_status is None:
+            row = self.db.execute("SELECT status FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None:
+                return
+            c.job_status = row["status"]
+        if c.job_status == SUBMITTING:
             return
-        status = JobStatus(row["status"])
-        counts = dict(self._counts_of(job_id).by_status)
-        new = derive_job_status(status, counts)
+        status = JobStatus(c.job_status)
+        new = derive_job_status(status, c.by_status)
         if new == JobStatus.FAILED and status != JobStatus.FAILED:
             self._cancel_open(job_id, "another task of the job failed")
         if new != status:
             self.db.execute("UPDATE jobs SET status=?, updated=? WHERE id=?",
                             (new.value, time.time(), job_id))
+            c = self._counts.get(job_id) or c  # _cancel_open may have dropped the counts
+            c.job_status = new.value
             self._event(f"job-{new.value}", f"job {job_id} {new.value}", job_id=job_id,
                         data={"status": new.value})
 

@@ -405,10 +405,10 @@ def test_a_replace_token_lets_the_admin_move_a_reinstalled_slave(
 def test_the_token_endpoint_takes_the_slave_to_replace(master: Master) -> None:
     headers = {"Content-Type": "application/json",
                "Authorization": f"Bearer {master.client_token}"}
-    status, answer = master.post(slave_enroll.TOKENS_PATH,
+    status, answer = master.post(wire.TOKENS_PATH,
                                  json.dumps({"replace": "render1"}).encode(), headers)
     assert status == 201 and answer["replace"] == "render1"
-    status, answer = master.post(slave_enroll.TOKENS_PATH,
+    status, answer = master.post(wire.TOKENS_PATH,
                                  json.dumps({"replace": "../x"}).encode(), headers)
     assert status == 400 and "--replace" in answer["error"]
 
