@@ -42,16 +42,21 @@ def master6(tmp_path: Path) -> Iterator[MasterProcess]:
     farm.job_port, farm.results_port = port, port + 1
     farm.client = Client(f"[::1]:{port}")
     farm.start()
+    # afarmctl run as an admin on the master's machine: with the master's client token.
+    _env.update(ENV, AFARM_TOKEN=farm.local_token() or "")
     try:
         yield farm
     finally:
         farm.stop()
 
 
+_env: dict[str, str] = {}
+
+
 def afarmctl(*args: str, env: dict[str, str] | None = None
              ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "afarm.cli.main", *args],
-                          capture_output=True, text=True, env=env or ENV, timeout=120,
+                          capture_output=True, text=True, env=env or _env or ENV, timeout=120,
                           check=False)
 
 
@@ -68,7 +73,7 @@ def test_afarmctl_reaches_a_master_on_ipv6_loopback(master6: MasterProcess) -> N
     assert f"{job_id:>5}  completed" in jobs.stdout
     # The same through AFARM_MASTER, and a bare address with the default port refused
     # clearly rather than misread.
-    by_env = afarmctl("--json", "jobs", env={**ENV, "AFARM_MASTER": master})
+    by_env = afarmctl("--json", "jobs", env={**_env, "AFARM_MASTER": master})
     assert by_env.returncode == 0 and json.loads(by_env.stdout)[0]["id"] == job_id
     bad = afarmctl("--master", f"::1:{master6.job_port}:x", "jobs")
     assert bad.returncode == 2 and "[IPV6]:PORT" in bad.stderr

@@ -98,7 +98,7 @@ def test_events_stream_task_changes_as_server_sent_events(tmp_path: Path) -> Non
                     seen.append(line[7:])
                 if "job-completed" in seen:
                     break
-        assert seen[:3] == ["job-accepted", "task-active", "task-completed"]
+        assert seen[:4] == ["job-accepted", "task-active", "job-active", "task-completed"]
     finally:
         farm.stop()
 
