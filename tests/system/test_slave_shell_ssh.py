@@ -19,6 +19,7 @@ import pytest
 from afarm import __version__
 from afarm.transport.rsync import SSHTarget, rsync_argv
 from afarm.transport.ssh import SSHTransport
+from tests.readable_src import readable_src
 from tests.system.testnet import Host, TestNet
 
 pytestmark = pytest.mark.system
@@ -33,7 +34,7 @@ def shell_wrapper(h: Host, conf: Path) -> Path:
     it reads nothing from the environment or the user's home: the checkout is put on
     sys.path by the code itself, not by PYTHONPATH."""
     wrapper = h.dir / "afarm-slave-shell"
-    code = (f"import sys; sys.path.insert(0, {str(REPO / 'src')!r}); "
+    code = (f"import sys; sys.path.insert(0, {str(readable_src())!r}); "
             "from afarm.slave.shell import main; sys.exit(main())")
     wrapper.write_text(
         "#!/bin/sh\n"
