@@ -102,7 +102,7 @@ def test_version_and_serve_work(shells: TestNet) -> None:
     h = shells[0]
     cp = shells.ssh(h, "version")
     assert (cp.returncode, cp.stdout) == (0, f"{__version__}\n"), cp.stderr
-    cp = shells.ssh(h, "serve", input='{"op":"ping","id":7}\n{"op":"hello","id":8}\n')
+    cp = shells.ssh(h, "serve", input='{"op":"ping","id":7}\n{"op":"hello","id":8,"protocol":2}\n')
     assert cp.returncode == 0, cp.stderr
     replies = [json.loads(line) for line in cp.stdout.splitlines()]
     assert [r["op"] for r in replies] == ["pong", "hello"]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from afarm import __version__
+from afarm.protocol.messages import PROTOCOL_VERSION
 from afarm.transport.base import AuthFailure, CommandTimedOut, HostUnreachable, TransportError
 from afarm.transport.rsync import PARTIAL_DIR, control_path
 from afarm.transport.ssh import SSHChannel, SSHTransport
@@ -70,7 +71,7 @@ def test_channel_hello_round_trip(transports: Callable[..., SSHTransport], net: 
     t = transports(0)
     ch = t.open_channel()
     try:
-        ch.send({"op": "hello", "id": 1})
+        ch.send({"op": "hello", "id": 1, "protocol": PROTOCOL_VERSION})
         hello = ch.recv()
         assert hello is not None and hello["op"] == "hello" and hello["id"] == 1
         assert hello["name"] == net[0].name and hello["version"] == __version__
@@ -96,7 +97,7 @@ def test_channels_share_one_connection(transports: Callable[..., SSHTransport]) 
     a, b = t.open_channel(), t.open_channel()
     try:
         for ch in (a, b):
-            ch.send({"op": "hello", "id": 5})
+            ch.send({"op": "hello", "id": 5, "protocol": PROTOCOL_VERSION})
         ha, hb = a.recv(), b.recv()
         assert ha is not None and hb is not None and ha["pid"] != hb["pid"]
         assert t.run(["version"]).stdout == f"{__version__}\n"
@@ -289,7 +290,7 @@ def test_a_key_the_slave_does_not_know_is_auth_failure(net: TestNet, tmp_path: P
 def _blocked_reader(t: SSHTransport) -> tuple[SSHChannel, list[object], threading.Thread]:
     """A live channel with a thread blocked in recv(); what recv() returns lands in the list."""
     ch = t.open_channel()
-    ch.send({"op": "hello", "id": 1})
+    ch.send({"op": "hello", "id": 1, "protocol": PROTOCOL_VERSION})
     assert ch.recv() is not None
     got: list[object] = []
     reader = threading.Thread(target=lambda: got.append(ch.recv()), daemon=True)
