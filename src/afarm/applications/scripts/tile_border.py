@@ -58,11 +58,18 @@ def parse_tile(argv: Sequence[str]) -> Tile:
     if "--" not in args:
         raise TileError(f"tile_border.py: no '--' in the command line\n{_USAGE}")
     ours = args[args.index("--") + 1 :]
-    if len(ours) != 5 or ours[0] != "--tile":
+    # Other afarm scripts (render_prep.py's --job-dirs) read their own options after the
+    # same '--'; ours run from --tile to the next option.
+    if ours.count("--tile") != 1:
+        raise TileError(f"tile_border.py: expected '--tile COL ROW COLS ROWS', got {ours!r}\n"
+                        f"{_USAGE}")
+    rest = ours[ours.index("--tile") + 1 :]
+    values = rest[:next((i for i, a in enumerate(rest) if a.startswith("--")), len(rest))]
+    if len(values) != 4:
         raise TileError(f"tile_border.py: expected '--tile COL ROW COLS ROWS', got {ours!r}\n"
                         f"{_USAGE}")
     numbers: list[int] = []
-    for name, text in zip(("COL", "ROW", "COLS", "ROWS"), ours[1:], strict=True):
+    for name, text in zip(("COL", "ROW", "COLS", "ROWS"), values, strict=True):
         # int() alone would accept " 1", "+1" and "1_0"; a tile index is plain digits.
         if not text.isascii() or not text.isdigit():
             raise TileError(f"tile_border.py: {name} must be a non-negative integer, "
