@@ -12,7 +12,8 @@ The first run, before FILE, registers a load_post handler. Blender calls it once
 and *before* it evaluates the scene: no image, movie, sound, cache or volume has been opened
 yet (measured with strace on Blender 3.4). Linked libraries are the exception: Blender parses
 them while it reads FILE, so an outside library is refused before anything of it is rendered,
-not before it is read. The second run, after FILE, only proves the handler ran for this file.
+not before it is read. The second run, after FILE (and after -S and -E), proves the handler
+ran for this file and fixes denoising.
 
 The rule (defence in depth; the sandbox is what really bounds a task): every path Blender may
 read must be a plain file (or, for caches, a directory) inside IN, OUT or SCRATCH once `//`,
@@ -496,7 +497,6 @@ def on_load(bpy: Any, dirs: JobDirs) -> None:
             for line in refusals:
                 print(PREFIX + line, file=sys.stderr, flush=True)
             _exit_now(EXIT_REFUSED, bpy)
-        fix_denoising(bpy)
         setattr(sys.modules[_STATE_MODULE], "checked", bpy.data.filepath)  # noqa: B010
     except BaseException as exc:  # noqa: BLE001 - whatever went wrong, nothing renders
         print(f"{PREFIX}render_prep.py could not check the file: {exc!r}", file=sys.stderr,
@@ -526,6 +526,8 @@ def main(argv: Sequence[str]) -> None:
     if not bpy.data.filepath or getattr(state, "checked", None) != bpy.data.filepath:
         raise PrepError("render_prep.py: the .blend was not checked when it loaded;"
                         " refusing to render it")
+    # Here, not on load: -E and -S, which decide whether Cycles renders, apply in between.
+    fix_denoising(bpy)
 
 
 if __name__ == "__main__":
