@@ -30,6 +30,7 @@ from tests.fixtures.attack_blends import (
     REFUSED_AS,
     SIZE,
     make_attack_blend,
+    make_library_chain,
     make_movie,
     make_png,
     make_screen_blend,
@@ -125,10 +126,12 @@ def _run(argv: list[str], task: Path) -> tuple[int, list[str]]:
     return cp.returncode, cp.stdout.decode(errors="replace").splitlines()
 
 
-def afarm_argv(task: Path) -> list[str]:
-    blend = task / "in" / "shot.blend"
+def afarm_argv(task: Path, blend: Path | None = None) -> list[str]:
+    blend = blend or task / "in" / "shot.blend"
     params = APP.validate({"frames": "1"}, [InputFile(blend.name, "0" * 64, 1)])
-    ctx = RunContext(inputs=[blend], out_dir=task / "out", scratch=task / "scratch",
+    # Every file in in/ is an input, as the agent links them there.
+    inputs = [blend] + sorted(p for p in (task / "in").rglob("*") if p.is_file() and p != blend)
+    ctx = RunContext(inputs=inputs, out_dir=task / "out", scratch=task / "scratch",
                      outputs=["frame_0001.png"])
     return APP.argv("render", params, ctx)
 
@@ -139,8 +142,8 @@ def plain_argv(task: Path) -> list[str]:
             "-o", str(task / "out" / "frame_####"), "-F", "PNG", "-x", "1", "-f", "1"]
 
 
-def render(task: Path) -> tuple[int, str | None, list[str]]:
-    code, lines = _run(afarm_argv(task), task)
+def render(task: Path, blend: Path | None = None) -> tuple[int, str | None, list[str]]:
+    code, lines = _run(afarm_argv(task, blend), task)
     return code, APP.failure(code, lines), lines
 
 
@@ -409,6 +412,30 @@ def test_a_missing_file_inside_the_job_is_a_warning_not_a_refusal(screen: Path,
             " the job") in lines
     r, g, b = centre(task / "out" / "frame_0001.png")
     assert r == b > 150 and g == 0, (r, g, b)  # Blender's pink for an image it lacks
+
+
+@pytest.mark.slow
+def test_libraries_of_libraries_inside_the_job_render(tmp_path: Path) -> None:
+    task = _task(tmp_path / "task")
+    shot = make_library_chain(task / "in" / "shots" / "shot.blend",
+                              task / "in" / "assets" / "char.blend",
+                              task / "in" / "assets" / "lib" / "mat.blend")
+    code, error, lines = render(task, shot)
+    assert (code, error) == (0, None), "\n".join(lines)
+    assert (task / "out" / "frame_0001.png").is_file()
+    assert any("Read library" in line and "mat.blend" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_a_library_inside_the_job_linking_one_outside_is_refused(tmp_path: Path) -> None:
+    task = _task(tmp_path / "task")
+    mat = tmp_path / "outside" / "mat.blend"
+    shot = make_library_chain(task / "in" / "shot.blend", task / "in" / "char.blend", mat)
+    before = snapshot(mat.parent)
+    code, error, _ = render(task, shot)
+    assert code == rp.EXIT_REFUSED and error is not None
+    assert "library 'mat.blend' reads '//../../outside/mat.blend'" in error, error
+    assert list((task / "out").iterdir()) == [] and snapshot(mat.parent) == before
 
 
 @pytest.mark.slow
