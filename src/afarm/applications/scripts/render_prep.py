@@ -301,9 +301,6 @@ def file_refs(bpy: Any, bases: _Bases) -> tuple[list[Ref], list[Ref]]:
     for clip in data.movieclips:
         use = FAMILY if clip.source == "SEQUENCE" else FILE
         refs.append(Ref(_name("movie clip", clip), clip.filepath, bases.of(clip), use))
-        if clip.use_proxy and clip.use_proxy_custom_directory:
-            refs.append(Ref(_name("proxy of movie clip", clip), clip.proxy.directory,
-                            bases.of(clip), DIR))
     for sound in data.sounds:
         if sound.packed_file is None:
             refs.append(Ref(_name("sound", sound), sound.filepath, bases.of(sound), FILE))
@@ -336,6 +333,7 @@ def file_refs(bpy: Any, bases: _Bases) -> tuple[list[Ref], list[Ref]]:
             what = f"modifier {mod.name!r} of {owner}"
             if mod.type == "MESH_CACHE":
                 refs.append(Ref(what, mod.filepath, base, FILE))
+            # is_external and is_cached are read-only: no keyframe changes them.
             elif mod.type == "MULTIRES":
                 (refs if mod.is_external else unused).append(Ref(what, mod.filepath, base,
                                                                  FILE))
@@ -347,15 +345,16 @@ def file_refs(bpy: Any, bases: _Bases) -> tuple[list[Ref], list[Ref]]:
     for what, cache, idb in _point_caches(bpy):
         for item in cache.point_caches:
             # Internal disk caches live in //blendcache_NAME beside the file, inside the job.
-            if item.use_external:
-                refs.append(Ref(f"point cache of {what}", item.filepath, bases.of(idb), DIR))
+            # The external path is checked even while use_external is off: a keyframe can
+            # switch it on mid-render.
+            refs.append(Ref(f"point cache of {what}", item.filepath, bases.of(idb), DIR))
     for owner, tree, idb in _node_trees(bpy):
         base = bases.of(idb)
         for node in tree.nodes:
             what = f"node {node.name!r} in {owner}"
             if node.bl_idname in ("ShaderNodeTexIES", "ShaderNodeScript"):
-                if node.mode == "EXTERNAL":
-                    refs.append(Ref(what, node.filepath, base, FILE))
+                # Whatever the mode: node settings can be keyframed to EXTERNAL.
+                refs.append(Ref(what, node.filepath, base, FILE))
             elif node.bl_idname == "CompositorNodeOutputFile":
                 refs += _file_output_refs(node, f"File Output {what}", base)
     for scene in data.scenes:
@@ -376,6 +375,8 @@ def _file_output_refs(node: Any, what: str, base: str) -> list[Ref]:
 
 
 def _strip_refs(scene: Any, bases: _Bases) -> list[Ref]:
+    # Proxies are not checked: a final render reads strips and clips at full size, never
+    # their proxies.
     editor = scene.sequence_editor
     if editor is None:
         return []
