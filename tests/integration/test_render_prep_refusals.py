@@ -403,6 +403,31 @@ def test_a_fifo_in_the_job_is_refused_as_not_a_plain_file(screen: Path,
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("name", "text"), [
+    ("clip.mp4", "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\n{outside}\n#EXT-X-ENDLIST\n"),
+    ("clip.m3u8", "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\nhttp://127.0.0.1:9/x.ts\n"),
+    ("clip.mov", "ffconcat version 1.0\nfile '{outside}'\n"),
+])
+def test_a_playlist_inside_the_job_posing_as_a_movie_is_refused(
+        screen: Path, tmp_path: Path, name: str, text: str) -> None:
+    # ffmpeg follows an HLS playlist to any file or address it names: measured with strace,
+    # Blender alone opens the outside segment of the first playlist.
+    outside = make_movie(tmp_path / "outside" / "other_job.mp4")
+    task = _job_with(screen, tmp_path, "image_movie_protocol", f"//{name}")
+    (task / "in" / name).write_text(text.format(outside=outside))
+    code, error, _ = render(task)
+    assert code == rp.EXIT_REFUSED and error is not None
+    assert f"image 'Secret' reads '//{name}': it is text, not a movie or sound" in error
+
+
+def test_real_movies_and_sounds_are_not_mistaken_for_text(tmp_path: Path) -> None:
+    for made in (make_movie(tmp_path / "a.mp4"), make_wav(tmp_path / "a.wav")):
+        assert not rp._is_text(str(made))
+    (tmp_path / "utf8.txt").write_text("ffconcat version 1.0\nfile 'ñ.mp4'\n" * 300)
+    assert rp._is_text(str(tmp_path / "utf8.txt"))
+
+
+@pytest.mark.slow
 def test_a_missing_file_inside_the_job_is_a_warning_not_a_refusal(screen: Path,
                                                                   tmp_path: Path) -> None:
     task = _job_with(screen, tmp_path, "image_relative", "//textures/absent.png")

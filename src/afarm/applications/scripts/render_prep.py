@@ -19,7 +19,9 @@ The rule (defence in depth; the sandbox is what really bounds a task): every pat
 read must be a plain file (or, for caches, a directory) inside IN, OUT or SCRATCH once `//`,
 `..` and symlinks are resolved, and must hold no ':' (ffmpeg reads `concat:`, `http:`, `file:`
 as protocols). Every path a compositor File Output node writes must stay inside OUT or
-SCRATCH. A refusal prints one line per path naming the datablock (PREFIX) and exits
+SCRATCH. A movie or sound (read through ffmpeg) must not be text: ffmpeg follows playlists
+and manifests to the files and hosts they name. A refusal prints one line per path naming the
+datablock (PREFIX) and exits
 EXIT_REFUSED before anything renders. Missing files are not refused; they are warned about.
 The scene's own output path needs no check: afarm's `-o` overrides it.
 
@@ -46,6 +48,7 @@ _USAGE = "usage: blender ... --python render_prep.py FILE ... -- --job-dirs IN O
 
 # How Blender uses a path, which decides what may sit there.
 FILE = "file"  # one file it reads
+MEDIA = "media"  # one file it reads through ffmpeg (movies, sounds)
 FAMILY = "family"  # a file name standing for a numbered family (sequence, UDIM tiles)
 DIR = "dir"  # a directory it reads (and, for caches, may write)
 WRITE = "write"  # a file prefix it writes (compositor File Output)
@@ -73,7 +76,7 @@ class Ref(NamedTuple):
     owner: str  # e.g. "image 'Secret'"
     raw: str  # as stored in the file
     base: str  # the directory '//' means for this datablock
-    use: str  # FILE, FAMILY, DIR or WRITE
+    use: str  # FILE, MEDIA, FAMILY, DIR or WRITE
 
 
 def parse_job_dirs(argv: Sequence[str]) -> JobDirs:
@@ -140,6 +143,24 @@ def _kind_problem(path: str, want_dir: bool) -> str | None:
     if want_dir:
         return None if stat.S_ISDIR(mode) else "not a directory"
     return None if stat.S_ISREG(mode) else "not a plain file"
+
+
+def _is_text(path: str) -> bool:
+    # Every movie and sound container holds binary bytes in its first 4 KiB; a playlist or
+    # manifest (HLS .m3u8, DASH .mpd, SDP, ffconcat) is text, and ffmpeg opens the files and
+    # addresses it names, wherever they are.
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    if not head or b"\0" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3  # only a character cut at the 4 KiB boundary
+    return True
 
 
 def family_pattern(name: str) -> re.Pattern[str]:
@@ -217,6 +238,9 @@ def check_ref(ref: Ref, dirs: JobDirs, cwd: str) -> tuple[list[str], list[str]]:
         return [f"{said}: it is {problem}"], []
     if not os.path.exists(path):
         return [], [f"{said}: no such file in the job"]
+    if ref.use == MEDIA and _is_text(path):
+        return [f"{said}: it is text, not a movie or sound: ffmpeg would open whatever files"
+                " and addresses a playlist or manifest (HLS, DASH, SDP, ffconcat) names"], []
     if ref.use == DIR:
         refusals += [f"{said}: {p}" for p in _tree_problems(path, roots)]
     return refusals, []
@@ -296,14 +320,14 @@ def file_refs(bpy: Any, bases: _Bases) -> tuple[list[Ref], list[Ref]]:
         if img.source in ("GENERATED", "VIEWER") or (
                 img.source in ("FILE", "TILED") and img.packed_file is not None):
             continue
-        use = FAMILY if img.source in ("SEQUENCE", "TILED") else FILE
+        use = {"SEQUENCE": FAMILY, "TILED": FAMILY, "MOVIE": MEDIA}.get(img.source, FILE)
         refs.append(Ref(_name("image", img), img.filepath, bases.of(img), use))
     for clip in data.movieclips:
-        use = FAMILY if clip.source == "SEQUENCE" else FILE
+        use = FAMILY if clip.source == "SEQUENCE" else MEDIA
         refs.append(Ref(_name("movie clip", clip), clip.filepath, bases.of(clip), use))
     for sound in data.sounds:
         if sound.packed_file is None:
-            refs.append(Ref(_name("sound", sound), sound.filepath, bases.of(sound), FILE))
+            refs.append(Ref(_name("sound", sound), sound.filepath, bases.of(sound), MEDIA))
     for lib in data.libraries:
         if lib.packed_file is None:
             base = (os.path.dirname(bases.library_file(lib.parent)) if lib.parent is not None
@@ -391,10 +415,10 @@ def _strip_refs(scene: Any, bases: _Bases) -> list[Ref]:
                     else element.filename
                 refs.append(Ref(what, joined, base, FILE))
         elif strip.type == "MOVIE":
-            refs.append(Ref(what, strip.filepath, base, FILE))
+            refs.append(Ref(what, strip.filepath, base, MEDIA))
         elif strip.type == "SOUND" and strip.sound is not None \
                 and strip.sound.packed_file is None:
-            refs.append(Ref(what, strip.sound.filepath, bases.of(strip.sound), FILE))
+            refs.append(Ref(what, strip.sound.filepath, bases.of(strip.sound), MEDIA))
     return refs
 
 
