@@ -20,10 +20,10 @@ read must be a plain file (or, for caches, a directory) inside IN, OUT or SCRATC
 `..` and symlinks are resolved, and must hold no ':' (ffmpeg reads `concat:`, `http:`, `file:`
 as protocols). Every path a compositor File Output node writes must stay inside OUT or
 SCRATCH. A movie or sound (read through ffmpeg) must not be text: ffmpeg follows playlists
-and manifests to the files and hosts they name. A refusal prints one line per path naming the
-datablock (PREFIX) and exits
-EXIT_REFUSED before anything renders. Missing files are not refused; they are warned about.
-The scene's own output path needs no check: afarm's `-o` overrides it.
+and manifests to the files and hosts they name. A refusal prints one line per path naming
+the datablock (PREFIX) and exits EXIT_REFUSED before anything renders. Missing files are not
+refused; they are warned about (WARNING). The scene's own output path needs no check:
+afarm's `-o` overrides it.
 
 Debian's Blender is built without OpenImageDenoise, and Cycles then refuses to render any
 scene that has denoising on; such a render goes ahead without denoising and the log says so.
