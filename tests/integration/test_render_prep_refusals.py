@@ -18,7 +18,7 @@ import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
@@ -105,6 +105,34 @@ def test_the_job_dirs_may_come_with_a_tile_after_the_double_dash(tmp_path: Path)
     dirs = rp.parse_job_dirs(["b", "--", "--job-dirs", str(tmp_path), "/", "/",
                               "--tile", "0", "0", "2", "2"])
     assert dirs == rp.JobDirs(str(tmp_path), "/", "/")
+
+
+def test_a_path_blender_lists_but_no_walked_datablock_explains_is_refused(
+        tmp_path: Path) -> None:
+    # The catch-all for a kind of path the walk does not know (a newer Blender's).
+    job = _task(tmp_path / "job")
+    dirs = rp.JobDirs(str(job / "in"), str(job / "out"), str(job / "scratch"))
+    listed = [str(job / "in" / "tex.png"), "/etc/hostname", "/srv/text.py"]
+    bpy = SimpleNamespace(
+        data=SimpleNamespace(filepath=str(job / "in" / "shot.blend")),
+        utils=SimpleNamespace(blend_paths=lambda **_: listed))
+    text = rp.Ref("text 'notes.py'", "/srv/text.py", str(job / "in"), rp.FILE)
+    refused = rp._others(bpy, [], [text], dirs, str(job / "scratch"))
+    assert refused == ["the file refers to '/etc/hostname', outside the job's files (found by"
+                       " bpy.utils.blend_paths; afarm does not know which datablock holds it)"]
+
+
+def test_tile_border_reads_its_tile_beside_render_preps_job_dirs() -> None:
+    spec = importlib.util.spec_from_file_location("afarm_tile_border",
+                                                  SCRIPTS / "tile_border.py")
+    assert spec is not None and spec.loader is not None
+    tb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tb)
+    argv = ["blender", "--", "--job-dirs", "/j/in", "/j/out", "/j/s", "--tile", "1", "0", "2",
+            "1"]
+    assert tb.parse_tile(argv) == tb.Tile(1, 0, 2, 1)
+    with pytest.raises(tb.TileError):
+        tb.parse_tile([*argv, "--tile", "0", "0", "2", "1"])
 
 
 # -- with the real Blender ------------------------------------------------------------------
