@@ -23,7 +23,7 @@ from types import ModuleType, SimpleNamespace
 import pytest
 
 from afarm.applications.base import RunContext
-from afarm.applications.blender import BlenderApp
+from afarm.applications.blender import PREP_EXIT_CODES, PREP_REFUSED, BlenderApp
 from afarm.model.job import InputFile
 from tests.farm import MasterProcess
 from tests.fixtures.attack_blends import (
@@ -56,6 +56,11 @@ rp = _load_render_prep()
 
 
 # -- the rule, without Blender --------------------------------------------------------------
+
+def test_blender_app_knows_render_preps_refusal_line_and_exit_codes() -> None:
+    assert rp.PREFIX == PREP_REFUSED
+    assert {rp.EXIT_REFUSED, rp.EXIT_BROKEN} == set(PREP_EXIT_CODES)
+
 
 def test_paths_resolve_the_way_blender_opens_them() -> None:
     assert rp.blender_abspath("//tex/a.png", "/job/in", "/job/scratch") == "/job/in/tex/a.png"

@@ -5,7 +5,8 @@ Run by the slave after the .blend file is loaded and before the render starts (B
 its arguments in order, so ``--python`` must come between FILE and ``-f``):
 
     blender -b -Y FILE.blend -E ENGINE --python-exit-code 1 --python tile_border.py \
-        -o /abs/out/frame_####_r{row}c{col} -F PNG -x 1 -f N -- --tile COL ROW COLS ROWS
+        -o /abs/out/frame_####_r{row}c{col} -F PNG -x 1 -f N -- [--job-dirs ..] \
+        --tile COL ROW COLS ROWS
 
 Tile (COL, ROW) covers the whole pixels floor(COL*W/COLS) up to floor((COL+1)*W/COLS)
 (exclusive), and likewise for rows, where ROW 0 is the top row as images are read and W, H
