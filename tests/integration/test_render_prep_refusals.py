@@ -4,8 +4,9 @@
 Each attack file is made by the real Blender (tests/fixtures/attack_blends.py) and rendered
 with exactly the argv afarm.applications.blender builds for a slave, in a task directory laid
 out as the slave agent lays it out (in/, out/, scratch/; cwd scratch/). The task error is what
-BlenderApp.failure makes of the run, as the agent reports it. Control tests show the same
-files do read or write outside the job when Blender runs them without render_prep.py.
+BlenderApp.failure makes of the run, as the agent reports it; strace shows which outside
+files Blender opened before it stopped. Control tests show the same files do read or write
+outside the job when Blender runs them without render_prep.py.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from tests.fixtures.blends import SCRIPTS, blender_executable, make_scene
 
 APP = BlenderApp("blender", {"executable": blender_executable(), "engine": "CYCLES"})
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # blender depends on it
+STRACE = shutil.which("strace") or "strace"  # make deps-test installs it
 
 
 def _load_render_prep() -> ModuleType:
@@ -180,6 +182,16 @@ def render(task: Path, blend: Path | None = None) -> tuple[int, str | None, list
     return code, APP.failure(code, lines), lines
 
 
+def opened_under(argv: list[str], task: Path, top: Path) -> tuple[int, list[str], list[str]]:
+    """Run `argv` under strace: (exit code, log lines, files under `top` it opened)."""
+    trace = task.parent / "strace.log"
+    code, lines = _run([STRACE, "-f", "-qq", "--seccomp-bpf", "-o", str(trace),
+                        "-e", "trace=open,openat,openat2", *argv], task)
+    opened = [ln for ln in trace.read_text(errors="replace").splitlines()
+              if f'"{top}/' in ln and "= -1 " not in ln]
+    return code, lines, opened
+
+
 def centre(png: Path) -> tuple[int, int, int]:
     raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(png), "-f", "rawvideo",  # noqa: S607
                           "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
@@ -302,9 +314,14 @@ def test_a_path_outside_the_job_fails_the_task_naming_the_datablock_and_the_path
     target = _targets(outside, library)[attack]()
     task = _job_with(screen, tmp_path, attack, target)
     before = snapshot(outside)
-    code, error, lines = render(task)
+    code, lines, opened = opened_under(afarm_argv(task), task, outside)
+    error = APP.failure(code, lines)
     log = "\n".join(lines)
     assert code == rp.EXIT_REFUSED, log
+    # Refused before Blender opens the file. A library is the one exception: Blender parses
+    # it while it reads the .blend, before any script can run (nothing of it is rendered).
+    assert [Path(ln.split('"')[1]).name for ln in opened] == (
+        ["lib.blend"] if attack == "library" else []), opened
     assert error is not None and error.startswith("the .blend was refused: "), log
     assert REFUSED_AS[attack] in error, error
     assert target in error, error
