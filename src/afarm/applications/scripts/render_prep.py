@@ -388,13 +388,17 @@ def file_refs(bpy: Any, bases: _Bases) -> tuple[list[Ref], list[Ref]]:
 
 def _file_output_refs(node: Any, what: str, base: str) -> list[Ref]:
     # Muted nodes are checked too: a plain (Python-free) driver can unmute one mid-render.
-    refs = [Ref(what, node.base_path or "//", base, WRITE)]
+    refs = [Ref(what, node.base_path, base, WRITE)]
     if node.format.file_format != "OPEN_EXR_MULTILAYER":
         # Each input is written to base_path/sub_path: the sub path may hold '/' and '..'.
         for slot in node.file_slots:
             joined = node.base_path.rstrip("/") + "/" + slot.path if node.base_path \
                 else slot.path
             refs.append(Ref(f"input {slot.path!r} of {what}", joined, base, WRITE))
+            if slot.path.startswith("/"):
+                # Blender joins, but were an absolute sub path ever taken as it stands,
+                # it would have to pass too.
+                refs.append(Ref(f"input {slot.path!r} of {what}", slot.path, base, WRITE))
     return refs
 
 
@@ -430,10 +434,12 @@ def _others(bpy: Any, refs: list[Ref], unused: list[Ref], dirs: JobDirs,
     walk does not know (a newer Blender's), so the rule holds for it too.
     """
     explained: set[str] = set()
-    for ref in refs + unused:
-        full = blender_abspath(ref.raw, ref.base, cwd)
-        explained.update({ref.raw, os.path.normpath(full), os.path.dirname(
-            os.path.normpath(full))})
+    for checked, group in ((True, refs), (False, unused)):
+        for ref in group:
+            full = os.path.normpath(blender_abspath(ref.raw, ref.base, cwd))
+            explained.update({ref.raw, full})
+            if checked:  # Blender lists an image strip's directory, the walk its files
+                explained.add(os.path.dirname(full))
     refusals = []
     for path in bpy.utils.blend_paths(absolute=True, packed=True, local=False):
         if path in explained or os.path.normpath(path) in explained:
