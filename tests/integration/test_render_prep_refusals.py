@@ -406,6 +406,18 @@ def test_a_file_output_node_writing_into_the_output_dir_is_allowed(screen: Path,
 
 
 @pytest.mark.slow
+def test_an_absolute_input_sub_path_lands_under_the_base_path_and_is_allowed(
+        screen: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    task = _job_with(screen, tmp_path, "file_output_input", f"{outside}/written_")
+    code, error, lines = render(task)
+    assert (code, error) == (0, None), "\n".join(lines)
+    assert (task / "out" / str(outside).lstrip("/") / "written_0001.png").is_file()
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.slow
 def test_the_scenes_own_output_path_is_overridden_by_afarms(screen: Path,
                                                             tmp_path: Path) -> None:
     outside = tmp_path / "outside"

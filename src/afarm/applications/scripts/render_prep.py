@@ -394,11 +394,9 @@ def _file_output_refs(node: Any, what: str, base: str) -> list[Ref]:
         for slot in node.file_slots:
             joined = node.base_path.rstrip("/") + "/" + slot.path if node.base_path \
                 else slot.path
+            # Joined as text, even an absolute sub path (measured: "/x/y_" under "//../out/"
+            # writes out/x/y_0001.png).
             refs.append(Ref(f"input {slot.path!r} of {what}", joined, base, WRITE))
-            if slot.path.startswith("/"):
-                # Blender joins, but were an absolute sub path ever taken as it stands,
-                # it would have to pass too.
-                refs.append(Ref(f"input {slot.path!r} of {what}", slot.path, base, WRITE))
     return refs
 
 
