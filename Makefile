@@ -17,7 +17,7 @@ RUN_DEPS := blender ffmpeg rsync openssh-client openssh-server bubblewrap \
 	python3-aiohttp python3-configobj python3-numpy python3-paramiko \
 	python3-debian python3-dbus python3-systemd
 TEST_DEPS := $(RUN_DEPS) python3-pytest python3-pytest-timeout python3-venv python3-pip mypy \
-	iproute2 procps util-linux passwd git systemd \
+	iproute2 procps util-linux passwd git systemd strace \
 	debhelper dh-python pybuild-plugin-pyproject python3-setuptools python3-all lintian \
 	groff-base man-db devscripts fakeroot build-essential
 

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Blender: frame chunks or tiles of a .blend, with stitch and encode follow-ups."""
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ ENGINES = ("CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH")
 FORMATS = {"PNG": "png", "OPEN_EXR": "exr"}
 ENCODINGS = ("", "mp4")
 PARAMS = {"frames", "chunk", "tiles", "engine", "format", "encode", "fps", "scene"}
+# What render_prep.py prints and exits with when it refuses a file (see that script).
+PREP_REFUSED = "afarm: refused: "
+PREP_EXIT_CODES = (3, 4)
 _ERROR_LINE = re.compile(
     r"(?i)(error|traceback|exception|cannot|can't|failed|unable|not a blend|"
     r"file format is not supported|out of memory)")
@@ -168,13 +172,18 @@ class BlenderApp(ConfiguredApp):
                                   or len(scene) > 63):
             raise UsageError(f"refused: scene {scene!r}")
         # -Y: scripts inside the submitted file never run.  Order matters: Blender applies
-        # arguments left to right, so engine, output and format precede the frame option.
-        argv = [resolve_executable(self.executable), "-b", "-Y", str(ctx.inputs[0])]
+        # arguments left to right. render_prep.py comes before the file, so it checks every
+        # path the file refers to as soon as it is read and before Blender opens any of
+        # them, and again after it, to prove the check ran; engine, output and format
+        # precede the frame option.
+        prep = str(script_path("render_prep.py"))
+        argv = [resolve_executable(self.executable), "-b", "-Y", "--python-exit-code", "1",
+                "--python", prep, str(ctx.inputs[0])]
         if scene:
             argv += ["-S", scene]
         if params["engine"]:
             argv += ["-E", str(params["engine"])]
-        argv += ["--python-exit-code", "1", "--python", str(script_path("render_prep.py"))]
+        argv += ["--python", prep]
         suffix = ""
         tile = params.get("tile")
         if tile:
@@ -187,12 +196,22 @@ class BlenderApp(ConfiguredApp):
             argv += ["--python", str(script_path("tile_border.py"))]
         argv += ["-o", str(ctx.out_dir / f"frame_####{suffix}"), "-F", fmt, "-x", "1",
                  "-f", ",".join(str(f) for f in frames)]
+        # What "inside the job" means for render_prep.py: the inputs' directory (all inputs
+        # sit under it), the output directory and the scratch directory.
+        in_dir = os.path.commonpath([str(p.parent) for p in ctx.inputs])
+        argv += ["--", "--job-dirs", in_dir, str(ctx.out_dir), str(ctx.scratch)]
         if tile:
-            argv += ["--", "--tile", str(col), str(row), str(cols), str(rows)]
+            argv += ["--tile", str(col), str(row), str(cols), str(rows)]
         return argv
 
     def failure(self, exit_code: int, log_lines: list[str]) -> str | None:
         errors = [ln for ln in log_lines if _ERROR_LINE.search(ln)]
+        refused = [ln.removeprefix(PREP_REFUSED) for ln in log_lines
+                   if ln.startswith(PREP_REFUSED)]
+        if exit_code in PREP_EXIT_CODES and refused:
+            more = len(refused) - 1
+            return ("the .blend was refused: " + refused[0]
+                    + (f" (and {more} more; see the task log)" if more else ""))
         if exit_code != 0:
             return f"blender exited {exit_code}" + (f": {errors[-1]}" if errors else "")
         return None

@@ -48,11 +48,46 @@ def test_tiles_make_one_task_per_tile_and_a_stitch_per_frame() -> None:
 def test_argv_disables_autoexec_and_sets_output_before_frames(tmp_path: Path) -> None:
     params = APP.validate({"frames": "1-3"}, BLEND)
     argv = APP.argv("render", APP.plan("x", params, BLEND)[0].params, ctx(tmp_path))
-    assert argv[:4] == ["/usr/bin/blender", "-b", "-Y", str(tmp_path / "in" / BLEND[0].name)]
+    blend = str(tmp_path / "in" / BLEND[0].name)
+    assert argv[:3] == ["/usr/bin/blender", "-b", "-Y"]
     assert "-y" not in argv
-    assert argv.index("-E") < argv.index("--python") < argv.index("-f")
+    assert argv.index("-E") < argv.index("-f")
     assert argv.index("-o") < argv.index("-f") and argv.index("-F") < argv.index("-f")
     assert argv[argv.index("-f") + 1] == "1"
+    assert argv.index(blend) < argv.index("-o")
+
+
+def test_render_prep_runs_before_the_file_loads_and_again_after_it(tmp_path: Path) -> None:
+    params = APP.validate({"frames": "1", "scene": "Shot"}, BLEND)
+    argv = APP.argv("render", params, ctx(tmp_path))
+    blend = argv.index(str(tmp_path / "in" / BLEND[0].name))
+    preps = [i for i, a in enumerate(argv) if a == "--python"
+             and argv[i + 1].endswith("/render_prep.py")]
+    # Before the file: checks it the moment it is read. After it (and after -S): proves
+    # the check ran. A failing script must fail Blender, which exits 0 otherwise.
+    assert len(preps) == 2 and preps[0] < blend < argv.index("-S") < preps[1] < argv.index("-f")
+    assert argv.index("--python-exit-code") < preps[0]
+    assert argv[argv.index("--python-exit-code") + 1] != "0"
+
+
+def test_render_prep_is_told_the_jobs_directories_after_the_double_dash(tmp_path: Path) -> None:
+    context = RunContext(inputs=[tmp_path / "in" / "shot.blend", tmp_path / "in" / "tex" / "a.png"],
+                         out_dir=tmp_path / "out", scratch=tmp_path / "scratch", outputs=[])
+    argv = APP.argv("render", APP.validate({"frames": "1"}, BLEND), context)
+    assert argv[argv.index("--"):] == ["--", "--job-dirs", str(tmp_path / "in"),
+                                       str(tmp_path / "out"), str(tmp_path / "scratch")]
+
+
+def test_a_refusal_by_render_prep_becomes_the_task_error_naming_the_datablock() -> None:
+    lines = ["Blender 3.4.1", "Read blend: /w/in/x.blend",
+             "afarm: refused: image 'Secret' reads 'concat:/a|/b': a path with ':' ...",
+             "afarm: refused: font 'F' reads '/usr/share/fonts/x.ttf': outside the job's files"]
+    error = APP.failure(3, lines)
+    assert error is not None
+    assert error.startswith("the .blend was refused: image 'Secret' reads 'concat:/a|/b'")
+    assert error.endswith("(and 1 more; see the task log)")
+    # The exit code decides; a look-alike line in a successful render fails nothing.
+    assert APP.failure(0, lines) is None
 
 
 def test_without_an_engine_the_files_own_is_used(tmp_path: Path) -> None:
@@ -68,9 +103,11 @@ def test_tile_argv_runs_only_afarms_own_script(tmp_path: Path) -> None:
     params = APP.validate({"frames": "2", "tiles": "2x1"}, BLEND)
     argv = APP.argv("render", APP.plan("x", params, BLEND)[1].params, ctx(tmp_path))
     scripts = [argv[i + 1] for i, a in enumerate(argv) if a == "--python"]
-    assert [Path(s).name for s in scripts] == ["render_prep.py", "tile_border.py"]
+    assert [Path(s).name for s in scripts] == ["render_prep.py", "render_prep.py",
+                                              "tile_border.py"]
     assert all(s.endswith(f"afarm/applications/scripts/{Path(s).name}") for s in scripts)
     assert argv[-5:] == ["--tile", "1", "0", "2", "1"]
+    assert argv[argv.index("--") + 1] == "--job-dirs"
     assert argv[argv.index("-o") + 1].endswith("frame_####_r0c1")
 
 

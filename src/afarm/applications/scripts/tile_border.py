@@ -5,7 +5,8 @@ Run by the slave after the .blend file is loaded and before the render starts (B
 its arguments in order, so ``--python`` must come between FILE and ``-f``):
 
     blender -b -Y FILE.blend -E ENGINE --python-exit-code 1 --python tile_border.py \
-        -o /abs/out/frame_####_r{row}c{col} -F PNG -x 1 -f N -- --tile COL ROW COLS ROWS
+        -o /abs/out/frame_####_r{row}c{col} -F PNG -x 1 -f N -- [--job-dirs ..] \
+        --tile COL ROW COLS ROWS
 
 Tile (COL, ROW) covers the whole pixels floor(COL*W/COLS) up to floor((COL+1)*W/COLS)
 (exclusive), and likewise for rows, where ROW 0 is the top row as images are read and W, H
@@ -58,11 +59,18 @@ def parse_tile(argv: Sequence[str]) -> Tile:
     if "--" not in args:
         raise TileError(f"tile_border.py: no '--' in the command line\n{_USAGE}")
     ours = args[args.index("--") + 1 :]
-    if len(ours) != 5 or ours[0] != "--tile":
+    # Other afarm scripts (render_prep.py's --job-dirs) read their own options after the
+    # same '--'; ours run from --tile to the next option.
+    if ours.count("--tile") != 1:
+        raise TileError(f"tile_border.py: expected '--tile COL ROW COLS ROWS', got {ours!r}\n"
+                        f"{_USAGE}")
+    rest = ours[ours.index("--tile") + 1 :]
+    values = rest[:next((i for i, a in enumerate(rest) if a.startswith("--")), len(rest))]
+    if len(values) != 4:
         raise TileError(f"tile_border.py: expected '--tile COL ROW COLS ROWS', got {ours!r}\n"
                         f"{_USAGE}")
     numbers: list[int] = []
-    for name, text in zip(("COL", "ROW", "COLS", "ROWS"), ours[1:], strict=True):
+    for name, text in zip(("COL", "ROW", "COLS", "ROWS"), values, strict=True):
         # int() alone would accept " 1", "+1" and "1_0"; a tile index is plain digits.
         if not text.isascii() or not text.isdigit():
             raise TileError(f"tile_border.py: {name} must be a non-negative integer, "
