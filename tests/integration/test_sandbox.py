@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 
 from afarm.applications.base import script_path
+from afarm.applications.blender import BlenderApp
 from afarm.applications.registry import load_applications
 from afarm.runner import sandbox as sandbox_module
 from afarm.runner.sandbox import (
@@ -41,6 +42,7 @@ from afarm.runner.sandbox import (
     build_argv,
     task_user,
 )
+from afarm.runner.workspace import Input, Workspace
 from afarm.slave.agent import Agent
 from tests.farm import ENV
 from tests.fixtures.blends import make_scene, run_blender
@@ -537,12 +539,16 @@ def test_the_demo_scene_renders_bit_identical_in_the_sandbox(tmp_path: Path,
     scene = make_scene(tmp_path)
     done = agent.render(1, scene, [1, 3])
     assert done["error"] is None, done
-    plain = tmp_path / "plain"
-    plain.mkdir()
-    cp = run_blender(["-b", "-Y", str(scene), "--python-exit-code", "1", "--python",
-                      str(script_path("render_prep.py")), "-o", str(plain / "frame_####"),
-                      "-F", "PNG", "-x", "1", "-f", "1,3"])
+    # The same argv the agent built, run without the sandbox.
+    ws = Workspace(tmp_path / "plain-task")
+    ws.create()
+    blend = ws.link(Input(scene.name, scene))
+    app = BlenderApp("blender", {"executable": "/usr/bin/blender"})
+    argv = app.argv("render", {"format": "PNG", "engine": "", "frames": [1, 3]},
+                    ws.context([blend], []))
+    cp = subprocess.run(argv, cwd=ws.scratch, capture_output=True, text=True, check=False)
     assert cp.returncode == 0, cp.stdout
+    plain = ws.out_dir
     for frame in ("frame_0001.png", "frame_0003.png"):
         sandboxed_frame = agent.work / done["out_dir"] / frame
         assert _decode_rgb(sandboxed_frame) == _decode_rgb(plain / frame), frame

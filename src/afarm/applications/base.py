@@ -19,6 +19,7 @@ class RunContext:
     out_dir: Path
     scratch: Path
     outputs: list[str]  # basenames the task must leave in out_dir
+    in_dir: Path | None = None  # where the inputs are linked; everything a task reads
 
 
 @dataclass(frozen=True)

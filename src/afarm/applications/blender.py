@@ -196,9 +196,10 @@ class BlenderApp(ConfiguredApp):
             argv += ["--python", str(script_path("tile_border.py"))]
         argv += ["-o", str(ctx.out_dir / f"frame_####{suffix}"), "-F", fmt, "-x", "1",
                  "-f", ",".join(str(f) for f in frames)]
-        # What "inside the job" means for render_prep.py: the inputs' directory (all inputs
-        # sit under it), the output directory and the scratch directory.
-        in_dir = os.path.commonpath([str(p.parent) for p in ctx.inputs])
+        # What "inside the job" means for render_prep.py: the inputs' directory, the output
+        # directory and the scratch directory.
+        in_dir = str(ctx.in_dir) if ctx.in_dir else os.path.commonpath(
+            [str(p.parent) for p in ctx.inputs])
         argv += ["--", "--job-dirs", in_dir, str(ctx.out_dir), str(ctx.scratch)]
         if tile:
             argv += ["--tile", str(col), str(row), str(cols), str(rows)]

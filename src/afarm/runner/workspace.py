@@ -53,7 +53,7 @@ class Workspace:
 
     def context(self, inputs: list[Path], outputs: list[str]) -> RunContext:
         return RunContext(inputs=inputs, out_dir=self.out_dir, scratch=self.scratch,
-                          outputs=outputs)
+                          outputs=outputs, in_dir=self.in_dir)
 
     def remove(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)
