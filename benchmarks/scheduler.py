@@ -15,16 +15,14 @@ import resource
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+from tests.fakes import InstantPlace, NoResults
 
 from afarm.master.scheduling.index import SlaveView
 from afarm.master.scheduling.scheduler import Scheduler
-from afarm.master.slaves.link import Outcome
-from afarm.model.job import InputFile, Job, JobSpec, Task, TaskSpec
+from afarm.model.job import InputFile, JobSpec, TaskSpec
 from afarm.model.policy import FailurePolicy
-from afarm.protocol.messages import TaskReply
 from afarm.store.db import Store
 
 # What Store.next_task asked SQLite for every decision before the index (landed 0.1.0).
@@ -37,53 +35,6 @@ OLD_NEXT_TASK = (
     " AND NOT EXISTS (SELECT 1 FROM blocklist b WHERE b.job_id = t.job_id AND b.slave = ?)"
     " AND NOT EXISTS (SELECT 1 FROM task_failures f WHERE f.task_id = t.id AND f.slave = ?)"
     " ORDER BY j.priority DESC, j.id, t.idx LIMIT 1")
-
-
-class Results:
-    def partial_for(self, task: Task, attempt: int) -> Callable[[str], Path]:
-        return lambda rel: Path("/nonexistent") / rel
-
-    def publish(self, task: Task, got: dict[str, Path]) -> None:
-        pass
-
-    def discard(self, task: Task, attempt: int) -> None:
-        pass
-
-    def write_log(self, task: Task, attempt: int, slave: str, reply: TaskReply | None,
-                  reason: str) -> None:
-        pass
-
-
-class InstantSlave:
-    """A slave that finishes every task the moment it gets it."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.slots = 1
-        self.state = "online"
-        self.tags: list[str] = []
-        self.applications: frozenset[str] | None = None
-        self.running: dict[int, Any] = {}
-
-    @property
-    def free_slots(self) -> int:
-        return self.slots - len(self.running)
-
-    def mark_busy(self, task_id: int, job: Any) -> None:
-        self.running[task_id] = job
-
-    def mark_free(self, task_id: int) -> None:
-        self.running.pop(task_id, None)
-
-    def cancel(self, task_id: int, attempt: int) -> None:
-        pass
-
-    async def run(self, task: Task, attempt: int, job: Job, timeout: int,
-                  partial: Callable[[str], Path]) -> Outcome:
-        return Outcome("done")
-
-    async def stop(self) -> None:
-        pass
 
 
 def fill(store: Store, jobs: int, tasks: int, seed: int = 1) -> None:
@@ -99,9 +50,9 @@ def fill(store: Store, jobs: int, tasks: int, seed: int = 1) -> None:
 
 
 def scheduler_for(store: Store, slaves: int) -> Scheduler:
-    sched = Scheduler(store, Results(), FailurePolicy(), lambda t, j: 3600)
+    sched = Scheduler(store, NoResults(), FailurePolicy(), lambda t, j: 3600)
     for i in range(slaves):
-        s = InstantSlave(f"s{i:04d}")
+        s = InstantPlace(f"s{i:04d}")
         sched.places[s.name] = s  # type: ignore[assignment]
     sched.load()
     return sched

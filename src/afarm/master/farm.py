@@ -187,7 +187,6 @@ class Farm:
     def cancel_job(self, job_id: int) -> None:
         self.scheduler.drop_job(job_id)
         self.scheduler.cancel_running(self.store.cancel_job(job_id))
-        self.job_finished()
         self.wake()
 
     def pause_job(self, job_id: int) -> None:

@@ -15,6 +15,16 @@ log = logging.getLogger(__name__)
 MAX_TASK_LOG = 4 << 20  # bytes one task's log may grow to over all its attempts
 
 
+def output_rel(task: Task, name: str) -> str | None:
+    """Where in the job an output file `name` of this task goes: one of its planned outputs,
+    or (for a task that collects what its program writes) under its collect_extra dir."""
+    for rel in task.outputs:
+        if Path(rel).name == name:
+            return rel
+    extra = task.params.get("collect_extra")
+    return f"{extra}/{name}" if extra else None
+
+
 class Results:
     def __init__(self, jobs_root: Path) -> None:
         self.jobs_root = jobs_root

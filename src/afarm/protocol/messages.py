@@ -15,7 +15,7 @@ from afarm.errors import AfarmError
 
 PROTOCOL_VERSION = 2
 MAX_LOG_LINES = 200
-MAX_LINE = 4096
+MAX_LINE = 4096  # longer lines are cut: a log line is for people, not a data channel
 MAX_ERRORS = 50
 MAX_OUTPUTS = 100_000
 MAX_TIMEOUT = 7 * 24 * 3600
@@ -168,7 +168,7 @@ class TaskReply:
             outputs=[str(o)[:255] for o in outputs],
             out_dir=str(msg.get("out_dir") or "")[:1024],
             seconds=float(seconds) if isinstance(seconds, int | float) else 0.0,
-            argv=_lines(msg.get("argv"), 10_000)[:10_000],
+            argv=_lines(msg.get("argv"), 10_000),
             log=_lines(msg.get("log"), MAX_LOG_LINES),
             errors=_lines(msg.get("errors"), MAX_ERRORS),
             warnings=_lines(msg.get("warnings"), MAX_ERRORS))

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import IO
 
 from afarm.errors import AfarmError
+from afarm.protocol.messages import MAX_LINE
 from afarm.runner.sandbox import open_output
-
-MAX_LINE = 4096  # longer lines are cut: a log line is for people, not a data channel
 
 
 class CannotStart(AfarmError):

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from afarm.applications.base import Application
+from afarm.protocol.messages import MAX_ERRORS
+from afarm.protocol.messages import MAX_LOG_LINES as LOG_TAIL
 from afarm.runner.process import Process
 from afarm.runner.verify import verify_output
 from afarm.runner.workspace import Workspace
 
-LOG_TAIL = 200
-MAX_ERRORS = 50
 OUTPUT_NAME = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9._+-]{0,254}$")
 _SAVED = re.compile(r"Saved: '(.+)'")
 _ERROR = re.compile(r"(?i)(error|traceback|exception|cannot|failed|unable)")

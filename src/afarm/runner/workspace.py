@@ -55,5 +55,11 @@ class Workspace:
         return RunContext(inputs=inputs, out_dir=self.out_dir, scratch=self.scratch,
                           outputs=outputs, in_dir=self.in_dir)
 
+    def env(self) -> dict[str, str]:
+        """The environment a task's program starts with: nothing of the caller's but PATH;
+        its home and temporary files are its scratch dir."""
+        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.scratch),
+                "TMPDIR": str(self.scratch), "LANG": "C.UTF-8"}
+
     def remove(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)

@@ -222,10 +222,8 @@ class Agent:
         ws = Workspace(self.task_dir(req.job, req.task, req.attempt))
         ws.create()
         inputs = [ws.link(Input(i.name, self._cached(i))) for i in req.inputs]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(ws.scratch),
-               "TMPDIR": str(ws.scratch), "LANG": "C.UTF-8"}
         result = run.execute(app, req.kind, req.params, ws, inputs, expected,
-                             float(req.timeout), env, wrap=self.sandbox.wrap_workspace)
+                             float(req.timeout), ws.env(), wrap=self.sandbox.wrap_workspace)
         return TaskReply(task=req.task, attempt=req.attempt, exit_code=result.exit_code,
                          error=result.error, timed_out=result.timed_out,
                          outputs=result.outputs,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from afarm.errors import IllegalTransition
 from afarm.model.job import InputFile, Job, JobSpec, Task, TaskSpec
 from afarm.model.policy import FailureDecision
 from afarm.model.status import (
@@ -24,6 +25,7 @@ from afarm.model.status import (
     JobStatus,
     TaskStatus,
     derive_job_status,
+    job_transition_is_legal,
     may_move,
 )
 from afarm.store.schema import migrate
@@ -184,9 +186,6 @@ class Store:
                         " (SELECT 1 FROM job_files j WHERE j.sha256 = files.sha256)",
                         (sha256,))
 
-    def referenced_files(self) -> set[str]:
-        return {r[0] for r in self.db.execute("SELECT DISTINCT sha256 FROM job_files")}
-
     # -- jobs ---------------------------------------------------------------------------
     def add_job(self, spec: JobSpec, plan: list[TaskSpec]) -> int:
         """Store a job with all its tasks atomically; returns the job id."""
@@ -344,25 +343,24 @@ class Store:
             args.append(job_id)
         return [RunnableRow(*r) for r in self.db.execute(sql, args)]
 
-    def dependents(self, task_ids: Iterable[int]) -> list[tuple[int, int]]:
-        """(task, dependency) pairs for the given waiting tasks."""
-        out: list[tuple[int, int]] = []
+    def _pairs_for(self, sql: str, task_ids: Iterable[int]) -> list[tuple[Any, Any]]:
+        """Rows of `sql` (whose IN list is `{marks}`) for many tasks, a bounded IN at a time."""
+        out: list[tuple[Any, Any]] = []
         ids = list(task_ids)
         for i in range(0, len(ids), 500):
             marks, vals = _marks(ids[i:i + 500])
-            out += [(r[0], r[1]) for r in self.db.execute(
-                f"SELECT task_id, dep_id FROM task_deps WHERE task_id IN {marks}", vals)]
+            out += [(r[0], r[1]) for r in self.db.execute(sql.format(marks=marks), vals)]
         return out
 
+    def dependents(self, task_ids: Iterable[int]) -> list[tuple[int, int]]:
+        """(task, dependency) pairs for the given waiting tasks."""
+        return self._pairs_for("SELECT task_id, dep_id FROM task_deps WHERE task_id IN {marks}",
+                               task_ids)
+
     def failed_on(self, task_ids: Iterable[int]) -> list[tuple[int, str]]:
-        out: list[tuple[int, str]] = []
-        ids = list(task_ids)
-        for i in range(0, len(ids), 500):
-            marks, vals = _marks(ids[i:i + 500])
-            out += [(r[0], r[1]) for r in self.db.execute(
-                f"SELECT DISTINCT task_id, slave FROM task_failures WHERE task_id IN {marks}",
-                vals)]
-        return out
+        """(task, slave) for every slave each of these tasks failed on."""
+        return self._pairs_for("SELECT DISTINCT task_id, slave FROM task_failures"
+                               " WHERE task_id IN {marks}", task_ids)
 
     def _move(self, task_id: int, new: TaskStatus, *, attempt: int | None = None,
               extra: str = "", args: tuple[Any, ...] = ()) -> sqlite3.Row | None:
@@ -488,11 +486,6 @@ class Store:
                                (job_id,) if job_id else ())
         return [(r[0], r[1]) for r in rows]
 
-    def failures(self, task_id: int) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT slave, at, reason FROM task_failures WHERE task_id=?"
-                               " ORDER BY at", (task_id,))
-        return [dict(r) for r in rows]
-
     def failures_of_job(self, job_id: int) -> dict[int, list[dict[str, Any]]]:
         out: dict[int, list[dict[str, Any]]] = {}
         for r in self.db.execute("SELECT task_id, slave, at, reason FROM task_failures"
@@ -527,6 +520,8 @@ class Store:
             return
         status = JobStatus(c.job_status)
         new = derive_job_status(status, c.by_status)
+        if not job_transition_is_legal(status, new):
+            return  # e.g. a late failure of a canceled job's task: the job stays canceled
         if new == JobStatus.FAILED and status != JobStatus.FAILED:
             self._cancel_open(job_id, "another task of the job failed")
         if new != status:
@@ -561,6 +556,9 @@ class Store:
         return active
 
     def _set_job(self, job_id: int, status: JobStatus, *, clear_error: bool = False) -> None:
+        row = self.db.execute("SELECT status FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is not None and not job_transition_is_legal(JobStatus(row[0]), status):
+            raise IllegalTransition(f"job {job_id} is {row[0]}; it cannot become {status}")
         self.db.execute("UPDATE jobs SET status=?, updated=?" + (", error=''" if clear_error
                                                                    else "") + " WHERE id=?",
                         (status.value, time.time(), job_id))

@@ -111,12 +111,6 @@ class RunnableIndex:
             del self._waiting[t]
         self._blocked.pop(job_id, None)
 
-    def __len__(self) -> int:
-        return sum(len(h) for j in self._jobs.values() for h in j.heaps.values())
-
-    def jobs(self) -> list[int]:
-        return [k[1] for k in self._order]
-
     # -- decisions ------------------------------------------------------------------------
     def take(self, runs_on: str, slave: SlaveView | None = None,
              accept: Callable[[int, str], bool] | None = None) -> Candidate | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from afarm.errors import AfarmError
+from afarm.master.results import output_rel
 from afarm.model.job import Job, Task
 from afarm.protocol.messages import (
     PROTOCOL_VERSION,
@@ -184,7 +185,7 @@ class SlaveLink:
             return
         key: Any = ("done", msg.get("task"), msg.get("attempt")) if op == "done" \
             else msg.get("id")
-        waiter = self._waiters.pop(key, None) if isinstance(key, int | tuple) else None
+        waiter = self._waiters.pop(key, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(msg)
 
@@ -313,13 +314,11 @@ class SlaveLink:
     async def fetch_outputs(self, task: Task, reply: TaskReply,
                             partial: Callable[[str], Path]) -> dict[str, Path]:
         """Bring the task's outputs into `.partial/`, verified; returns rel path -> partial."""
-        wanted = {Path(o).name: o for o in task.outputs}
-        extra = task.params.get("collect_extra")
         got: dict[str, Path] = {}
         for name in reply.outputs:
             if Path(name).name != name or name in ("", ".", ".."):
                 raise AfarmError(f"{self.name} reported an output path {name!r}; refused")
-            rel = wanted.get(name) or (f"{extra}/{name}" if extra else None)
+            rel = output_rel(task, name)
             if rel is None:
                 continue
             dst = partial(rel)

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from afarm.applications.base import Application
 from afarm.errors import AfarmError
+from afarm.master.results import output_rel
 from afarm.master.slaves.link import Outcome
 from afarm.model.job import Job, Task
 from afarm.protocol.messages import TaskReply
@@ -106,10 +107,8 @@ class MasterRunner:
                 return Outcome("failed", f"an input of task {task.id} is missing: "
                                          f"{exc.filename}")
             expected = [Path(o).name for o in task.outputs]
-            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(ws.scratch),
-                   "TMPDIR": str(ws.scratch), "LANG": "C.UTF-8"}
             result = run.execute(app, task.kind, task.params, ws, inputs, expected,
-                                 float(timeout), env, wrap=self.sandbox.wrap_workspace)
+                                 float(timeout), ws.env(), wrap=self.sandbox.wrap_workspace)
             reply = TaskReply(task.id, attempt, exit_code=result.exit_code,
                               error=result.error, timed_out=result.timed_out,
                               outputs=result.outputs, seconds=result.seconds,
@@ -118,10 +117,8 @@ class MasterRunner:
             if result.error:
                 return Outcome("failed", result.error, reply)
             got = {}
-            wanted = {Path(o).name: o for o in task.outputs}
-            extra = task.params.get("collect_extra")
             for name in result.outputs:
-                rel = wanted.get(name) or (f"{extra}/{name}" if extra else None)
+                rel = output_rel(task, name)
                 if rel is None:
                     continue
                 dst = partial(rel)

@@ -2,7 +2,7 @@
 """The scheduler's decisions through its real index, store and failure policy."""
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,62 +11,17 @@ import pytest
 from afarm.master.scheduling.index import SlaveView
 from afarm.master.scheduling.scheduler import Scheduler
 from afarm.master.slaves.link import Outcome
-from afarm.model.job import InputFile, Job, JobSpec, Task, TaskSpec
+from afarm.model.job import InputFile, JobSpec, Task, TaskSpec
 from afarm.model.policy import FailurePolicy
 from afarm.model.status import JobStatus, TaskStatus
-from afarm.protocol.messages import TaskReply
 from afarm.store.db import Store
-
-
-class NoResults:
-    def partial_for(self, task: Task, attempt: int) -> Callable[[str], Path]:
-        return lambda rel: Path("/nonexistent") / rel
-
-    def publish(self, task: Task, got: dict[str, Path]) -> None:
-        pass
-
-    def discard(self, task: Task, attempt: int) -> None:
-        pass
-
-    def write_log(self, task: Task, attempt: int, slave: str, reply: TaskReply | None,
-                  reason: str) -> None:
-        pass
-
-
-class FakePlace:
-    def __init__(self, name: str, slots: int = 1, tags: list[str] | None = None) -> None:
-        self.name = name
-        self.slots = slots
-        self.state = "online"
-        self.tags = tags or []
-        self.applications: frozenset[str] | None = None
-        self.running: dict[int, Any] = {}
-
-    @property
-    def free_slots(self) -> int:
-        return self.slots - len(self.running)
-
-    def mark_busy(self, task_id: int, job: Any) -> None:
-        self.running[task_id] = job
-
-    def mark_free(self, task_id: int) -> None:
-        self.running.pop(task_id, None)
-
-    def cancel(self, task_id: int, attempt: int) -> None:
-        pass
-
-    async def run(self, task: Task, attempt: int, job: Job, timeout: int,
-                  partial: Callable[[str], Path]) -> Outcome:
-        return Outcome("done")
-
-    async def stop(self) -> None:
-        pass
+from tests.fakes import InstantPlace, NoResults
 
 
 class Harness:
     """Drives the scheduler's pieces one decision at a time."""
 
-    def __init__(self, store: Store, slaves: list[FakePlace]) -> None:
+    def __init__(self, store: Store, slaves: list[InstantPlace]) -> None:
         self.store = store
         self.sched = Scheduler(store, NoResults(), FailurePolicy(), lambda t, j: 60)
         for p in slaves:
@@ -89,7 +44,7 @@ class Harness:
         return attempt
 
     def complete(self, task: Task, attempt: int) -> None:
-        self.sched._apply(FakePlace(task.slave or "s"), task, attempt,  # type: ignore
+        self.sched._apply(InstantPlace(task.slave or "s"), task, attempt,  # type: ignore
                           Outcome("done"))
 
     def fail(self, task: Task, attempt: int, slave: str) -> TaskStatus:
@@ -117,7 +72,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def farm(store: Store, n: int = 4) -> Harness:
-    return Harness(store, [FakePlace(f"s{i}") for i in range(1, n + 1)])
+    return Harness(store, [InstantPlace(f"s{i}") for i in range(1, n + 1)])
 
 
 def test_higher_priority_jobs_run_first_then_older_jobs(store: Store) -> None:
