@@ -89,7 +89,9 @@ def load(
             encoding="utf-8",
         )
     except OSError as exc:
-        raise ConfigError(label, [f"cannot read the file ({exc.strerror}); check the path"]
+        why = exc.strerror or ("it does not exist" if path is not None and not Path(path).exists()
+                               else "this user may not read it")
+        raise ConfigError(label, [f"cannot read the file ({why}); check the path"]
                           ) from exc
     except ConfigObjError as exc:
         syntax = [f"line {e.line_number}: {e.msg}: {e.line!r}" for e in exc.errors] \
