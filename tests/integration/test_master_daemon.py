@@ -1,7 +1,6 @@
 # SPDX-License-Identifier: MIT
 """The daemon's start-up rules: config errors, tokens, and the event stream."""
 
-import os
 import re
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.farm import ENV, MasterProcess
+from tests.platform import need_root
 
 EX_CONFIG = 78
 
@@ -114,8 +114,7 @@ def test_verbs_on_an_unknown_job_exit_2_naming_it(tmp_path: Path, verb: str) -> 
 
 
 def test_started_as_root_the_daemon_refuses_and_says_how_to_run_it(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (make test runs as root)")
+    need_root("this test starts the master as root")
     farm = MasterProcess(tmp_path, slaves=0)
     farm.conf.write_text(farm.conf.read_text().replace("allow_root = yes\n", ""))
     cp = run_master("--config", str(farm.conf))

@@ -46,6 +46,7 @@ from afarm.runner.workspace import Input, Workspace
 from afarm.slave.agent import Agent
 from tests.farm import ENV
 from tests.fixtures.blends import make_scene, run_blender
+from tests.platform import need_root
 
 NOBODY = 65534
 PY = "/usr/bin/python3"
@@ -89,8 +90,8 @@ def _job(root: Path, mode: str) -> Job:
 
 
 def _need(mode: str) -> None:
-    if mode == "user" and os.geteuid() != 0:
-        pytest.skip("needs root to become nobody")
+    if mode == "user":
+        need_root("only root can become nobody")
 
 
 def sandboxed(mode: str, argv: list[str], job: Job,
@@ -241,8 +242,7 @@ print(json.dumps(results))
 
 @pytest.mark.system
 def test_a_root_agents_task_runs_as_the_task_user_not_the_masters(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: only a root agent switches users")
+    need_root("only a root agent switches users")
     job = _job(tmp_path, "agent")
     user = task_user("afarm-task", create=True)
     got = probe("agent", job, """
@@ -263,8 +263,7 @@ print(json.dumps({"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(),
 
 @pytest.mark.system
 def test_agents_starting_together_all_get_the_task_user_they_make() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: only a root agent makes the task user")
+    need_root("only a root agent makes the task user")
     name = f"afarm-t{os.getpid() % 100000}"
     try:
         with ThreadPoolExecutor(4) as pool:

@@ -44,6 +44,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.blends import make_scene
+from tests.platform import need_root
 from tests.system.testnet import TestNet
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
@@ -68,8 +69,8 @@ LEFTOVER_GLOBS = ("/etc/afarm", "/var/lib/afarm-master", "/var/lib/afarm-slave",
 def _need(cond: bool, why: str) -> None:
     # Only the lack of root is a platform limit; as root (CI) a missing tool is a failure
     # of the set-up, never a reason to pass quietly.
-    if not cond and os.geteuid() != 0:
-        pytest.skip(why)
+    if not cond:
+        need_root(f"{why} (installing it needs root)")
     assert cond, f"{why}: run make deps-test"
 
 

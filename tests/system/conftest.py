@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import pytest
 
+from tests.platform import need_root
 from tests.system.testnet import TestNet, close_all, leftovers
 
 _used = False
@@ -33,13 +34,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _require_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("system tests need root (network namespaces, users, sshd)")
-    for tool in ("ip", "nsenter", "useradd", "ssh", "ssh-keygen"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"system tests need {tool}")
-    if not os.path.exists("/usr/sbin/sshd"):
-        pytest.skip("system tests need openssh-server")
+    need_root("system tests make network namespaces, users and sshd hosts")
+    # As root a missing tool is a broken set-up (make deps-test installs them), not a skip.
+    missing = [t for t in ("ip", "nsenter", "useradd", "ssh", "ssh-keygen")
+               if shutil.which(t) is None]
+    missing += [] if os.path.exists("/usr/sbin/sshd") else ["/usr/sbin/sshd"]
+    assert not missing, f"system tests need {', '.join(missing)}: run make deps-test"
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.platform import need_root
 from tests.system.testnet import TestNet, clean, leftovers, net_owner
 
 pytestmark = pytest.mark.system
@@ -263,8 +264,7 @@ def test_nets_coexist_and_are_recreated(testnet: TestNet,
 
 
 def test_close_leaves_nothing(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+    need_root("a test network needs namespaces and users")
     with TestNet(3, base_dir=tmp_path / "net") as net:
         h = net[0]
         net.tmpfs_workdir(h, "1M")
@@ -293,8 +293,7 @@ def test_close_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_exception_inside_tears_down() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+    need_root("a test network needs namespaces and users")
     with pytest.raises(ZeroDivisionError):
         with TestNet(1) as net:
             num = net.net
@@ -320,8 +319,7 @@ def _start_script(n: int, net: int) -> subprocess.Popen[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_script_tears_down_on_signal(sig: int) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+    need_root("a test network needs namespaces and users")
     p = _start_script(2, 7)
     assert net_owner(7) == p.pid
     assert any("afarm-h1-n7" in x for x in leftovers(include_live=True))
@@ -334,8 +332,7 @@ def test_script_tears_down_on_signal(sig: int) -> None:
 
 @pytest.mark.slow
 def test_dead_run_is_cleaned() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+    need_root("a test network needs namespaces and users")
     p = _start_script(2, 6)
     p.kill()  # no chance to clean up
     p.communicate(timeout=10)

@@ -21,6 +21,7 @@ from afarm.transport.rsync import (
     ssh_command,
     transferred_bytes,
 )
+from tests.platform import need_root
 
 
 @pytest.fixture
@@ -105,8 +106,7 @@ def test_control_dir_with_loose_permissions_is_tightened(tmp_path: Path, ctl: Pa
 
 
 def test_control_dir_of_another_user_is_refused(tmp_path: Path, ctl: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to give the dir away")
+    need_root("only root can give the dir to another user")
     ctl.mkdir(mode=0o700)
     os.chown(ctl, 65534, 65534)
     with pytest.raises(TransportError, match="owned by uid"):
