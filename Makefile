@@ -14,8 +14,7 @@ SCHEMATHESIS := schemathesis==3.39.16 hypothesis==6.124.0
 export PYTHONPATH := $(CURDIR)/src:$(CURDIR)
 
 RUN_DEPS := blender ffmpeg rsync openssh-client openssh-server bubblewrap \
-	python3-aiohttp python3-configobj python3-numpy python3-paramiko \
-	python3-debian python3-dbus python3-systemd
+	python3-aiohttp python3-configobj python3-paramiko
 TEST_DEPS := $(RUN_DEPS) python3-pytest python3-pytest-timeout python3-venv python3-pip mypy \
 	iproute2 procps util-linux passwd git systemd strace \
 	debhelper dh-python pybuild-plugin-pyproject python3-setuptools python3-all lintian \

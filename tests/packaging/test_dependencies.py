@@ -1,0 +1,32 @@
+# SPDX-License-Identifier: MIT
+"""A Python dependency stays declared only while code imports it."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+# Debian package -> the module it provides, where the names differ.
+MODULES = {"python3-dbus": "dbus", "python3-debian": "debian", "python3-systemd": "systemd"}
+
+
+def _declared() -> set[str]:
+    control = (ROOT / "debian" / "control").read_text()
+    stanza = control.split("Package: python3-afarm", 1)[1].split("\n\n", 1)[0]
+    depends = stanza.split("Depends:", 1)[1].split("\nRecommends:", 1)[0]
+    return set(re.findall(r"python3-[a-z0-9.-]+", depends))
+
+
+def _imported() -> set[str]:
+    found = set()
+    for path in (ROOT / "src").rglob("*.py"):
+        found |= set(re.findall(r"^\s*(?:from|import) ([a-zA-Z_][\w]*)", path.read_text(),
+                                re.M))
+    return found
+
+
+def test_every_declared_python_dependency_is_imported_by_afarm() -> None:
+    declared = _declared()
+    assert "python3-aiohttp" in declared  # the parsing found the list
+    unused = sorted(p for p in declared
+                    if MODULES.get(p, p.removeprefix("python3-")) not in _imported())
+    assert not unused, f"declared in debian/control but imported nowhere in src: {unused}"
