@@ -8,13 +8,13 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
 from afarm import __version__
 from afarm.applications.registry import load_applications
 from afarm.config.loader import load
+from afarm.config.types import MasterConfig
 from afarm.errors import AfarmError, ConfigError
 from afarm.master import auth, enroll, job_api, results_api
 from afarm.master.farm import Farm
@@ -30,7 +30,7 @@ from afarm.master.http.lograte import QuietBadRequests, RateLimit
 from afarm.master.http_util import errors
 from afarm.master.slaves.definitions import slave_definitions, transport_for
 from afarm.notify import notify
-from afarm.protocol.net import AddressError, HostPort, is_loopback, join_hostport, parse_hostport
+from afarm.protocol.net import is_loopback, join_hostport
 from afarm.runner.sandbox import Sandbox, SandboxSettings
 from afarm.transport.local import LocalTransport
 
@@ -39,83 +39,72 @@ EX_OK, EX_USAGE, EX_SOFTWARE, EX_OSERR, EX_NOPERM, EX_CONFIG = 0, 64, 70, 71, 77
 DEFAULT_CONFIG = "/etc/afarm/master.conf"
 
 
-def listen_address(cfg: dict[str, Any], key: str, where: str) -> HostPort:
-    """The address ``[key] listen`` names (key: job_port or results_port)."""
-    try:
-        return parse_hostport(cfg[key]["listen"], None, f"[{key}] listen =")
-    except AddressError as exc:
-        raise ConfigError(where, [str(exc)]) from None
-
-
-def load_config(path: str | None) -> dict[str, Any]:
+def load_config(path: str) -> MasterConfig:
     cfg = load(path, "master")
-    cfg["slaves"] = slave_definitions(cfg)
-    return cfg
+    return MasterConfig.of(cfg, slave_definitions(cfg), path)
 
 
-def build_farm(cfg: dict[str, Any]) -> Farm:
-    m, sched = cfg["master"], cfg["scheduler"]
-    state = Path(m["state_dir"])
-    state.mkdir(parents=True, exist_ok=True)
-    apps_dir = Path(m["applications_dir"])
+def build_farm(cfg: MasterConfig) -> Farm:
+    sched = cfg.scheduler
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    apps_dir = Path(cfg.master.applications_dir)
     apps = load_applications(apps_dir)
-    sandbox = SandboxSettings.from_config(cfg["sandbox"])
-    farm = Farm(state, apps, slave_failures_per_job=sched["slave_failures_per_job"],
-                slaves_per_task=sched["slaves_per_task"], task_timeout=sched["task_timeout"],
-                followup_workers=sched["followup_workers"],
-                file_retention=m["file_retention_days"] * 86400.0, sandbox=Sandbox(sandbox))
-    local = cfg["local_slaves"]
-    for i in range(1, local["count"] + 1):
+    sandbox = SandboxSettings.from_config(cfg.sandbox)
+    farm = Farm(cfg.state_dir, apps, slave_failures_per_job=sched.slave_failures_per_job,
+                slaves_per_task=sched.slaves_per_task, task_timeout=sched.task_timeout,
+                followup_workers=sched.followup_workers,
+                file_retention=cfg.master.file_retention_days * 86400.0,
+                sandbox=Sandbox(sandbox))
+    local = cfg.local_slaves
+    for i in range(1, local.count + 1):
         name = f"local-{i}"
-        t = LocalTransport(name, Path(local["work_dir"]) / name, apps_dir,
+        t = LocalTransport(name, Path(local.work_dir) / name, apps_dir,
                            ["--sandbox", sandbox.to_json()])
-        farm.add_slave(farm.link(name, t, local["slots"], local["tags"]))
-    for name, conf in cfg["slaves"].items():
-        farm.add_slave(farm.link(name, transport_for(name, conf, state), conf["slots"],
-                                 conf["tags"]))
+        farm.add_slave(farm.link(name, t, local.slots, list(local.tags)))
+    for name, conf in cfg.slaves.items():
+        farm.add_slave(farm.link(name, transport_for(name, conf, cfg.state_dir), conf.slots,
+                                 list(conf.tags)))
     return farm
 
 
-def token_policy(cfg: dict[str, Any], where: str) -> tuple[set[str], bool]:
+def token_policy(cfg: MasterConfig) -> tuple[set[str], bool]:
     """The accepted token digests, and whether a token is required."""
-    jp = cfg["job_port"]
-    digests = auth.load_digests(Path(jp["token_file"]))
-    exposed = not all(is_loopback(listen_address(cfg, key, where).host)
+    jp = cfg.job_port
+    digests = auth.load_digests(Path(jp.token_file))
+    exposed = not all(is_loopback(cfg.listen(key).host)
                       for key in ("job_port", "results_port"))
     if exposed and not digests:
-        raise ConfigError(where, [
-            f"[job_port] listen = {jp['listen']} is not loopback, so clients need a token,"
-            f" but {jp['token_file']} holds none; run: afarm-master --config {where}"
+        raise ConfigError(cfg.where, [
+            f"[job_port] listen = {jp.listen} is not loopback, so clients need a token,"
+            f" but {jp.token_file} holds none; run: afarm-master --config {cfg.where}"
             " new-token"])
     return digests, exposed or bool(digests)
 
 
-async def serve(cfg: dict[str, Any], where: str) -> int:
-    digests, required = token_policy(cfg, where)
+async def serve(cfg: MasterConfig) -> int:
+    digests, required = token_policy(cfg)
     farm = build_farm(cfg)
-    m, jp, h = cfg["master"], cfg["job_port"], cfg["http"]
+    m, jp, h = cfg.master, cfg.job_port, cfg.http
     # The master's own client token: afarmctl and the demo find it with no set-up step.
-    accepted = digests | {auth.ensure_client_token(Path(m["state_dir"]))}
-    listen = {key: listen_address(cfg, key, where) for key in ("job_port", "results_port")}
-    names = guard.Guard([port for _, port in listen.values()], m["server_names"])
-    limits = Limits(h["max_connections"], h["max_connections_per_client"],
-                    h["header_timeout"])
+    accepted = digests | {auth.ensure_client_token(cfg.state_dir)}
+    listen = {key: cfg.listen(key) for key in ("job_port", "results_port")}
+    names = guard.Guard([port for _, port in listen.values()], list(m.server_names))
+    limits = Limits(h.max_connections, h.max_connections_per_client, h.header_timeout)
     limits.fit_fd_limit(raise_fd_limit())
-    max_upload = jp["max_upload_mib"] << 20
-    max_json = jp["max_request_kib"] << 10
+    max_upload = jp.max_upload_mib << 20
+    max_json = jp.max_request_kib << 10
     open_paths = frozenset({openapi.PATH})
     # Every job-port request needs a token, on loopback too; POST /api/v1/enroll carries
     # the enrolment token's signature instead.
     job_auth = auth.middleware(accepted, True, open_paths)
     job_app = web.Application(
         middlewares=[errors, guard.middleware(names, listen["job_port"][1]),
-                     body_deadline(h["body_timeout"]), enroll.skip_client_auth(job_auth)],
+                     body_deadline(h.body_timeout), enroll.skip_client_auth(job_auth)],
         client_max_size=max_json)
-    job_app[BODY_LIMITS] = (max_json, h["body_timeout"])
-    job_app.add_routes(job_api.routes(farm, max_upload, idle_timeout=h["body_timeout"],
-                                      max_tasks=cfg["scheduler"]["max_tasks_per_job"]))
-    job_app.add_routes(enroll.routes(farm, Path(m["state_dir"]),
-                                     slaves_dir=Path(m["slaves_dir"])))
+    job_app[BODY_LIMITS] = (max_json, h.body_timeout)
+    job_app.add_routes(job_api.routes(farm, max_upload, idle_timeout=h.body_timeout,
+                                      max_tasks=cfg.scheduler.max_tasks_per_job))
+    job_app.add_routes(enroll.routes(farm, cfg.state_dir, slaves_dir=Path(m.slaves_dir)))
     job_app.add_routes([openapi.route(openapi.job_port())])
     # Reading results needs a token only where the ports are reachable from elsewhere or
     # the admin made tokens; the Host and Origin checks keep web pages out either way.
@@ -129,7 +118,7 @@ async def serve(cfg: dict[str, Any], where: str) -> int:
         for app, key in ((job_app, "job_port"), (res_app, "results_port")):
             host, port = listen[key]
             runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                   keepalive_timeout=h["keepalive_timeout"])
+                                   keepalive_timeout=h.keepalive_timeout)
             await runner.setup()
             await LimitedSite(runner, host, port, limits, reuse_address=True,
                               shutdown_timeout=1.0).start()
@@ -204,20 +193,19 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     try:
         cfg = load_config(a.config)
-        logging.getLogger().setLevel(cfg["master"]["log_level"].upper())
+        logging.getLogger().setLevel(cfg.master.log_level.upper())
         if a.command == "check-config":
-            load_applications(Path(cfg["master"]["applications_dir"]))
-            token_policy(cfg, a.config)
+            load_applications(Path(cfg.master.applications_dir))
+            token_policy(cfg)
             print(f"{a.config}: OK")
             return EX_OK
         if a.command == "new-token":
-            print(auth.new_token(Path(cfg["job_port"]["token_file"]), a.label))
+            print(auth.new_token(Path(cfg.job_port.token_file), a.label))
             return EX_OK
-        if os.geteuid() == 0 and not (a.allow_root or cfg["master"]["allow_root"]):
-            log.error("%s", ROOT_REFUSED.format(config=a.config,
-                                                state=cfg["master"]["state_dir"]))
+        if os.geteuid() == 0 and not (a.allow_root or cfg.master.allow_root):
+            log.error("%s", ROOT_REFUSED.format(config=a.config, state=cfg.state_dir))
             return EX_NOPERM
-        return asyncio.run(serve(cfg, a.config))
+        return asyncio.run(serve(cfg))
     except ConfigError as exc:
         log.error("%s", exc)
         return EX_CONFIG

@@ -275,13 +275,15 @@ def attach(farm: Farm, state_dir: Path) -> OnEnrolled:
     The farm must start the link's connection loop when it is already running
     (``Farm.add_slave`` after ``Farm.start``)."""
     async def on_enrolled(name: str, conf: dict[str, Any]) -> None:
+        from afarm.config.types import SlaveDef
         from afarm.master.slaves.definitions import transport_for
 
         old = farm.dispatchers.get(name)
         if old is not None:
             await old.stop()
-        farm.add_slave(farm.link(name, transport_for(name, conf, state_dir),
-                                 conf["slots"], conf["tags"]))
+        slave = SlaveDef.of(conf)
+        farm.add_slave(farm.link(name, transport_for(name, slave, state_dir), slave.slots,
+                                 list(slave.tags)))
         farm.wake()
 
     return on_enrolled

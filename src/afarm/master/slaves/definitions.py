@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from afarm.config.loader import load
+from afarm.config.types import SlaveDef
 from afarm.errors import ConfigError
 from afarm.protocol.names import RULE, is_slave_name
 from afarm.protocol.net import host_problem
@@ -52,9 +53,9 @@ def control_dir(state_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"afarm-ssh-{os.getuid()}-{digest}"
 
 
-def transport_for(name: str, conf: dict[str, Any], state_dir: Path) -> Transport:
+def transport_for(name: str, conf: SlaveDef, state_dir: Path) -> Transport:
     from afarm.transport.ssh import SSHTransport
 
-    return SSHTransport(name=name, host=conf["host"], port=conf["port"], user=conf["user"],
-                        key=Path(conf["key"]), known_hosts=state_dir / "known_hosts",
-                        work_dir=conf["work_dir"], control_dir=control_dir(state_dir))
+    return SSHTransport(name=name, host=conf.host, port=conf.port, user=conf.user,
+                        key=Path(conf.key), known_hosts=state_dir / "known_hosts",
+                        work_dir=conf.work_dir, control_dir=control_dir(state_dir))
