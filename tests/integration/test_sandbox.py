@@ -131,6 +131,18 @@ def test_the_sandbox_can_run_here() -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_a_task_can_use_the_usual_device_nodes(mode: str, public_tmp: Path) -> None:
+    _need(mode)
+    got = probe(mode, _job(public_tmp, mode), """
+import json
+with open("/dev/zero", "rb") as z, open("/dev/null", "wb") as n, open("/dev/urandom", "rb") as r:
+    n.write(z.read(4))
+    print(json.dumps({"zero": z.read(4).hex(), "random": len(r.read(8))}))
+""")
+    assert got == {"zero": "00000000", "random": 8}
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_a_task_cannot_read_the_agents_files_or_anything_outside_its_mounts(
         mode: str, public_tmp: Path) -> None:
     _need(mode)

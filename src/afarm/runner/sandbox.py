@@ -231,15 +231,9 @@ def build_argv(argv: Sequence[str], in_dir: Path, out_dir: Path, scratch: Path,
         bind("--ro-bind", d)
     for etc in _ETC:
         bind("--ro-bind-try", etc)
-    bw += ["--proc", "/proc", "--dev", "/dev"]
-    for node in plan.devices:
-        bind("--dev-bind", node)
+    bw += ["--proc", "/proc", *_dev(plan)]
     for path in plan.gpu_read:
         bind("--ro-bind-try", path)
-    # /dev's own tmpfs belongs to the task in a user namespace: read-only, or it would be
-    # an unbounded place to fill memory; /dev/shm and /tmp are small tmpfs of their own.
-    bw += ["--perms", "1777", "--size", str(plan.tmp_bytes), "--tmpfs", "/dev/shm",
-           "--remount-ro", "/dev"]
     bw += ["--perms", "1777", "--size", str(plan.tmp_bytes), "--tmpfs", "/tmp"]
     bw += ["--perms", "0755", "--dir", JOB, "--ro-bind", str(in_dir), INSIDE_IN,
            "--bind", str(out_dir), INSIDE_OUT, "--bind", str(scratch), INSIDE_SCRATCH]
@@ -255,8 +249,21 @@ def build_argv(argv: Sequence[str], in_dir: Path, out_dir: Path, scratch: Path,
         bw += ["--", SETPRIV, f"--reuid={plan.user.uid}", f"--regid={plan.user.gid}",
                "--clear-groups", "--inh-caps=-all", "--",
                BWRAP, "--unshare-user", "--disable-userns", "--die-with-parent",
-               "--bind", "/", "/", "--chdir", INSIDE_SCRATCH]
+               # Device nodes do not open through mounts carried into a user namespace:
+               # /dev is made again inside it.
+               "--bind", "/", "/", *_dev(plan), "--chdir", INSIDE_SCRATCH]
     return [*head, *bw, "--", *inner]
+
+
+def _dev(plan: Plan) -> list[str]:
+    """A minimal /dev (null, zero, random, ...; GPU nodes only when asked for). Its own
+    tmpfs belongs to the task in a user namespace: read-only, or it would be an unbounded
+    place to fill memory; /dev/shm is a small tmpfs of its own."""
+    out = ["--dev", "/dev"]
+    for node in plan.devices:
+        out += ["--dev-bind", node, node]
+    return [*out, "--perms", "1777", "--size", str(plan.tmp_bytes), "--tmpfs", "/dev/shm",
+            "--remount-ro", "/dev"]
 
 
 def default_memory() -> int:

@@ -78,7 +78,9 @@ def test_a_root_agent_drops_to_the_task_user_with_setpriv_and_keeps_no_network()
     tail = full[full.index(SETPRIV):]
     assert tail == [SETPRIV, "--reuid=990", "--regid=991", "--clear-groups", "--inh-caps=-all",
                     "--", BWRAP, "--unshare-user", "--disable-userns", "--die-with-parent",
-                    "--bind", "/", "/", "--chdir", "/job/scratch", "--", "/usr/bin/true"]
+                    "--bind", "/", "/", "--dev", "/dev", "--perms", "1777", "--size",
+                    tail[tail.index("--size") + 1], "--tmpfs", "/dev/shm", "--remount-ro",
+                    "/dev", "--chdir", "/job/scratch", "--", "/usr/bin/true"]
 
 
 def test_the_job_dirs_are_mounted_at_fixed_paths_only_out_and_scratch_writable() -> None:
