@@ -156,3 +156,19 @@ def test_a_failed_job_can_be_requeued_and_runs_again(farm: MasterProcess) -> Non
     assert farm.wait(job)["status"] == "failed"
     task = farm.client.get(f"/api/v1/jobs/{job}")["tasks"][0]
     assert task["attempt"] == 4  # two slaves tried it before and again after the requeue
+
+
+def test_an_output_larger_than_the_master_takes_fails_the_task_and_is_not_stored(
+        tmp_path: Path) -> None:
+    apps = {"big": "kind = command\nexecutable = /usr/bin/head\nargv = -c, {item}, /dev/zero\n"}
+    farm = MasterProcess(tmp_path, slaves=1, apps=apps,
+                         extra_conf="[scheduler]\nmax_output_mib = 1\n").start()
+    try:
+        job = farm.submit("--app", "big", "--items", "2000000")
+        done = farm.wait(job)
+        assert done["status"] == "failed"
+        assert "larger than 1048576 bytes" in done["tasks"][0]["error"]
+        assert not list((farm.job_dir(job) / "out").iterdir())
+        assert not list((farm.job_dir(job) / ".partial").iterdir())
+    finally:
+        farm.stop()

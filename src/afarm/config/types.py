@@ -57,6 +57,7 @@ class SchedulerSection(_Section):
     task_timeout: int
     max_tasks_per_job: int
     followup_workers: int
+    max_output_mib: int
 
 
 @dataclass(frozen=True)

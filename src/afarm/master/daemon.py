@@ -54,7 +54,7 @@ def build_farm(cfg: MasterConfig) -> Farm:
                 slaves_per_task=sched.slaves_per_task, task_timeout=sched.task_timeout,
                 followup_workers=sched.followup_workers,
                 file_retention=cfg.master.file_retention_days * 86400.0,
-                sandbox=Sandbox(sandbox))
+                sandbox=Sandbox(sandbox), max_output_bytes=sched.max_output_mib << 20)
     local = cfg.local_slaves
     for i in range(1, local.count + 1):
         name = f"local-{i}"

@@ -37,6 +37,7 @@ class Farm:
                  slave_failures_per_job: int = 3, slaves_per_task: int = 3,
                  task_timeout: int = 3600, followup_workers: int = 1,
                  file_retention: float = 7 * 86400, sandbox: Sandbox | None = None,
+                 max_output_bytes: int = 16 << 30,
                  clock: Callable[[], float] = time.time) -> None:
         self.state_dir = state_dir
         self.apps = applications
@@ -48,6 +49,7 @@ class Farm:
         self.jobs_root.mkdir(parents=True, exist_ok=True)
         self.task_timeout = task_timeout
         self.file_retention = file_retention
+        self.max_output_bytes = max_output_bytes
         self.results = Results(self.jobs_root)
         self.scheduler = Scheduler(self.store, self.results,
                                    FailurePolicy(slave_failures_per_job, slaves_per_task),
@@ -68,7 +70,8 @@ class Farm:
     # -- life cycle -----------------------------------------------------------------------
     def link(self, name: str, transport: Any, slots: int,
              tags: list[str] | None = None) -> SlaveLink:
-        return SlaveLink(name, transport, slots, self, self.files, tags=tags)
+        return SlaveLink(name, transport, slots, self, self.files, tags=tags,
+                         max_output_bytes=self.max_output_bytes)
 
     def add_slave(self, link: SlaveLink) -> None:
         self.scheduler.places[link.name] = link

@@ -32,6 +32,10 @@ class HostUnreachable(TransportError):
     """The host could not be reached or the connection dropped; retrying may help."""
 
 
+class TooLarge(TransportError):
+    """A file on the slave is larger than the master takes."""
+
+
 class AuthFailure(TransportError):
     """The host refused our key or showed an unknown host key; retrying will not help."""
 
@@ -60,8 +64,9 @@ class Transport(Protocol):
         """Copy a local file to the slave; returns the bytes that crossed the wire."""
         ...
 
-    def get(self, src: str, dst: Path) -> int:
-        """Copy a file from the slave; returns the bytes that crossed the wire."""
+    def get(self, src: str, dst: Path, max_bytes: int | None = None) -> int:
+        """Copy a file from the slave; returns the bytes that crossed the wire. A file
+        larger than `max_bytes` is refused (TooLarge) and nothing of it is kept."""
         ...
 
     def open_channel(self) -> Channel: ...

@@ -10,7 +10,13 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from afarm.transport.base import CommandTimedOut, HostUnreachable, Result, TransportError
+from afarm.transport.base import (
+    CommandTimedOut,
+    HostUnreachable,
+    Result,
+    TooLarge,
+    TransportError,
+)
 
 
 class PipeChannel:
@@ -92,8 +98,10 @@ class LocalTransport:
         os.replace(tmp, target)
         return target.stat().st_size
 
-    def get(self, src: str, dst: Path) -> int:
+    def get(self, src: str, dst: Path, max_bytes: int | None = None) -> int:
         source = self._path(src)
+        if max_bytes is not None and source.stat().st_size > max_bytes:
+            raise TooLarge(f"{src} on {self.name} is larger than {max_bytes} bytes; refused")
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, dst)
         return dst.stat().st_size

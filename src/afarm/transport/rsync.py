@@ -141,7 +141,7 @@ def _remote(target: SSHTarget, path: str) -> str:
 
 
 def rsync_argv(target: SSHTarget, direction: Direction, local: Path, remote: str, *,
-               io_timeout: int = 60) -> list[str]:
+               io_timeout: int = 60, max_size: int | None = None) -> list[str]:
     """The rsync argv of one put (``local`` -> slave dir ``remote``, which is "cache/")
     or get (slave file ``remote`` -> ``local``).
 
@@ -164,6 +164,9 @@ def rsync_argv(target: SSHTarget, direction: Direction, local: Path, remote: str
                                       "peer, not a slow one)"),
         (["--stats"], "print 'Total bytes sent/received', what put/get return"),
     ]
+    if max_size is not None:
+        options.append(([f"--max-size={max_size}"], "the receiver skips a larger file: a"
+                                                    " slave cannot fill the master's disk"))
     argv = ["rsync"]
     for args, why in options:
         if args[0] != "-e":

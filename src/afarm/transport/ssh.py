@@ -40,6 +40,7 @@ from afarm.transport.base import (
     CommandTimedOut,
     HostUnreachable,
     Result,
+    TooLarge,
     TransportError,
 )
 from afarm.transport.rsync import (
@@ -443,14 +444,19 @@ class SSHTransport:
         shutil.copyfile(src, stage / name)
         return stage
 
-    def get(self, src: str, dst: Path) -> int:
+    def get(self, src: str, dst: Path, max_bytes: int | None = None) -> int:
         check_remote_path(src)
         dst = Path(dst).absolute()
         dst.parent.mkdir(parents=True, exist_ok=True)
-        return self._rsync("get", dst, src, src)
+        sent = self._rsync("get", dst, src, src, max_bytes)
+        if max_bytes is not None and not dst.exists():
+            raise TooLarge(f"{src} on {self.name} is larger than {max_bytes} bytes; refused")
+        return sent
 
-    def _rsync(self, direction: Direction, local: Path, remote: str, label: str) -> int:
-        argv = rsync_argv(self.target, direction, local, remote, io_timeout=self.io_timeout)
+    def _rsync(self, direction: Direction, local: Path, remote: str, label: str,
+               max_size: int | None = None) -> int:
+        argv = rsync_argv(self.target, direction, local, remote, io_timeout=self.io_timeout,
+                          max_size=max_size)
         self._used_rsync = True
         # The C locale fixes rsync's digit grouping and message language for parsing.
         env = {**os.environ, "LC_ALL": "C"}

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from afarm.transport.base import CommandTimedOut, TransportError
+from afarm.transport.base import CommandTimedOut, TooLarge, TransportError
 from afarm.transport.local import LocalTransport
 
 
@@ -23,3 +23,14 @@ def test_run_keeps_exit_status_and_output(tmp_path: Path) -> None:
     assert (r.exit_code, r.stdout, r.stderr) == (3, "out\n", "err\n") and not r.ok
     with pytest.raises(CommandTimedOut):
         t.run(["/bin/sleep", "5"], timeout=0.2)
+
+
+def test_get_refuses_a_file_larger_than_the_limit_and_keeps_nothing(tmp_path: Path) -> None:
+    t = LocalTransport("l", tmp_path / "work", tmp_path / "apps")
+    src = tmp_path / "a"
+    src.write_bytes(b"x" * 100)
+    t.put(src, "cache/x")
+    with pytest.raises(TooLarge, match="larger than 99 bytes"):
+        t.get("cache/x", tmp_path / "b", max_bytes=99)
+    assert not (tmp_path / "b").exists()
+    assert t.get("cache/x", tmp_path / "b", max_bytes=100) == 100

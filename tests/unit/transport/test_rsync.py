@@ -65,6 +65,13 @@ def test_get_argv_reads_the_slave_file_into_the_local_path(tmp_path: Path, ctl: 
     assert "--mkpath" not in argv
 
 
+def test_a_get_with_a_limit_makes_the_receiver_skip_larger_files(tmp_path: Path,
+                                                                ctl: Path) -> None:
+    argv = rsync_argv(_target(tmp_path, control_dir=ctl), "get", tmp_path / "f.png",
+                      "jobs/3/17-1/out/f.png", max_size=4096)
+    assert "--max-size=4096" in argv and argv.index("--max-size=4096") < argv.index("--")
+
+
 def test_a_put_must_name_the_cache_dir(tmp_path: Path, ctl: Path) -> None:
     for remote in ["cache/x", "./", "apps/blender/", "jobs/"]:
         with pytest.raises(ValueError):

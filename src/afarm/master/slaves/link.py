@@ -75,8 +75,10 @@ class FileSource(Protocol):
 
 class SlaveLink:
     def __init__(self, name: str, transport: Transport, slots: int, hooks: LinkHooks,
-                 files: FileSource, *, tags: list[str] | None = None) -> None:
+                 files: FileSource, *, tags: list[str] | None = None,
+                 max_output_bytes: int = 16 << 30) -> None:
         self.name = name
+        self.max_output_bytes = max_output_bytes
         self.transport = transport
         self.slots = slots
         self.tags = tags or []
@@ -322,7 +324,8 @@ class SlaveLink:
             if rel is None:
                 continue
             dst = partial(rel)
-            await asyncio.to_thread(self.transport.get, f"{reply.out_dir}/{name}", dst)
+            await asyncio.to_thread(self.transport.get, f"{reply.out_dir}/{name}", dst,
+                                    self.max_output_bytes)
             verify_output(dst)
             got[rel] = dst
         return got
