@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 from afarm.applications.base import script_path
+from afarm.cli import ops
 from afarm.cli.client import Client
-from afarm.cli.commands import fetch, wait_for
+from afarm.cli.progress import ProgressBar
 from afarm.errors import OperationFailed, UsageError
 
 
@@ -45,7 +46,7 @@ def write_config(farm_dir: Path, slaves: int) -> tuple[Path, int]:
 def start_master(conf: Path, log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")) if p)
+        p for p in (str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")) if p)
     with open(log, "wb") as f:
         # A session of its own: Ctrl-C reaches afarmctl, which stops the master in order.
         return subprocess.Popen([sys.executable, "-m", "afarm.master.daemon", "--config",
@@ -115,21 +116,21 @@ def run_demo(args: argparse.Namespace) -> int:
         client.token = client.local_token(farm_dir / "state")  # the master made it
         chunk = max(1, args.frames // (args.slaves * 4))
         request = {"name": "afarm-demo", "application": "blender",
-                   "params": {"frames": f"1-{args.frames}", "chunk": chunk, "encode": "mp4"},
-                   "files": [{"name": scene.name, "sha256": client.upload(scene)}]}
-        job = client.post("/api/v1/jobs", request)
+                   "params": {"frames": f"1-{args.frames}", "chunk": chunk, "encode": "mp4"}}
+        job = ops.submit(client, request, [(scene.name, scene)])
         print(f"job {job['id']}: {args.frames} frames in {job['progress']['tasks'] - 1} tasks"
               " + an mp4 encode")
         started = time.monotonic()
-        code = wait_for(client, job["id"])
+        bar = ProgressBar(sys.stderr)
+        job = ops.wait(client, job["id"], bar.update)
+        bar.close(job)
         seconds = time.monotonic() - started
-        if code != 0:
-            print(client.get_text(f"/api/v1/jobs/{job['id']}/log")[-3000:], file=sys.stderr)
-            status = client.get(f"/api/v1/jobs/{job['id']}")["status"]
-            raise OperationFailed(f"the demo job ended {status}; its log is above")
+        if job["status"] != "completed":
+            print(ops.logs(client, job["id"])[-3000:], file=sys.stderr)
+            raise OperationFailed(f"the demo job ended {job['status']}; its log is above")
         if out.exists():
             shutil.rmtree(out / "out", ignore_errors=True)
-        paths = fetch(client, job["id"], out)
+        paths = ops.fetch(client, job["id"], out)
         frames = sorted(p for p in paths if p.suffix == ".png")
         videos = [p for p in paths if p.suffix == ".mp4"]
         print(f"rendered {len(frames)} frames on {args.slaves} slaves in {seconds:.1f} s")
