@@ -16,7 +16,8 @@ from afarm.model.frames import parse_frames, parse_tiles
 
 
 def _print(args: argparse.Namespace, data: Any, text: str) -> None:
-    print(json.dumps(data, indent=2) if args.json else text)
+    # Flushed, so through a pipe `submit --wait` shows "accepted" before the wait, not after.
+    print(json.dumps(data, indent=2) if args.json else text, flush=True)
 
 
 def submission(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:

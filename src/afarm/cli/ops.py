@@ -4,6 +4,7 @@ here prints or exits; afarmctl's verbs and the demo show the results their own w
 
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +68,15 @@ def wait(client: Client, job_id: int,
     while current["status"] not in FINISHED:
         on_progress(current)
         try:
-            for ev in client.events(job=job_id, after=last_event):
-                last_event = max(last_event, int(ev.get("id") or last_event))
-                current = job(client, job_id)
-                on_progress(current)
-                if current["status"] in FINISHED:
-                    break
+            # Closed here, not by the garbage collector: an exception raised while a
+            # collected generator closes (Ctrl-C) is printed and dropped, not raised.
+            with closing(client.events(job=job_id, after=last_event)) as events:
+                for ev in events:
+                    last_event = max(last_event, int(ev.get("id") or last_event))
+                    current = job(client, job_id)
+                    on_progress(current)
+                    if current["status"] in FINISHED:
+                        break
         except OperationFailed:
             time.sleep(1)  # the master restarted: reconnect and pick up where we were
         current = job(client, job_id)
