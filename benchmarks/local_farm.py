@@ -22,7 +22,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from tests.farm import MasterProcess  # noqa: E402
 
-from afarm.demo import make_scene  # noqa: E402
+from afarm.cli.demo import make_scene  # noqa: E402
 
 
 def overhead(base: Path, slaves: int, tasks: int, sleep: float) -> dict[str, float]:

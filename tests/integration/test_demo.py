@@ -21,6 +21,15 @@ def demo_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "afarm.cli.main", "demo", *args]
 
 
+def demo_env(tmp_path: Path) -> dict[str, str]:
+    """The demo's farm directory under tmp_path (so other demo runs on this machine are not
+    mistaken for this one's leftovers), and stdout a plain buffered pipe as under `make
+    test`: PYTHONUNBUFFERED, if the caller's shell sets it, would hide a missing flush."""
+    (tmp_path / "tmp").mkdir()
+    env = {k: v for k, v in ENV.items() if k != "PYTHONUNBUFFERED"}
+    return {**env, "TMPDIR": str(tmp_path / "tmp")}
+
+
 def processes_mentioning(text: str) -> list[str]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -38,7 +47,8 @@ def test_the_demo_renders_frames_and_an_mp4_and_says_where(tmp_path: Path) -> No
     out = tmp_path / "result"
     cp = subprocess.run(demo_argv("--frames", "6", "--size", "64x36", "--samples", "2",
                                   "--slaves", "3", "-o", str(out)),
-                        capture_output=True, text=True, env=ENV, timeout=600, check=False)
+                        capture_output=True, text=True, env=demo_env(tmp_path), timeout=600,
+                        check=False)
     assert cp.returncode == 0, cp.stdout + cp.stderr
     frames = sorted(out.glob("frame_*.png"))
     assert len(frames) == 6
@@ -46,14 +56,15 @@ def test_the_demo_renders_frames_and_an_mp4_and_says_where(tmp_path: Path) -> No
     assert video.is_file() and frame_count(video) == 6
     assert f"frames: {out}/" in cp.stdout and "rendered 6 frames on 3 slaves" in cp.stdout
     assert "6/6 frames 100%" in cp.stderr  # the progress bar
-    assert not processes_mentioning("afarm-demo-")
+    assert not processes_mentioning(f"{tmp_path}/tmp/afarm-demo-")
 
 
 def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
+    farm = f"{tmp_path}/tmp/afarm-demo-"
     proc = subprocess.Popen(demo_argv("--frames", "48", "--size", "320x180", "-o",
                                       str(tmp_path / "out")),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV,
-                            start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=demo_env(tmp_path), start_new_session=True)
     assert proc.stdout is not None
     seen = b""
     deadline = time.monotonic() + 120
@@ -61,12 +72,13 @@ def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
         assert time.monotonic() < deadline, seen
         seen += proc.stdout.readline()
     time.sleep(1.5)  # mid-render
-    assert processes_mentioning("afarm-demo-")
+    # A signal to a demo that already ended would "pass" with its exit code 0.
+    assert proc.poll() is None, "the demo ended before Ctrl-C:\n" + seen.decode()
+    assert processes_mentioning(farm)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     assert proc.wait(timeout=60) == 130
     deadline = time.monotonic() + 15
-    while processes_mentioning("afarm-demo-"):
-        assert time.monotonic() < deadline, processes_mentioning("afarm-demo-")
+    while processes_mentioning(farm):
+        assert time.monotonic() < deadline, processes_mentioning(farm)
         time.sleep(0.1)
-    assert not list(Path("/tmp").glob("afarm-demo-*")) or all(
-        not any(p.iterdir()) for p in Path("/tmp").glob("afarm-demo-*"))
+    assert not list((tmp_path / "tmp").iterdir())

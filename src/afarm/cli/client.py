@@ -5,7 +5,7 @@ import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,8 @@ class Client:
         os.replace(tmp, dst)
         return n
 
-    def events(self, job: int | None = None, after: int = 0) -> Iterator[dict[str, Any]]:
+    def events(self, job: int | None = None,
+               after: int = 0) -> Generator[dict[str, Any], None, None]:
         """Server-sent events as they happen (blocks between them)."""
         query = f"?after={after}" + (f"&job={job}" if job is not None else "")
         resp = self._request(f"{self.results_url}/api/v1/events{query}", timeout=3600)

@@ -1,43 +1,23 @@
 # SPDX-License-Identifier: MIT
-"""What each afarmctl verb does; `main` maps their exceptions to exit codes."""
+"""What each afarmctl verb shows: it calls afarm.cli.ops and prints the answer (text or
+--json); `main` maps their exceptions to exit codes."""
 
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
+from afarm.cli import ops
 from afarm.cli.client import Client
 from afarm.cli.progress import ProgressBar
-from afarm.errors import OperationFailed, UsageError
+from afarm.errors import UsageError
 from afarm.model.frames import parse_frames, parse_tiles
-
-FINISHED = ("completed", "failed", "canceled")
 
 
 def _print(args: argparse.Namespace, data: Any, text: str) -> None:
-    print(json.dumps(data, indent=2) if args.json else text)
-
-
-def extra_inputs(main: Path, extra: list[str]) -> list[tuple[str, Path]]:
-    """(name relative to FILE's directory, path) of each --with file, directories walked."""
-    base = main.resolve().parent
-    found: dict[str, Path] = {}
-    for given in extra:
-        path = Path(given)
-        if not path.exists():
-            raise UsageError(f"--with {given}: no such file or directory")
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for f in files:
-            real = f.resolve()
-            if not real.is_relative_to(base):
-                raise UsageError(f"--with {given}: {f} is not beside {main.name} (in"
-                                 f" {base}); the slave finds it at the same relative path,"
-                                 " so it must be inside that directory")
-            found[str(real.relative_to(base))] = real
-    found.pop(main.name, None)
-    return sorted(found.items())
+    # Flushed, so through a pipe `submit --wait` shows "accepted" before the wait, not after.
+    print(json.dumps(data, indent=2) if args.json else text, flush=True)
 
 
 def submission(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
@@ -90,13 +70,8 @@ def submission(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
 
 def cmd_submit(args: argparse.Namespace, client: Client) -> int:
     request, path = submission(args)
-    if path is not None:
-        inputs = [(path.name, path), *extra_inputs(path, args.extra)]
-        # A dry run first, so a typo in --frames never costs a multi-GB upload.
-        request["files"] = [{"name": name, "sha256": "0" * 64} for name, _ in inputs]
-        client.post("/api/v1/jobs?dry_run=1", request)
-        request["files"] = [{"name": name, "sha256": client.upload(p)} for name, p in inputs]
-    job = client.post("/api/v1/jobs", request)
+    inputs = [(path.name, path), *ops.extra_inputs(path, args.extra)] if path else None
+    job = ops.submit(client, request, inputs)
     _print(args, job, f"job {job['id']} accepted: {job['progress']['tasks']} tasks"
                       + (f", {job['progress']['frames_total']} frames"
                          if job["progress"]["frames_total"] else ""))
@@ -106,7 +81,7 @@ def cmd_submit(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace, client: Client) -> int:
-    jobs = client.get("/api/v1/jobs")
+    jobs = ops.jobs(client)
     lines = [f"{'ID':>5}  {'STATUS':<10} {'DONE':>11}  {'APP':<10} NAME"]
     for j in jobs:
         p = j["progress"]
@@ -117,7 +92,7 @@ def cmd_jobs(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_status(args: argparse.Namespace, client: Client) -> int:
-    job = client.get(f"/api/v1/jobs/{args.job}")
+    job = ops.job(client, args.job)
     p = job["progress"]
     lines = [f"job {job['id']} {job['name']!r} ({job['application']}): {job['status']}",
              f"tasks: {p['completed']}/{p['tasks']} completed, {p['active']} active,"
@@ -142,52 +117,23 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
 
 
 def wait_for(client: Client, job_id: int, quiet: bool = False) -> int:
-    job = client.get(f"/api/v1/jobs/{job_id}")
+    """Show a progress bar until the job ends; 0 if it completed, else 1."""
     bar = ProgressBar(sys.stderr, enabled=not quiet)
-    last_event = 0
-    while job["status"] not in FINISHED:
-        bar.update(job)
-        try:
-            for ev in client.events(job=job_id, after=last_event):
-                last_event = max(last_event, int(ev.get("id") or last_event))
-                job = client.get(f"/api/v1/jobs/{job_id}")
-                bar.update(job)
-                if job["status"] in FINISHED:
-                    break
-        except OperationFailed:
-            time.sleep(1)  # the master restarted: reconnect and pick up where we were
-        job = client.get(f"/api/v1/jobs/{job_id}")
-    bar.update(job)
+    job = ops.wait(client, job_id, bar.update)
     bar.close(job)
     return 0 if job["status"] == "completed" else 1
 
 
 def cmd_wait(args: argparse.Namespace, client: Client) -> int:
     code = wait_for(client, args.job, quiet=args.json)
-    job = client.get(f"/api/v1/jobs/{args.job}")
+    job = ops.job(client, args.job)
     _print(args, job, f"job {args.job} {job['status']}")
     return code
 
 
-def fetch(client: Client, job_id: int, output: Path) -> list[Path]:
-    job = client.get(f"/api/v1/jobs/{job_id}")
-    output.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for rel in job["outputs"]:
-        parts = Path(rel).parts
-        if not parts or Path(rel).is_absolute() or any(p in ("..", ".") for p in parts):
-            raise OperationFailed(f"the master listed an output {rel!r} outside the job;"
-                                  " refusing to write it")
-        dst = output / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        client.download(f"/api/v1/jobs/{job_id}/outputs/{rel}", dst)
-        paths.append(dst)
-    return paths
-
-
 def cmd_fetch(args: argparse.Namespace, client: Client) -> int:
     out = Path(args.output or f"afarm-job-{args.job}")
-    paths = fetch(client, args.job, out)
+    paths = ops.fetch(client, args.job, out)
     _print(args, [str(p) for p in paths],
            f"{len(paths)} files in {out}/" if paths else f"job {args.job} has no outputs yet")
     return 0
@@ -195,21 +141,20 @@ def cmd_fetch(args: argparse.Namespace, client: Client) -> int:
 
 def _action(name: str) -> Any:
     def run(args: argparse.Namespace, client: Client) -> int:
-        job = client.post(f"/api/v1/jobs/{args.job}/{name}", {})
+        job = ops.act(client, args.job, name)
         _print(args, job, f"job {job['id']}: {job['status']}")
         return 0
     return run
 
 
 def cmd_logs(args: argparse.Namespace, client: Client) -> int:
-    query = f"?task={args.task}" if args.task else ""
-    text = client.get_text(f"/api/v1/jobs/{args.job}/log{query}")
+    text = ops.logs(client, args.job, args.task)
     _print(args, {"log": text}, text.rstrip() or "no logs yet")
     return 0
 
 
 def cmd_slaves(args: argparse.Namespace, client: Client) -> int:
-    slaves = client.get("/api/v1/slaves")
+    slaves = ops.slaves(client)
     lines = [f"{'NAME':<14} {'STATE':<12} {'RUNNING':<10} {'BLOCKLISTED FOR':<16} LAST ERROR"]
     for s in slaves:
         running = ",".join(map(str, s["running"])) or "-"
@@ -221,18 +166,13 @@ def cmd_slaves(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, client: Client) -> int:
-    from afarm.demo import run_demo
+    from afarm.cli.demo import run_demo  # Blender and the embedded farm: only when asked for
 
     return run_demo(args)
 
 
 def cmd_gc(args: argparse.Namespace, client: Client) -> int:
-    body: dict[str, Any] = {}
-    if args.older_than is not None:
-        if args.older_than < 0:
-            raise UsageError("--older-than must be 0 or more days")
-        body["older_than_days"] = args.older_than
-    result = client.post("/api/v1/gc", body)
+    result = ops.collect_garbage(client, args.older_than)
     _print(args, result, f"removed {result['files_removed']} unreferenced uploads"
                          f" ({result['bytes_freed']} bytes); slaves cleaned: "
                          + (", ".join(f"{k} ({v} dirs)" for k, v in result["slaves"].items())
@@ -241,10 +181,7 @@ def cmd_gc(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_slave(args: argparse.Namespace, client: Client) -> int:
-    body: dict[str, object] = {"ttl": args.ttl}
-    if args.replace:
-        body["replace"] = args.replace
-    answer = client.post("/api/v1/enroll-tokens", body)
+    answer = ops.enroll_token(client, args.ttl, args.replace)
     _print(args, answer, f"one-time token, valid {args.ttl} s: {answer['token']}\n"
                          f"on the slave, as root: {answer['command']}")
     return 0

@@ -4,17 +4,53 @@
 import argparse
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from afarm.applications.base import script_path
+from afarm.cli import ops
 from afarm.cli.client import Client
-from afarm.cli.commands import fetch, wait_for
+from afarm.cli.progress import ProgressBar
 from afarm.errors import OperationFailed, UsageError
+
+
+def say(text: str) -> None:
+    # Flushed: through a pipe (`afarmctl demo | tee`, a test) stdout is block-buffered, and a
+    # line held back until exit would tell the reader the render started after it ended.
+    print(text, flush=True)
+
+
+@contextmanager
+def interrupt_deferred() -> Iterator[None]:
+    """Ctrl-C inside the block takes effect at its end: starting the master and its pid
+    being remembered, or stopping it, must not be cut in half, or it outlives the demo."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; it is also the only one SIGINT hits
+        return
+    pressed: list[int] = []
+
+    def remember(signum: int, frame: FrameType | None) -> None:
+        pressed.append(signum)
+
+    previous = signal.signal(signal.SIGINT, remember) or signal.SIG_DFL
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        elif previous != signal.SIG_IGN:
+            raise KeyboardInterrupt
 
 
 def free_port() -> int:
@@ -45,7 +81,7 @@ def write_config(farm_dir: Path, slaves: int) -> tuple[Path, int]:
 def start_master(conf: Path, log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")) if p)
+        p for p in (str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")) if p)
     with open(log, "wb") as f:
         # A session of its own: Ctrl-C reaches afarmctl, which stops the master in order.
         return subprocess.Popen([sys.executable, "-m", "afarm.master.daemon", "--config",
@@ -106,43 +142,45 @@ def run_demo(args: argparse.Namespace) -> int:
         master = conf.read_text().split("[job_port]\nlisten = ")[1].split("\n")[0]
         client = Client(master, f"127.0.0.1:{results_port}")
         log = farm_dir / "master.log"
-        print(f"starting a master with {args.slaves} local slaves on {master}")
-        proc = start_master(conf, log)
+        say(f"starting a master with {args.slaves} local slaves on {master}")
+        with interrupt_deferred():
+            proc = start_master(conf, log)
         scene = farm_dir / "afarm-demo.blend"
-        print(f"making a {args.frames}-frame scene with Blender ({size[0]}x{size[1]})")
+        say(f"making a {args.frames}-frame scene with Blender ({size[0]}x{size[1]})")
         make_scene(scene, args.frames, size, args.samples)
         wait_ready(client, proc, log)
         client.token = client.local_token(farm_dir / "state")  # the master made it
         chunk = max(1, args.frames // (args.slaves * 4))
         request = {"name": "afarm-demo", "application": "blender",
-                   "params": {"frames": f"1-{args.frames}", "chunk": chunk, "encode": "mp4"},
-                   "files": [{"name": scene.name, "sha256": client.upload(scene)}]}
-        job = client.post("/api/v1/jobs", request)
-        print(f"job {job['id']}: {args.frames} frames in {job['progress']['tasks'] - 1} tasks"
+                   "params": {"frames": f"1-{args.frames}", "chunk": chunk, "encode": "mp4"}}
+        job = ops.submit(client, request, [(scene.name, scene)])
+        say(f"job {job['id']}: {args.frames} frames in {job['progress']['tasks'] - 1} tasks"
               " + an mp4 encode")
         started = time.monotonic()
-        code = wait_for(client, job["id"])
+        bar = ProgressBar(sys.stderr)
+        job = ops.wait(client, job["id"], bar.update)
+        bar.close(job)
         seconds = time.monotonic() - started
-        if code != 0:
-            print(client.get_text(f"/api/v1/jobs/{job['id']}/log")[-3000:], file=sys.stderr)
-            status = client.get(f"/api/v1/jobs/{job['id']}")["status"]
-            raise OperationFailed(f"the demo job ended {status}; its log is above")
+        if job["status"] != "completed":
+            print(ops.logs(client, job["id"])[-3000:], file=sys.stderr)
+            raise OperationFailed(f"the demo job ended {job['status']}; its log is above")
         if out.exists():
             shutil.rmtree(out / "out", ignore_errors=True)
-        paths = fetch(client, job["id"], out)
+        paths = ops.fetch(client, job["id"], out)
         frames = sorted(p for p in paths if p.suffix == ".png")
         videos = [p for p in paths if p.suffix == ".mp4"]
-        print(f"rendered {len(frames)} frames on {args.slaves} slaves in {seconds:.1f} s")
-        print(f"frames: {frames[0].parent}/ ({frames[0].name} .. {frames[-1].name})")
+        say(f"rendered {len(frames)} frames on {args.slaves} slaves in {seconds:.1f} s")
+        say(f"frames: {frames[0].parent}/ ({frames[0].name} .. {frames[-1].name})")
         for v in videos:
-            print(f"video:  {v}")
+            say(f"video:  {v}")
         return 0
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(farm_dir, ignore_errors=True)
+        with interrupt_deferred():  # a second Ctrl-C must not leave the master running
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            shutil.rmtree(farm_dir, ignore_errors=True)

@@ -1,0 +1,135 @@
+# SPDX-License-Identifier: MIT
+"""What a client can do with a master (submit, wait, fetch, ...), as data in and out: nothing
+here prints or exits; afarmctl's verbs and the demo show the results their own way."""
+
+import time
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from afarm.cli.client import Client
+from afarm.errors import OperationFailed, UsageError
+
+FINISHED = ("completed", "failed", "canceled")
+
+Job = dict[str, Any]
+
+
+def extra_inputs(main: Path, extra: list[str]) -> list[tuple[str, Path]]:
+    """(name relative to FILE's directory, path) of each --with file, directories walked."""
+    base = main.resolve().parent
+    found: dict[str, Path] = {}
+    for given in extra:
+        path = Path(given)
+        if not path.exists():
+            raise UsageError(f"--with {given}: no such file or directory")
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            real = f.resolve()
+            if not real.is_relative_to(base):
+                raise UsageError(f"--with {given}: {f} is not beside {main.name} (in"
+                                 f" {base}); the slave finds it at the same relative path,"
+                                 " so it must be inside that directory")
+            found[str(real.relative_to(base))] = real
+    found.pop(main.name, None)
+    return sorted(found.items())
+
+
+def submit(client: Client, request: dict[str, Any],
+           inputs: list[tuple[str, Path]] | None = None) -> Job:
+    """Submit `request` with `inputs` (name, path) uploaded first; returns the new job."""
+    request = dict(request)
+    if inputs:
+        # A dry run first, so a typo in --frames never costs a multi-GB upload.
+        request["files"] = [{"name": name, "sha256": "0" * 64} for name, _ in inputs]
+        client.post("/api/v1/jobs?dry_run=1", request)
+        request["files"] = [{"name": name, "sha256": client.upload(p)} for name, p in inputs]
+    job: Job = client.post("/api/v1/jobs", request)
+    return job
+
+
+def job(client: Client, job_id: int) -> Job:
+    found: Job = client.get(f"/api/v1/jobs/{job_id}")
+    return found
+
+
+def jobs(client: Client) -> list[Job]:
+    found: list[Job] = client.get("/api/v1/jobs")
+    return found
+
+
+def wait(client: Client, job_id: int,
+         on_progress: Callable[[Job], None] = lambda job: None) -> Job:
+    """Follow a job until it is finished, calling `on_progress` with each state seen, and
+    return the finished job. A master restart is waited out; an unreachable master raises."""
+    current = job(client, job_id)
+    last_event = 0
+    while current["status"] not in FINISHED:
+        on_progress(current)
+        try:
+            # Closed here, not by the garbage collector: an exception raised while a
+            # collected generator closes (Ctrl-C) is printed and dropped, not raised.
+            with closing(client.events(job=job_id, after=last_event)) as events:
+                for ev in events:
+                    last_event = max(last_event, int(ev.get("id") or last_event))
+                    current = job(client, job_id)
+                    on_progress(current)
+                    if current["status"] in FINISHED:
+                        break
+        except OperationFailed:
+            time.sleep(1)  # the master restarted: reconnect and pick up where we were
+        current = job(client, job_id)
+    on_progress(current)
+    return current
+
+
+def fetch(client: Client, job_id: int, output: Path) -> list[Path]:
+    """Download every output of a job into `output`; returns the paths written."""
+    found = job(client, job_id)
+    output.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for rel in found["outputs"]:
+        parts = Path(rel).parts
+        if not parts or Path(rel).is_absolute() or any(p in ("..", ".") for p in parts):
+            raise OperationFailed(f"the master listed an output {rel!r} outside the job;"
+                                  " refusing to write it")
+        dst = output / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        client.download(f"/api/v1/jobs/{job_id}/outputs/{rel}", dst)
+        paths.append(dst)
+    return paths
+
+
+def act(client: Client, job_id: int, action: str) -> Job:
+    """cancel, pause, resume or requeue a job; returns it as it is now."""
+    found: Job = client.post(f"/api/v1/jobs/{job_id}/{action}", {})
+    return found
+
+
+def logs(client: Client, job_id: int, task: str | None = None) -> str:
+    query = f"?task={task}" if task else ""
+    return client.get_text(f"/api/v1/jobs/{job_id}/log{query}")
+
+
+def slaves(client: Client) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = client.get("/api/v1/slaves")
+    return found
+
+
+def collect_garbage(client: Client, older_than_days: float | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if older_than_days is not None:
+        if older_than_days < 0:
+            raise UsageError("--older-than must be 0 or more days")
+        body["older_than_days"] = older_than_days
+    result: dict[str, Any] = client.post("/api/v1/gc", body)
+    return result
+
+
+def enroll_token(client: Client, ttl: int, replace: str | None = None) -> dict[str, Any]:
+    body: dict[str, object] = {"ttl": ttl}
+    if replace:
+        body["replace"] = replace
+    answer: dict[str, Any] = client.post("/api/v1/enroll-tokens", body)
+    return answer
