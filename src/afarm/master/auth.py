@@ -8,6 +8,7 @@ the master's machine, the master keeps one token of its own in ``<state_dir>/cli
 no token (see afarm.cli.client.discover_token).
 """
 
+import grp
 import hashlib
 import hmac
 import logging
@@ -43,8 +44,25 @@ def new_token(path: Path, label: str) -> str:
     fd = path.open("a", encoding="utf-8")
     with fd:
         path.chmod(0o600)
+        _share_with_service(path)
         fd.write(f"{digest(token)} {label}\n")
     return token
+
+
+SERVICE_GROUP = "afarm-master"  # the packaged service's group
+
+
+def _share_with_service(path: Path) -> None:
+    """Made by root (`afarm-master new-token` as an admin), the file must stay readable by
+    the service's user: group afarm-master may read it (it holds digests only)."""
+    if os.geteuid() != 0:
+        return
+    try:
+        gid = grp.getgrnam(SERVICE_GROUP).gr_gid
+    except KeyError:
+        return  # no packaged service on this machine
+    os.chown(path, 0, gid)
+    path.chmod(0o640)
 
 
 CLIENT_TOKEN = "client-token"
