@@ -108,9 +108,10 @@ VERBS: tuple[Verb, ...] = (
 )
 
 GLOBAL_ARGS: tuple[Arg, ...] = (
-    Arg(("--master",), "the master's job port as HOST[:PORT] (default: $AFARM_MASTER or"
-        " 127.0.0.1:7731); the results port is the next port unless --results says", {}),
-    Arg(("--results",), "the results port as HOST:PORT", {}),
+    Arg(("--master",), "the master's job port as HOST[:PORT] or [IPV6]:PORT (default:"
+        " $AFARM_MASTER or 127.0.0.1:7731); the results port is the next port unless"
+        " --results says", {}),
+    Arg(("--results",), "the results port as HOST:PORT or [IPV6]:PORT", {}),
     Arg(("--token-file",), "file holding the bearer token; without it the token is"
         " $AFARM_TOKEN, and for a master on this machine the client-token file in its state"
         " directory ([master] state_dir of /etc/afarm/master.conf, readable by root and"
