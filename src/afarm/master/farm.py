@@ -43,7 +43,7 @@ class Farm:
         self.apps = applications
         self.clock = clock
         self.listeners: list[Listener] = []
-        self.store = Store(state_dir / "afarm.db", on_event=self._broadcast)
+        self.store = Store(state_dir / "afarm.db", on_event=self._broadcast, clock=clock)
         self.files = FileStore(state_dir / "files")
         self.jobs_root = state_dir / "jobs"
         self.jobs_root.mkdir(parents=True, exist_ok=True)

@@ -88,8 +88,10 @@ class _Counts:
 class Store:
     """One connection, used from the master's event-loop thread only."""
 
-    def __init__(self, path: str | Path, *, on_event: EventHook | None = None) -> None:
+    def __init__(self, path: str | Path, *, on_event: EventHook | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.path = str(path)
+        self.clock = clock  # every time the store records comes from here
         # isolation_level=None: we open transactions ourselves, so a job and its tasks are
         # one BEGIN IMMEDIATE ... COMMIT and nothing commits behind our back.
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -144,7 +146,7 @@ class Store:
     def _event(self, kind: str, message: str, *, job_id: int | None = None,
                task_id: int | None = None, slave: str | None = None,
                data: dict[str, Any] | None = None) -> None:
-        now = time.time()
+        now = self.clock()
         cur = self.db.execute(
             "INSERT INTO events(at, kind, job_id, task_id, slave, message, data)"
             " VALUES (?,?,?,?,?,?,?)",
@@ -172,7 +174,7 @@ class Store:
     # -- files --------------------------------------------------------------------------
     def add_file(self, sha256: str, size: int) -> None:
         self.db.execute("INSERT OR IGNORE INTO files(sha256, size, added) VALUES (?,?,?)",
-                        (sha256, size, time.time()))
+                        (sha256, size, self.clock()))
 
     def unreferenced_files(self, older_than: float) -> list[str]:
         """Uploads no job names, stored before `older_than` (a time)."""
@@ -198,7 +200,7 @@ class Store:
     def begin_job(self, spec: JobSpec) -> int:
         """A job row nobody sees until finish_job; large plans are written in several
         transactions between these two so the event loop is never blocked for long."""
-        now = time.time()
+        now = self.clock()
         with self.transaction() as db:
             cur = db.execute(
                 "INSERT INTO jobs(name, application, params, priority, status, created,"
@@ -217,7 +219,7 @@ class Store:
                   ids: list[int]) -> None:
         """Write plan[start:] (indices are the plan's); `ids` collects the new task ids so
         dependencies on earlier parts of the plan resolve."""
-        now = time.time()
+        now = self.clock()
         with self.transaction() as db:
             for idx in range(start, len(plan)):
                 t = plan[idx]
@@ -238,7 +240,7 @@ class Store:
     def finish_job(self, job_id: int, n_tasks: int) -> None:
         with self.transaction() as db:
             db.execute("UPDATE jobs SET status=?, updated=? WHERE id=? AND status=?",
-                       (JobStatus.QUEUED.value, time.time(), job_id, SUBMITTING))
+                       (JobStatus.QUEUED.value, self.clock(), job_id, SUBMITTING))
             name = db.execute("SELECT name FROM jobs WHERE id=?", (job_id,)).fetchone()[0]
             self._event("job-accepted", f"job {job_id} {name!r}: {n_tasks} tasks",
                         job_id=job_id, data={"status": JobStatus.QUEUED.value})
@@ -373,7 +375,7 @@ class Store:
         if attempt is not None and old["attempt"] != attempt:
             return None
         self.db.execute(f"UPDATE tasks SET status=?, updated=?{extra} WHERE id=?",
-                        (new.value, time.time(), *args, task_id))
+                        (new.value, self.clock(), *args, task_id))
         c = self._counts.get(old["job_id"])
         if c is not None:
             c.move(old["status"], new.value, old["frames"], old["kind"])
@@ -385,7 +387,7 @@ class Store:
         with self.transaction():
             old = self._move(task_id, TaskStatus.ACTIVE,
                              extra=", attempt=attempt+1, slave=?, started=?, finished=NULL",
-                             args=(slave, time.time()))
+                             args=(slave, self.clock()))
             if old is None:
                 return None
             attempt = int(old["attempt"]) + 1
@@ -403,7 +405,7 @@ class Store:
     def complete_task(self, task: Task, attempt: int) -> bool:
         with self.transaction():
             old = self._move(task.id, TaskStatus.COMPLETED, attempt=attempt,
-                             extra=", finished=?, error=''", args=(time.time(),))
+                             extra=", finished=?, error=''", args=(self.clock(),))
             if old is None:
                 return False
             self._event("task-completed", f"task {task.id} ({task.label}) completed",
@@ -445,7 +447,7 @@ class Store:
                 attempt is not None and cur["attempt"] != attempt):
             return None  # only the current attempt of an active task can fail
         with self.transaction():
-            now = time.time()
+            now = self.clock()
             if self._move(task.id, decision.status, attempt=attempt,
                           extra=", slave=NULL, finished=?, error=?", args=(now, reason)) is None:
                 return None
@@ -472,7 +474,7 @@ class Store:
                                    (TaskStatus.ACTIVE.value,)).fetchall()
             for r in rows:
                 self.db.execute("UPDATE tasks SET status=?, slave=NULL, updated=?"
-                                " WHERE id=?", (TaskStatus.QUEUED.value, time.time(), r["id"]))
+                                " WHERE id=?", (TaskStatus.QUEUED.value, self.clock(), r["id"]))
                 self._event("task-requeued", f"task {r['id']} requeued: master restarted",
                             job_id=r["job_id"], task_id=r["id"], data={"status": "queued"})
             for job_id in {r["job_id"] for r in rows}:
@@ -526,7 +528,7 @@ class Store:
             self._cancel_open(job_id, "another task of the job failed")
         if new != status:
             self.db.execute("UPDATE jobs SET status=?, updated=? WHERE id=?",
-                            (new.value, time.time(), job_id))
+                            (new.value, self.clock(), job_id))
             c = self._counts.get(job_id) or c  # _cancel_open may have dropped the counts
             c.job_status = new.value
             self._event(f"job-{new.value}", f"job {job_id} {new.value}", job_id=job_id,
@@ -536,7 +538,7 @@ class Store:
         marks, vals = _marks([TaskStatus.QUEUED, TaskStatus.SOFT_FAILED, TaskStatus.PAUSED])
         self.db.execute(f"UPDATE tasks SET status=?, updated=?, error=? WHERE job_id=?"
                         f" AND status IN {marks}",
-                        (TaskStatus.CANCELED.value, time.time(), reason, job_id, *vals))
+                        (TaskStatus.CANCELED.value, self.clock(), reason, job_id, *vals))
         self._counts.pop(job_id, None)
 
     def cancel_job(self, job_id: int) -> list[Task]:
@@ -548,7 +550,7 @@ class Store:
             self._cancel_open(job_id, "job canceled")
             self.db.execute("UPDATE tasks SET status=?, slave=NULL, updated=?,"
                             " error='job canceled' WHERE job_id=? AND status=?",
-                            (TaskStatus.CANCELED.value, time.time(), job_id,
+                            (TaskStatus.CANCELED.value, self.clock(), job_id,
                              TaskStatus.ACTIVE.value))
             self._set_job(job_id, JobStatus.CANCELED)
             self._event("job-canceled", f"job {job_id} canceled", job_id=job_id,
@@ -561,7 +563,7 @@ class Store:
             raise IllegalTransition(f"job {job_id} is {row[0]}; it cannot become {status}")
         self.db.execute("UPDATE jobs SET status=?, updated=?" + (", error=''" if clear_error
                                                                    else "") + " WHERE id=?",
-                        (status.value, time.time(), job_id))
+                        (status.value, self.clock(), job_id))
         self._counts.pop(job_id, None)
 
     def pause_job(self, job_id: int) -> None:
@@ -569,7 +571,7 @@ class Store:
         with self.transaction():
             self.db.execute(f"UPDATE tasks SET status=?, updated=? WHERE job_id=?"
                             f" AND status IN {marks}",
-                            (TaskStatus.PAUSED.value, time.time(), job_id, *vals))
+                            (TaskStatus.PAUSED.value, self.clock(), job_id, *vals))
             self._set_job(job_id, JobStatus.PAUSED)
             self._event("job-paused", f"job {job_id} paused", job_id=job_id,
                         data={"status": "paused"})
@@ -577,7 +579,7 @@ class Store:
     def resume_job(self, job_id: int) -> None:
         with self.transaction():
             self.db.execute("UPDATE tasks SET status=?, updated=? WHERE job_id=?"
-                            " AND status=?", (TaskStatus.QUEUED.value, time.time(), job_id,
+                            " AND status=?", (TaskStatus.QUEUED.value, self.clock(), job_id,
                                               TaskStatus.PAUSED.value))
             self._set_job(job_id, JobStatus.QUEUED)
             self._event("job-resumed", f"job {job_id} resumed", job_id=job_id)
@@ -593,7 +595,7 @@ class Store:
             n = self.db.execute(
                 f"UPDATE tasks SET status=?, slave=NULL, error='', updated=?"
                 f" WHERE job_id=? AND status IN {marks}",
-                (TaskStatus.QUEUED.value, time.time(), job_id, *vals)).rowcount
+                (TaskStatus.QUEUED.value, self.clock(), job_id, *vals)).rowcount
             self.db.execute("DELETE FROM task_failures WHERE job_id=?", (job_id,))
             self.db.execute("DELETE FROM blocklist WHERE job_id=?", (job_id,))
             self._set_job(job_id, JobStatus.QUEUED, clear_error=True)
@@ -612,7 +614,7 @@ class Store:
             " ON CONFLICT(name) DO UPDATE SET state=excluded.state,"
             " last_error=COALESCE(?, slaves.last_error), last_seen=excluded.last_seen,"
             " info=COALESCE(?, slaves.info)",
-            (name, state, error or "", time.time(), json.dumps(info or {}),
+            (name, state, error or "", self.clock(), json.dumps(info or {}),
              error, json.dumps(info) if info is not None else None))
         if old is None or old["state"] != state:
             self._event("slave-state", f"{name} is {state}" + (f": {error}" if error else ""),

@@ -153,3 +153,15 @@ def test_events_are_logged_and_pushed_to_the_hook(tmp_path: Path) -> None:
     assert kinds == ["job-accepted", "task-active", "job-active", "task-completed",
                      "job-completed"]
     assert [e["kind"] for e in seen] == kinds
+
+
+def test_the_store_takes_its_times_from_the_clock_it_is_given(tmp_path: Path) -> None:
+    now = [1000.0]
+    s = Store(tmp_path / "db", clock=lambda: now[0])
+    job = s.add_job(spec(), [render(1)])
+    now[0] = 1005.0
+    t = s.tasks(job)[0]
+    s.start_task(t.id, "s1")
+    assert s.tasks(job)[0].started == 1005.0
+    assert [e["at"] for e in s.events(job_id=job)] == [1000.0, 1005.0, 1005.0]
+    s.close()
