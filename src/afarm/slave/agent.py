@@ -36,7 +36,8 @@ from afarm.runner.workspace import Input, Workspace
 
 log = logging.getLogger("afarm.agent")
 MAX_REQUEST = 64 << 20  # one JSON line from the master; a million-item chunk fits
-MAX_RUNS = 256  # concurrent runs one agent accepts, whatever the master asks
+MAX_RUNS = 64  # concurrent runs one agent accepts, whatever the master asks: the most
+#               slots a slave definition may have
 PROGRESS_INTERVAL = 0.05  # at most 20 progress messages a second per task
 
 
@@ -117,10 +118,14 @@ class Agent:
             with self.lock:
                 if key in self.running:
                     raise Refused(f"task {req.task} attempt {req.attempt} is already running")
-                if len(self.running) >= MAX_RUNS:
-                    raise Refused(f"this slave already runs {MAX_RUNS} tasks")
-                run = self.running[key] = TaskRun(self._progress(req))
-                self.running_jobs[key] = req.job
+                full = len(self.running) >= MAX_RUNS
+                if not full:
+                    run = self.running[key] = TaskRun(self._progress(req))
+                    self.running_jobs[key] = req.job
+            if full:  # answered as done, so the master moves the task on at once
+                self.send(TaskReply(req.task, req.attempt, error=(
+                    f"this slave already runs {MAX_RUNS} tasks, the most it takes")).to_wire())
+                return
             threading.Thread(target=self.run_task, args=(req, run), daemon=True,
                              name=f"task-{req.task}").start()
         elif op == "cancel":

@@ -2,6 +2,7 @@
 """The slave agent, driven through a real pipe like the master drives it."""
 
 import hashlib
+import io
 import json
 import subprocess
 import sys
@@ -12,7 +13,9 @@ from typing import Any
 
 import pytest
 
+from afarm.applications.registry import load_applications
 from afarm.protocol.messages import PROTOCOL_VERSION
+from afarm.slave import agent as agent_module
 from tests.farm import ENV
 
 
@@ -43,15 +46,18 @@ class AgentProcess:
                 return msg
 
 
-@pytest.fixture
-def agent(tmp_path: Path) -> Iterator[AgentProcess]:
-    apps = tmp_path / "apps"
+def write_apps(apps: Path) -> Path:
     apps.mkdir()
     (apps / "echo.conf").write_text("kind = command\nexecutable = /bin/echo\n"
                                     "argv = {item}, {input}\n")
     (apps / "sleep.conf").write_text("kind = command\nexecutable = /bin/sleep\n"
                                      "argv = {item},\ncapture_stdout = false\n")
-    a = AgentProcess(tmp_path / "work", apps)
+    return apps
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[AgentProcess]:
+    a = AgentProcess(tmp_path / "work", write_apps(tmp_path / "apps"))
     yield a
     if a.proc.poll() is None:
         a.proc.kill()
@@ -178,3 +184,17 @@ def test_the_same_task_attempt_twice_is_refused_and_leaves_no_orphan(
 def test_a_timeout_beyond_seven_days_is_refused(agent: AgentProcess) -> None:
     agent.send(run_msg(12, "sleep", [[1, "1"]], timeout=2**62))
     assert "7 days" in agent.until("done")["error"]
+
+
+def test_runs_beyond_the_agents_cap_are_answered_as_failed_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agent_module, "MAX_RUNS", 1)
+    out = io.BytesIO()
+    apps = load_applications(write_apps(tmp_path / "apps"))
+    a = agent_module.Agent("t", tmp_path / "work", apps, out)
+    a.handle(run_msg(21, "sleep", [[1, "30"]]))
+    a.handle(run_msg(22, "sleep", [[1, "30"]]))
+    replies = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert replies[0]["op"] == "done" and replies[0]["task"] == 22
+    assert "already runs 1 tasks" in replies[0]["error"]
+    a.stop_all()
