@@ -207,6 +207,11 @@ class RunnableIndex:
             released.append(t)
         return released
 
+    def runnable(self, job_id: int, runs_on: str = "slave") -> int:
+        """How many tasks of a job could start now on `runs_on` (tail avoidance asks)."""
+        job = self._jobs.get(job_id)
+        return len(job.heaps.get(runs_on, ())) if job else 0
+
     def job_tags(self, job_id: int) -> frozenset[str] | None:
         job = self._jobs.get(job_id)
         return job.tags if job else None

@@ -9,12 +9,23 @@ runnable work sits in a RunnableIndex, not in a query.
 """
 
 import asyncio
+import bisect
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from afarm.master.scheduling.index import Candidate, RunnableIndex, SlaveView
+from afarm.master.scheduling.properties import DYNAMIC, Properties
+from afarm.master.scheduling.ranking import (
+    PRESETS,
+    TAIL_RATIO,
+    Policy,
+    Ranking,
+    rank,
+    tail_defers,
+)
 from afarm.master.slaves.link import Outcome
 from afarm.model.job import Job, Task
 from afarm.model.policy import FailurePolicy, decide_failure
@@ -24,6 +35,7 @@ from afarm.store.db import Store
 
 log = logging.getLogger(__name__)
 MASTER = "master"
+RERANK_INTERVAL = 1.0  # seconds: measured changes re-rank at most this often
 
 
 class Place(Protocol):
@@ -83,6 +95,21 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._jobs: dict[int, Job] = {}  # jobs with tasks running, for their files
+        self.properties = Properties()
+        self.ranking_policy: Policy = PRESETS["fastest"]
+        self.policies: dict[str, Policy] = dict(PRESETS)
+        self._ranked: list[Place] = []
+        self._speed: dict[str, float] = {}
+        self._rank_key: tuple[int, int, str] | None = None
+        self._ranked_at = -RERANK_INTERVAL
+
+    def configure_ranking(self, properties: Properties, policy: str,
+                          policies: dict[str, Policy] | None = None) -> None:
+        """The slaves' properties and the site's policy (master.conf [scheduler] policy)."""
+        self.properties = properties
+        self.policies = {**PRESETS, **(policies or {})}
+        self.ranking_policy = self.policies[policy]
+        self._rank_key = None
 
     # -- life cycle -----------------------------------------------------------------------
     def load(self) -> None:
@@ -175,15 +202,58 @@ class Scheduler:
             place.mark_busy(task.id, asyncio.create_task(
                 self._execute(place, task, attempt, job)))
 
+    # -- ranking --------------------------------------------------------------------------
+    def ranking(self, policy: Policy | None = None, job: Job | None = None,
+                remaining: int = 0) -> Ranking:
+        """The slaves ranked now (by the site's policy unless another is given)."""
+        policy = policy or self.ranking_policy
+        files = frozenset(f.sha256 for f in job.files) if job is not None else None
+        m = self.properties.matrix(dict(self.places), files)
+        return rank(m, policy, remaining=remaining)
+
+    def ranked_places(self) -> list[Place]:
+        """The slaves best first, ranked again only when something that orders them
+        changed: a slave added, a property moved (at most once a RERANK_INTERVAL), or
+        the policy reads a property that changes with every task (load, locality)."""
+        self.properties.check_tariff()
+        key = (self.properties.version, len(self.places), self.ranking_policy.name)
+        now = time.monotonic()
+        dynamic = bool(self.ranking_policy.columns & DYNAMIC)
+        stale = key != self._rank_key and (
+            self._rank_key is None or key[1:] != self._rank_key[1:]
+            or now - self._ranked_at >= RERANK_INTERVAL)
+        if stale or (dynamic and now - self._ranked_at >= RERANK_INTERVAL):
+            r = self.ranking()
+            self._ranked = [self.places[n] for n in r.names]
+            speed = r.matrix.column("speed")
+            self._speed = {n: float(speed[i]) for i, n in enumerate(r.matrix.slaves)}
+            self._rank_key = key
+            self._ranked_at = now
+        return self._ranked
+
     def _decide(self) -> list[tuple[Place, Candidate]]:
         decisions: list[tuple[Place, Candidate]] = []
-        slaves = sorted((p for p in self.places.values() if p.free_slots > 0),
-                        key=lambda p: (-p.free_slots, p.name))
-        for place in slaves:
+        ranked = self.ranked_places()
+        # Speeds of the busy slots, for tail avoidance: ascending, so bisect counts those
+        # more than TAIL_RATIO times faster than a given slave.
+        busy = sorted(s for p in ranked if p.running
+                      for s in [self._speed.get(p.name, float("nan"))] * len(p.running)
+                      if s == s)
+        for place in ranked:
+            if place.free_slots <= 0:
+                continue
             view = SlaveView(place.name, frozenset(place.tags), place.applications)
+            speed = self._speed.get(place.name, float("nan"))
+            faster = len(busy) - bisect.bisect_right(busy, speed * TAIL_RATIO) \
+                if speed == speed else 0
             for _ in range(place.free_slots):
                 cand = self.index.take("slave", view)
                 if cand is None:
+                    break
+                if faster and tail_defers(speed, self.index.runnable(cand.job_id) + 1,
+                                          faster):
+                    self.index.put_back(cand.job_id, cand.task_id, cand.idx, "slave",
+                                        cand.application)
                     break
                 decisions.append((place, cand))
         if self.master is not None:
@@ -195,6 +265,7 @@ class Scheduler:
         return decisions
 
     async def _execute(self, place: Place, task: Task, attempt: int, job: Job) -> None:
+        started = time.monotonic()
         try:
             outcome = await place.run(task, attempt, job, self.timeout_of(task, job),
                                       self.results.partial_for(task, attempt))
@@ -203,6 +274,9 @@ class Scheduler:
         except Exception as exc:  # a bug in a link must not strand the task
             log.exception("running task %d on %s failed", task.id, place.name)
             outcome = Outcome("failed", f"internal error on the master: {exc!r}")
+        if place is not self.master and outcome.kind in ("done", "failed"):
+            self.properties.record(place.name, time.monotonic() - started, task.frames,
+                                   outcome.kind == "done")
         self._outcomes.append((place, task, attempt, outcome))
         self.wake()
 
