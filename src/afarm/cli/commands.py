@@ -153,7 +153,39 @@ def cmd_logs(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def rank_text(r: dict[str, Any]) -> str:
+    """The ranking as a table: one row per slave, one column per property, and why."""
+    cols = list(r["columns"])
+    lines = [f"policy: {r['description']}"]
+    head = f"{'POS':<5} {'NAME':<14} " + " ".join(f"{c[:14]:>14}" for c in cols) + "  WHY"
+    lines.append(head)
+    for s in r["slaves"]:
+        pos = ordinal(s["position"]) if s["position"] else "-"
+        vals = " ".join(f"{_num(s['properties'].get(c)):>14}" for c in cols)
+        held = " (held back)" if s["held"] else ""
+        lines.append(f"{pos:<5} {s['slave']:<14} {vals}  {s['why']}{held}")
+    if not r["slaves"]:
+        lines.append("no slaves defined")
+    return "\n".join(lines)
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
 def cmd_slaves(args: argparse.Namespace, client: Client) -> int:
+    if args.rank:
+        r = ops.slave_rank(client, args.job, args.policy)
+        _print(args, r, rank_text(r))
+        return 0
+    if args.job is not None or args.policy is not None:
+        raise UsageError("--job and --policy go with --rank: afarmctl slaves --rank"
+                         " --job ID")
     slaves = ops.slaves(client)
     lines = [f"{'NAME':<14} {'STATE':<12} {'RUNNING':<10} {'BLOCKLISTED FOR':<16} LAST ERROR"]
     for s in slaves:

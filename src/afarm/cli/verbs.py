@@ -75,7 +75,16 @@ VERBS: tuple[Verb, ...] = (
          (JOB, Arg(("--task",), "only this task (its id or index)", {}))),
     Verb("slaves", "list slaves",
          "List the slaves: state (online, busy, unreachable, ...), running tasks, the jobs"
-         " they are blocklisted for, and their last error."),
+         " they are blocklisted for, and their last error. With --rank: the order in which"
+         " free slaves take tasks, as a matrix of their properties (speed, watts, cost per"
+         " frame, reliability, ...), the policy, and why each slave stands where it does.",
+         (Arg(("--rank",), "show the ranking instead of the list", {"action": "store_true"}),
+          Arg(("--job",), "with --rank: rank for this job (only slaves that may take its"
+              " tasks; locality of its inputs)", {"type": int, "metavar": "ID"}),
+          Arg(("--policy",), "with --rank: rank by this policy instead of the master's"
+              " ([scheduler] policy): fastest, cheapest, greenest, lexicographic, weighted,"
+              " pareto, cheapest-within-deadline or one of [policies]", {"metavar": "NAME"})),
+         "afarmctl slaves --rank --policy pareto"),
     Verb("slave", "enroll slaves",
          "slave token: make a token with which one slave can enroll with this master, once,"
          " within --ttl seconds, and print the command to run on the slave as root"

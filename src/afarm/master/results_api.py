@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from afarm.applications.base import plain_name
+from afarm.errors import UsageError
 from afarm.master.farm import Farm
 from afarm.master.files import JobDir
 from afarm.master.http_util import int_arg, int_query, job_json, job_or_404
@@ -76,6 +77,17 @@ def routes(farm: Farm) -> list[web.RouteDef]:
             out.append(row)
         return web.json_response(out)
 
+    async def slave_rank(request: web.Request) -> web.Response:
+        job_id = int_query(request, "job")
+        name = request.query.get("policy")
+        sched = farm.scheduler
+        policy = sched.policies.get(name) if name else sched.ranking_policy
+        if policy is None:
+            raise UsageError(f"policy {name[:40]!r} is not defined on this master; it has: "
+                             + ", ".join(sorted(sched.policies)))
+        job = job_or_404(store, job_id) if job_id is not None else None
+        return web.json_response(sched.ranking(policy, job).to_json())
+
     async def events(request: web.Request) -> web.StreamResponse:
         after = int_query(request, "after") or 0
         job_id = int_query(request, "job")
@@ -138,6 +150,7 @@ def routes(farm: Farm) -> list[web.RouteDef]:
         web.get("/api/v1/jobs/{job}/log", log),
         web.get("/api/v1/jobs/{job}/outputs/{path:.+}", output),
         web.get("/api/v1/slaves", slaves),
+        web.get("/api/v1/slaves/rank", slave_rank),
         web.get("/api/v1/events", events),
     ]
 

@@ -33,6 +33,20 @@ JOB = {"type": "object",
            "params": {"type": "object", "nullable": True},
            "files": {"type": "array", "items": {"type": "object"}},
            "progress": PROGRESS}}
+RANKING = {
+    "type": "object", "required": ["policy", "kind", "description", "columns", "slaves"],
+    "properties": {
+        "policy": {"type": "string"}, "kind": {"type": "string"},
+        "description": {"type": "string"},
+        "columns": {"type": "array", "items": {"type": "string"}},
+        "slaves": {"type": "array", "items": {
+            "type": "object", "required": ["slave", "position", "why", "held", "properties"],
+            "properties": {
+                "slave": {"type": "string"},
+                "position": {"type": "integer", "minimum": 1, "nullable": True},
+                "why": {"type": "string"}, "held": {"type": "boolean"},
+                "properties": {"type": "object", "additionalProperties": {
+                    "type": "number", "nullable": True}}}}}}}
 JOB_REQUEST = {
     "type": "object", "required": ["name", "application"], "additionalProperties": False,
     "properties": {
@@ -167,6 +181,15 @@ def results_port(secured: bool) -> dict[str, Any]:
                                    "responses": _responses({"200": _json(
                                        {"type": "array", "items": {"type": "object"}},
                                        "slaves")})}},
+        "/api/v1/slaves/rank": {"get": {
+            "summary": "the slaves ranked by a policy: the matrix, the order and why",
+            "parameters": [{"name": "job", "in": "query", "schema": ID,
+                            "description": "rank for this job (its tags, application and"
+                                           " inputs)"},
+                           {"name": "policy", "in": "query",
+                            "schema": {"type": "string", "maxLength": 64},
+                            "description": "a policy name (default: the master's)"}],
+            "responses": _responses({"200": _json(RANKING, "the ranking")})}},
         "/api/v1/events": {"get": {
             "summary": "live events as server-sent events (a stream that does not end)",
             "parameters": [{"name": "after", "in": "query", "schema": ID},

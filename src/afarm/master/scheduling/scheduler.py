@@ -21,8 +21,10 @@ from afarm.master.scheduling.properties import DYNAMIC, Properties
 from afarm.master.scheduling.ranking import (
     PRESETS,
     TAIL_RATIO,
+    Constraints,
     Policy,
     Ranking,
+    admitted,
     rank,
     tail_defers,
 )
@@ -204,12 +206,21 @@ class Scheduler:
 
     # -- ranking --------------------------------------------------------------------------
     def ranking(self, policy: Policy | None = None, job: Job | None = None,
-                remaining: int = 0) -> Ranking:
-        """The slaves ranked now (by the site's policy unless another is given)."""
+                deadline: float | None = None) -> Ranking:
+        """The slaves ranked now (by the site's policy unless another is given); for a
+        job, those that may not take its tasks (tags, application) are left out, and its
+        inputs decide locality. `deadline`: seconds the job has left."""
         policy = policy or self.ranking_policy
         files = frozenset(f.sha256 for f in job.files) if job is not None else None
         m = self.properties.matrix(dict(self.places), files)
-        return rank(m, policy, remaining=remaining)
+        excluded: dict[int, str] = {}
+        remaining = 0
+        if job is not None:
+            c = Constraints(tags=frozenset(job.tags), application=job.application)
+            excluded = admitted(m, c, {n: frozenset(p.tags) for n, p in self.places.items()},
+                                {n: p.applications for n, p in self.places.items()})
+            remaining = self.index.runnable(job.id)
+        return rank(m, policy, excluded, deadline=deadline, remaining=remaining)
 
     def ranked_places(self) -> list[Place]:
         """The slaves best first, ranked again only when something that orders them
