@@ -1,0 +1,131 @@
+# SPDX-License-Identifier: MIT
+"""The scheduler hands tasks to free slaves in ranked order, keeps a job's last tasks off a
+far slower slave, and measures speed and reliability from the attempts it sees."""
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from afarm.master.scheduling.properties import Properties, parse_tariff, price_at
+from afarm.master.scheduling.scheduler import Scheduler
+from afarm.model.job import InputFile, JobSpec, TaskSpec
+from afarm.model.policy import FailurePolicy
+from afarm.store.db import Store
+from tests.fakes import InstantPlace, NoResults
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "afarm.db")
+    yield s
+    s.close()
+
+
+def scheduler(store: Store, static: dict[str, dict[str, float]], policy: str = "fastest",
+              slots: int = 1) -> Scheduler:
+    sched = Scheduler(store, NoResults(), FailurePolicy(), lambda t, j: 60)
+    for name in static:
+        sched.places[name] = InstantPlace(name, slots)  # type: ignore[assignment]
+    sched.configure_ranking(Properties(static), policy)
+    sched.load()
+    return sched
+
+
+def add_job(store: Store, sched: Scheduler, frames: int) -> int:
+    spec = JobSpec(name="j", application="app", params={},
+                   files=[InputFile("a.blend", "ab" * 32, 10)])
+    job = store.add_job(spec, [TaskSpec(kind="render", label=f"frame {n}", application="app",
+                                        params={"frames": [n]}, outputs=[], frames=1)
+                               for n in range(1, frames + 1)])
+    sched.reload_job(job)
+    return job
+
+
+def first_tasks(sched: Scheduler) -> list[tuple[str, int]]:
+    return [(p.name, c.idx) for p, c in sched._decide()]
+
+
+FARM = {"a-slow": {"speed": 1.0, "watts_busy": 50.0},
+        "b-fast": {"speed": 4.0, "watts_busy": 400.0},
+        "c-mid": {"speed": 2.0, "watts_busy": 100.0}}
+
+
+def test_the_best_ranked_free_slave_takes_the_most_urgent_task(store: Store) -> None:
+    sched = scheduler(store, FARM, "fastest")
+    add_job(store, sched, 10)
+    assert first_tasks(sched) == [("b-fast", 0), ("c-mid", 1), ("a-slow", 2)]
+
+
+def test_the_policy_decides_the_order_cheapest_puts_the_frugal_slave_first(
+        store: Store) -> None:
+    sched = scheduler(store, FARM, "greenest")
+    add_job(store, sched, 10)
+    # Wh per frame: a-slow 50/1, c-mid 100/2, b-fast 400/4: a and c tie, speed decides
+    assert [n for n, _ in first_tasks(sched)] == ["c-mid", "a-slow", "b-fast"]
+
+
+def test_a_jobs_last_task_waits_for_a_far_faster_busy_slave(store: Store) -> None:
+    sched = scheduler(store, FARM, "fastest")
+    add_job(store, sched, 2)
+    fast = sched.places["b-fast"]
+    fast.running[999] = None  # busy with something else
+    # one task left for c-mid (2/s) and a-slow (1/s): b-fast (4/s) is more than twice as
+    # fast as a-slow only, so c-mid takes frame 1 and a-slow leaves frame 2 to b-fast
+    assert first_tasks(sched) == [("c-mid", 0)]
+    assert sched.index.runnable(1) == 1
+
+
+def test_slaves_without_any_property_are_visited_by_name(store: Store) -> None:
+    sched = scheduler(store, {"s2": {}, "s1": {}, "s3": {}})
+    add_job(store, sched, 5)
+    assert [n for n, _ in first_tasks(sched)] == ["s1", "s2", "s3"]
+
+
+def test_the_ranking_is_cached_until_a_property_moves(store: Store) -> None:
+    sched = scheduler(store, FARM)
+    first = sched.ranked_places()
+    assert sched.ranked_places() is first  # nothing changed: not ranked again
+    sched._ranked_at -= 10  # past the re-rank interval
+    sched.properties.record("a-slow", 0.01, 1, True)  # a-slow measured at 100 frames/s
+    assert sched.ranked_places()[0].name == "a-slow"
+
+
+def test_speed_is_a_moving_average_and_reliability_a_window_of_attempts() -> None:
+    p = Properties({"s": {"speed": 0.5, "watts_busy": 100.0}}, price=0.2)
+    assert p.row("s")["speed"] == 0.5  # the benchmark until measured
+    p.record("s", 4.0, 2, True)  # 2 s a frame
+    assert p.row("s")["speed"] == pytest.approx(0.5)
+    p.record("s", 1.0, 1, True)
+    assert p.row("s")["speed"] == pytest.approx(1 / (0.3 * 1 + 0.7 * 2))
+    p.record("s", None, 1, False)
+    assert p.row("s")["reliability"] == pytest.approx(2 / 3)
+    row = p.row("s")
+    assert row["energy_per_frame"] == pytest.approx(100 / row["speed"] / 3600)
+    assert row["cost_per_frame"] == pytest.approx(row["energy_per_frame"] / 1000 * 0.2)
+
+
+def test_a_time_of_day_tariff_sets_the_price_and_may_wrap_past_midnight() -> None:
+    import time
+    tariff = parse_tariff(["22:00-06:00=0.18", "06:00-22:00=0.34"])
+    night = time.mktime((2026, 12, 1, 23, 30, 0, 0, 0, -1))
+    day = time.mktime((2026, 12, 1, 12, 0, 0, 0, 0, -1))
+    assert price_at(tariff, 0.3, night) == 0.18
+    assert price_at(tariff, 0.3, day) == 0.34
+    with pytest.raises(ValueError, match="HH:MM-HH:MM=PRICE"):
+        parse_tariff(["22-6"])
+
+
+def test_a_finished_attempt_is_measured_for_the_ranking(store: Store) -> None:
+    sched = scheduler(store, {"s1": {}})
+    add_job(store, sched, 1)
+
+    async def run() -> None:
+        sched.schedule_pass()
+        await asyncio.sleep(0.01)
+        sched.apply_outcomes()
+
+    asyncio.run(run())
+    assert sched.properties.row("s1")["reliability"] == 1.0
+    assert sched.properties.row("s1")["speed"] > 0
