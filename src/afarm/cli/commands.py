@@ -5,6 +5,8 @@
 import argparse
 import json
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +67,38 @@ def submission(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
         request["priority"] = args.priority
     if args.timeout is not None:
         request["timeout"] = args.timeout
+    if args.policy is not None:
+        request["policy"] = args.policy
+    if args.deadline is not None:
+        request["deadline"] = parse_deadline(args.deadline)
+    for key in ("min_memory_mib", "gpus"):
+        if getattr(args, key) is not None:
+            request[key] = getattr(args, key)
     return request, path
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_deadline(text: str, now: float | None = None) -> float:
+    """--deadline as seconds since 1970: a duration from now (90m, 2h, 1d, 3600) or a
+    local date and time (2026-12-24T18:00)."""
+    now = time.time() if now is None else now
+    t = text.strip()
+    unit = _UNITS.get(t[-1:].lower(), 0)
+    number = t[:-1] if unit else t
+    try:
+        amount = float(number)
+        if not (amount > 0 and amount < 1e9):
+            raise ValueError
+        return now + amount * (unit or 1)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(t).timestamp()
+    except ValueError:
+        raise UsageError(f"--deadline {text!r}: give a duration (90m, 2h, 1d, or seconds)"
+                         " or a local time (2026-12-24T18:00)") from None
 
 
 def cmd_submit(args: argparse.Namespace, client: Client) -> int:

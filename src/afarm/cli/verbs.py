@@ -52,6 +52,17 @@ VERBS: tuple[Verb, ...] = (
           Arg(("--require-tag",), "only slaves with this tag (see tags in a slave's"
               " definition) may take the job's tasks; repeat for more",
               {"action": "append", "default": [], "dest": "require_tags", "metavar": "TAG"}),
+          Arg(("--policy",), "rank slaves for this job by this policy instead of the"
+              " master's: fastest, cheapest, greenest, lexicographic, weighted, pareto,"
+              " cheapest-within-deadline or one of the master's [policies] (see afarmctl"
+              " slaves --rank)", {"metavar": "NAME"}),
+          Arg(("--deadline",), "when the job must be done: a duration from now (90m, 2h,"
+              " 1d, or seconds) or a local time (2026-12-24T18:00); with --policy"
+              " cheapest-within-deadline the job uses the cheapest slaves that make it",
+              {"metavar": "WHEN"}),
+          Arg(("--min-memory",), "only slaves with at least this much memory, in MiB",
+              {"type": int, "dest": "min_memory_mib", "metavar": "MIB"}),
+          Arg(("--gpus",), "only slaves with at least this many GPUs", {"type": int}),
           Arg(("--wait",), "wait for the job and show its progress",
               {"action": "store_true"})),
          "afarmctl submit shot.blend --frames 1-240 --chunk 4 --encode mp4"),

@@ -72,7 +72,7 @@ def job_or_404(store: Store, job_id: int) -> Job:
 
 def job_json(store: Store, job: Job, warnings: list[str] | None = None) -> dict[str, Any]:
     return {"id": job.id, "name": job.name, "application": job.application,
-            "tags": job.tags, "warnings": warnings or [],
+            "tags": job.tags, "scheduling": job.scheduling, "warnings": warnings or [],
             "status": job.status.value, "priority": job.priority, "created": job.created,
             "updated": job.updated, "params": job.params,
             "files": [{"name": f.name, "sha256": f.sha256, "size": f.size} for f in job.files],

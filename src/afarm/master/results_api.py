@@ -83,7 +83,7 @@ def routes(farm: Farm) -> list[web.RouteDef]:
         sched = farm.scheduler
         policy = sched.policies.get(name) if name else sched.ranking_policy
         if policy is None:
-            raise UsageError(f"policy {name[:40]!r} is not defined on this master; it has: "
+            raise UsageError(f"policy {str(name)[:40]!r} is not defined on this master; it has: "
                              + ", ".join(sorted(sched.policies)))
         job = job_or_404(store, job_id) if job_id is not None else None
         return web.json_response(sched.ranking(policy, job).to_json())

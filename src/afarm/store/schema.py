@@ -96,6 +96,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX tasks_job_status ON tasks(job_id, status);
     CREATE INDEX job_files_sha ON job_files(sha256);
     """,
+    # 3: how a job wants its slaves ranked and limited: policy, deadline, minimums (JSON)
+    """
+    ALTER TABLE jobs ADD COLUMN scheduling TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 
 

@@ -61,7 +61,18 @@ JOB_REQUEST = {
             "properties": {"name": {"type": "string"}, "sha256": SHA}}},
         "priority": {"type": "integer", "minimum": 0, "maximum": 100, "default": 50},
         "timeout": {"type": "integer", "minimum": 1, "maximum": 604800, "nullable": True,
-                    "description": "seconds a task may run"}}}
+                    "description": "seconds a task may run"},
+        "require_tags": {"type": "array", "maxItems": 64, "items": {
+            "type": "string", "minLength": 1, "maxLength": 64}},
+        "policy": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                   "description": "the ranking policy for this job's tasks"},
+        "deadline": {"type": "number", "exclusiveMinimum": True, "minimum": 0,
+                     "maximum": 1e11, "description": "when the job must be done (seconds"
+                     " since 1970), for the cheapest-within-deadline policy"},
+        "min_memory_mib": {"type": "integer", "minimum": 0, "maximum": 1 << 30,
+                           "description": "only slaves with this much memory"},
+        "gpus": {"type": "integer", "minimum": 0, "maximum": 64,
+                 "description": "only slaves with at least this many GPUs"}}}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:

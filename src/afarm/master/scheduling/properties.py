@@ -136,7 +136,7 @@ class Properties:
                 if isinstance(v, int | float) and not isinstance(v, bool):
                     row.setdefault(prop, float(v))
             if job_files is not None:
-                cached = getattr(place, "cached", set())
+                cached: set[str] = getattr(place, "cached", set())
                 row["locality"] = 1.0 if job_files and job_files <= cached else 0.0
         speed, watts = row.get("speed"), row.get("watts_busy")
         if speed and watts is not None:

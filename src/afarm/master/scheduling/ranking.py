@@ -209,7 +209,8 @@ class Ranking:
 
 
 def _row(m: Matrix, i: int) -> dict[str, float | None]:
-    return {c: (None if math.isnan(v) else float(v)) for c, v in zip(m.columns, m.values[i])}
+    return {c: (None if math.isnan(v) else float(v))
+            for c, v in zip(m.columns, m.values[i], strict=True)}
 
 
 def oriented(col: np.ndarray, direction: int) -> np.ndarray:

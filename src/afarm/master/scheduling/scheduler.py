@@ -17,17 +17,9 @@ from pathlib import Path
 from typing import Protocol
 
 from afarm.master.scheduling.index import Candidate, RunnableIndex, SlaveView
-from afarm.master.scheduling.properties import DYNAMIC, Properties
-from afarm.master.scheduling.ranking import (
-    PRESETS,
-    TAIL_RATIO,
-    Constraints,
-    Policy,
-    Ranking,
-    admitted,
-    rank,
-    tail_defers,
-)
+from afarm.master.scheduling.placement import Placement
+from afarm.master.scheduling.properties import Properties
+from afarm.master.scheduling.ranking import TAIL_RATIO, Policy, Ranking, tail_defers
 from afarm.master.slaves.link import Outcome
 from afarm.model.job import Job, Task
 from afarm.model.policy import FailurePolicy, decide_failure
@@ -37,7 +29,6 @@ from afarm.store.db import Store
 
 log = logging.getLogger(__name__)
 MASTER = "master"
-RERANK_INTERVAL = 1.0  # seconds: measured changes re-rank at most this often
 
 
 class Place(Protocol):
@@ -97,21 +88,24 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._jobs: dict[int, Job] = {}  # jobs with tasks running, for their files
-        self.properties = Properties()
-        self.ranking_policy: Policy = PRESETS["fastest"]
-        self.policies: dict[str, Policy] = dict(PRESETS)
-        self._ranked: list[Place] = []
-        self._speed: dict[str, float] = {}
-        self._rank_key: tuple[int, int, str] | None = None
-        self._ranked_at = -RERANK_INTERVAL
+        self.placement = Placement(store.clock)
 
     def configure_ranking(self, properties: Properties, policy: str,
                           policies: dict[str, Policy] | None = None) -> None:
         """The slaves' properties and the site's policy (master.conf [scheduler] policy)."""
-        self.properties = properties
-        self.policies = {**PRESETS, **(policies or {})}
-        self.ranking_policy = self.policies[policy]
-        self._rank_key = None
+        self.placement.configure(properties, policy, policies)
+
+    @property
+    def properties(self) -> Properties:
+        return self.placement.properties
+
+    @property
+    def policies(self) -> dict[str, Policy]:
+        return self.placement.policies
+
+    @property
+    def ranking_policy(self) -> Policy:
+        return self.placement.site_policy
 
     # -- life cycle -----------------------------------------------------------------------
     def load(self) -> None:
@@ -120,7 +114,10 @@ class Scheduler:
         rows = s.runnable_rows()
         waiting = [r.task_id for r in rows if r.waiting]
         self.index = RunnableIndex()
-        self.index.load(s.job_rows(), rows, s.dependents(waiting),
+        jobs = s.job_rows()
+        for j in jobs:
+            self.placement.set_job(j.job_id, j.scheduling)
+        self.index.load(jobs, rows, s.dependents(waiting),
                         s.failed_on([r.task_id for r in rows]), s.blocklist())
 
     def start(self) -> None:
@@ -161,6 +158,8 @@ class Scheduler:
         s = self.store
         self.index.drop_job(job_id)
         jobs = s.job_rows([job_id])
+        for j in jobs:
+            self.placement.set_job(j.job_id, j.scheduling)
         job = s.job(job_id)
         if job is None or job.status.value not in ("queued", "active"):
             self.wake()
@@ -172,6 +171,7 @@ class Scheduler:
 
     def drop_job(self, job_id: int) -> None:
         self.index.drop_job(job_id)
+        self.placement.drop_job(job_id)
 
     def cancel_running(self, tasks: list[Task]) -> None:
         for task in tasks:
@@ -205,56 +205,31 @@ class Scheduler:
                 self._execute(place, task, attempt, job)))
 
     # -- ranking --------------------------------------------------------------------------
-    def ranking(self, policy: Policy | None = None, job: Job | None = None,
-                deadline: float | None = None) -> Ranking:
-        """The slaves ranked now (by the site's policy unless another is given); for a
-        job, those that may not take its tasks (tags, application) are left out, and its
-        inputs decide locality. `deadline`: seconds the job has left."""
-        policy = policy or self.ranking_policy
-        files = frozenset(f.sha256 for f in job.files) if job is not None else None
-        m = self.properties.matrix(dict(self.places), files)
-        excluded: dict[int, str] = {}
-        remaining = 0
-        if job is not None:
-            c = Constraints(tags=frozenset(job.tags), application=job.application)
-            excluded = admitted(m, c, {n: frozenset(p.tags) for n, p in self.places.items()},
-                                {n: p.applications for n, p in self.places.items()})
-            remaining = self.index.runnable(job.id)
-        return rank(m, policy, excluded, deadline=deadline, remaining=remaining)
+    def ranking(self, policy: Policy | None = None, job: Job | None = None) -> Ranking:
+        """The slaves ranked now (by the site's policy unless another is given), for a
+        job if given: what `afarmctl slaves --rank` shows."""
+        return self.placement.ranking(self.places, self.index, policy, job)
 
-    def ranked_places(self) -> list[Place]:
-        """The slaves best first, ranked again only when something that orders them
-        changed: a slave added, a property moved (at most once a RERANK_INTERVAL), or
-        the policy reads a property that changes with every task (load, locality)."""
-        self.properties.check_tariff()
-        key = (self.properties.version, len(self.places), self.ranking_policy.name)
-        now = time.monotonic()
-        dynamic = bool(self.ranking_policy.columns & DYNAMIC)
-        stale = key != self._rank_key and (
-            self._rank_key is None or key[1:] != self._rank_key[1:]
-            or now - self._ranked_at >= RERANK_INTERVAL)
-        if stale or (dynamic and now - self._ranked_at >= RERANK_INTERVAL):
-            r = self.ranking()
-            self._ranked = [self.places[n] for n in r.names]
-            speed = r.matrix.column("speed")
-            self._speed = {n: float(speed[i]) for i, n in enumerate(r.matrix.slaves)}
-            self._rank_key = key
-            self._ranked_at = now
-        return self._ranked
+    def ranked_places(self) -> tuple[list[Place], dict[str, float]]:
+        """The slaves best first under the most urgent job's policy, and their speeds."""
+        policy = self.placement.policy_of(self.index.first_job())
+        names, speed = self.placement.order(self.places, policy)
+        return [self.places[n] for n in names], speed
 
     def _decide(self) -> list[tuple[Place, Candidate]]:
         decisions: list[tuple[Place, Candidate]] = []
-        ranked = self.ranked_places()
+        self.placement.apply_job_rules(self.places, self.index)
+        ranked, speeds = self.ranked_places()
         # Speeds of the busy slots, for tail avoidance: ascending, so bisect counts those
         # more than TAIL_RATIO times faster than a given slave.
         busy = sorted(s for p in ranked if p.running
-                      for s in [self._speed.get(p.name, float("nan"))] * len(p.running)
+                      for s in [speeds.get(p.name, float("nan"))] * len(p.running)
                       if s == s)
         for place in ranked:
             if place.free_slots <= 0:
                 continue
             view = SlaveView(place.name, frozenset(place.tags), place.applications)
-            speed = self._speed.get(place.name, float("nan"))
+            speed = speeds.get(place.name, float("nan"))
             faster = len(busy) - bisect.bisect_right(busy, speed * TAIL_RATIO) \
                 if speed == speed else 0
             for _ in range(place.free_slots):

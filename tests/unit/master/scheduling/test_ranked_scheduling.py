@@ -85,11 +85,12 @@ def test_slaves_without_any_property_are_visited_by_name(store: Store) -> None:
 
 def test_the_ranking_is_cached_until_a_property_moves(store: Store) -> None:
     sched = scheduler(store, FARM)
-    first = sched.ranked_places()
-    assert sched.ranked_places() is first  # nothing changed: not ranked again
-    sched._ranked_at -= 10  # past the re-rank interval
+    first, _ = sched.placement.order(sched.places, sched.ranking_policy)
     sched.properties.record("a-slow", 0.01, 1, True)  # a-slow measured at 100 frames/s
-    assert sched.ranked_places()[0].name == "a-slow"
+    # within the re-rank interval a moved property waits...
+    assert sched.placement.order(sched.places, sched.ranking_policy)[0] is first
+    sched.placement._cache["fastest"].at -= 10  # ...and is ranked once it has passed
+    assert sched.ranked_places()[0][0].name == "a-slow"
 
 
 def test_speed_is_a_moving_average_and_reliability_a_window_of_attempts() -> None:
@@ -129,3 +130,47 @@ def test_a_finished_attempt_is_measured_for_the_ranking(store: Store) -> None:
     asyncio.run(run())
     assert sched.properties.row("s1")["reliability"] == 1.0
     assert sched.properties.row("s1")["speed"] > 0
+
+
+def add_job_with(store: Store, sched: Scheduler, frames: int, **scheduling: object) -> int:
+    spec = JobSpec(name="j", application="app", params={},
+                   files=[InputFile("a.blend", "ab" * 32, 10)], scheduling=dict(scheduling))
+    job = store.add_job(spec, [TaskSpec(kind="render", label=f"frame {n}", application="app",
+                                        params={"frames": [n]}, outputs=[], frames=1)
+                               for n in range(1, frames + 1)])
+    sched.reload_job(job)
+    return job
+
+
+def test_a_jobs_own_policy_orders_the_slaves_for_its_tasks(store: Store) -> None:
+    sched = scheduler(store, FARM, "fastest")
+    add_job_with(store, sched, 10, policy="greenest")
+    assert [n for n, _ in first_tasks(sched)] == ["c-mid", "a-slow", "b-fast"]
+
+
+def test_a_job_with_a_memory_minimum_never_goes_to_a_smaller_slave(store: Store) -> None:
+    farm = {"big": {"memory": 64.0 * 2**30}, "small": {"memory": 4.0 * 2**30}, "unknown": {}}
+    sched = scheduler(store, farm)
+    add_job_with(store, sched, 10, min_memory_mib=16 * 1024)
+    assert [n for n, _ in first_tasks(sched)] == ["big"]
+
+
+def test_cheapest_within_deadline_leaves_the_slaves_it_does_not_need_idle(
+        store: Store) -> None:
+    farm = {f"s{i}": {"speed": 1.0, "watts_busy": 100.0 * i} for i in range(1, 6)}
+    sched = scheduler(store, farm)
+    now = store.clock()
+    # 250 frames in 100 s at 1 frame/s per slave: the three cheapest make it
+    add_job_with(store, sched, 250, policy="cheapest-within-deadline", deadline=now + 100)
+    assert sorted(n for n, _ in first_tasks(sched)) == ["s1", "s2", "s3"]
+    r = sched.ranking(sched.policies["cheapest-within-deadline"], store.job(1))
+    assert r.names[:3] == ["s1", "s2", "s3"]
+    assert {r.matrix.slaves[i] for i in r.held} == {"s4", "s5"}
+
+
+def test_a_missed_deadline_holds_no_slave_back(store: Store) -> None:
+    farm = {f"s{i}": {"speed": 1.0, "watts_busy": 100.0 * i} for i in range(1, 4)}
+    sched = scheduler(store, farm)
+    add_job_with(store, sched, 50, policy="cheapest-within-deadline",
+                 deadline=store.clock() - 10)
+    assert len(first_tasks(sched)) == 3

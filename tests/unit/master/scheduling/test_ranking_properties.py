@@ -6,6 +6,7 @@ a constraint is never ranked."""
 import sys
 
 import numpy as np
+
 from tests.farm import ROOT
 
 # hypothesis comes with schemathesis from `make deps-test` (pip --target, no venv);
