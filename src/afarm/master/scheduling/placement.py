@@ -105,8 +105,15 @@ class Placement:
         excluded = admitted(m, c, {n: frozenset(p.tags) for n, p in places.items()},
                             {n: p.applications for n, p in places.items()})
         deadline = settings.get("deadline")
-        return rank(m, policy, excluded, remaining=index.runnable(job.id),
-                    deadline=None if deadline is None else deadline - self.clock())
+        return rank(m, policy, excluded, remaining=self._frames_left(job.id, index),
+                    deadline=None if deadline is None else deadline - self.clock(),
+                    per_task=self._per_task(job.id))
+
+    def _per_task(self, job_id: int) -> float:
+        return float(self.jobs.get(job_id, {}).get("frames_per_task", 1.0))
+
+    def _frames_left(self, job_id: int, index: RunnableIndex) -> float:
+        return index.runnable(job_id) * self._per_task(job_id)
 
     def order(self, places: Mapping[str, Ranked], policy: Policy) -> tuple[list[str],
                                                                         dict[str, float]]:
@@ -148,7 +155,8 @@ class Placement:
             deadline = settings.get("deadline")
             if policy.kind == "cheapest-within-deadline" and deadline is not None:
                 r = rank(m, policy, out, deadline=deadline - self.clock(),
-                         remaining=index.runnable(job_id))
+                         remaining=self._frames_left(job_id, index),
+                         per_task=self._per_task(job_id))
                 held = {m.slaves[i] for i in r.held}
             else:
                 held = set()

@@ -10,6 +10,7 @@ and `afarmctl slaves --rank` call the same code.
 """
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -242,11 +243,13 @@ def rank_normalised(col: np.ndarray, direction: int) -> np.ndarray:
 
 
 def rank(m: Matrix, policy: Policy, excluded: dict[int, str] | None = None, *,
-         deadline: float | None = None, remaining: int = 0) -> Ranking:
+         deadline: float | None = None, remaining: float = 0,
+         per_task: float = 1.0) -> Ranking:
     """Rank the rows not in `excluded` under `policy`.
 
-    `deadline`: seconds left until the job's deadline and `remaining` its tasks left, for
-    cheapest-within-deadline (without a deadline it ranks as `fastest`).
+    `deadline`: seconds left until the job's deadline, `remaining` its frames left (speed
+    is in frames/s) and `per_task` its frames per task, for cheapest-within-deadline
+    (without a deadline it ranks as `fastest`).
     """
     excluded = excluded or {}
     rows = np.array([i for i in range(len(m.slaves)) if i not in excluded], dtype=int)
@@ -263,7 +266,7 @@ def rank(m: Matrix, policy: Policy, excluded: dict[int, str] | None = None, *,
             return r
         r = _lexicographic(m, policy, rows)
         r.policy = policy
-        _cut_at_deadline(r, deadline, remaining)
+        _cut_at_deadline(r, deadline, remaining, per_task)
     elif kind == "weighted":
         r = _weighted(m, policy, rows)
     elif kind == "pareto":
@@ -351,8 +354,13 @@ def pareto_fronts(m: Matrix, keys: tuple[Key, ...], rows: np.ndarray) -> dict[in
         return {}
     cols = [m.column(k.name)[rows] * k.direction for k in keys]
     o = np.stack([np.where(np.isfinite(c), c, -np.inf) for c in cols], axis=1)
-    ge = (o[:, None, :] >= o[None, :, :]).all(axis=2)
-    gt = (o[:, None, :] > o[None, :, :]).any(axis=2)
+    n = len(rows)
+    ge = np.ones((n, n), dtype=bool)
+    gt = np.zeros((n, n), dtype=bool)
+    for k in range(o.shape[1]):  # column by column: n x n, never n x n x keys
+        col = o[:, k]
+        ge &= col[:, None] >= col[None, :]
+        gt |= col[:, None] > col[None, :]
     dom = ge & gt  # dom[a, b]: a dominates b
     left = np.ones(len(rows), dtype=bool)
     count = dom.sum(axis=0)
@@ -374,17 +382,20 @@ def _pareto(m: Matrix, policy: Policy, rows: np.ndarray) -> Ranking:
     ordered = sorted(fronts, key=lambda i: (fronts[i], -s[i], m.slaves[i]))
     heavy = max(policy.keys, key=lambda k: policy.weight(k.name))
     reasons = {}
+    size = Counter(fronts.values())
     for i in ordered:
-        peers = sum(1 for j in fronts if fronts[j] == fronts[i]) - 1
+        peers = size[fronts[i]] - 1
         tie = (f", tie with {peers} more broken by weights (score {s[i]:.3f},"
                f" heaviest {heavy.name} {policy.weight(heavy.name):g})") if peers else ""
         reasons[i] = f"pareto front {fronts[i]}{tie}"
     return Ranking(m, policy, ordered, reasons)
 
 
-def _cut_at_deadline(r: Ranking, deadline: float, remaining: int) -> None:
+def _cut_at_deadline(r: Ranking, deadline: float, remaining: float,
+                     per_task: float = 1.0) -> None:
     """Mark as held the slaves the job does not need: the cheaper ones before them finish
-    its remaining tasks by the deadline at their speed."""
+    its remaining frames by the deadline at their speed, counting whole tasks only (a
+    slave that cannot finish a task in time adds nothing)."""
     m = r.matrix
     speed = np.nan_to_num(m.column("speed"), nan=0.0)
     slots = np.nan_to_num(m.column("slots"), nan=1.0)
@@ -395,13 +406,14 @@ def _cut_at_deadline(r: Ranking, deadline: float, remaining: int) -> None:
         if enough:
             r.held.add(i)
             r.reasons[i] = (f"cost_per_frame {cost}, {ordinal(pos)} cheapest; not needed: the"
-                            f" cheaper slaves finish the {remaining} tasks left within"
+                            f" cheaper slaves finish the {remaining:.0f} frames left within"
                             f" {deadline:.0f} s")
             continue
-        done += speed[i] * max(slots[i], 1.0) * max(deadline, 0.0)
+        tasks = math.floor(speed[i] * max(deadline, 0.0) / max(per_task, 1e-9))
+        done += tasks * per_task * max(slots[i], 1.0)  # frames
         enough = done >= remaining
         r.reasons[i] = (f"cost_per_frame {cost}, {ordinal(pos)} cheapest; needed to finish the"
-                        f" {remaining} tasks left within {deadline:.0f} s")
+                        f" {remaining:.0f} frames left within {deadline:.0f} s")
 
 
 def ordinal(n: int) -> str:
@@ -415,16 +427,22 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
-TAIL_RATIO = 2.0
+TAIL_RATIO = 1.5
 
 
-def tail_defers(speed: float, left: int, busy_faster: int) -> bool:
+def tail_defers(speed: float, left: int, busy: np.ndarray) -> bool:
     """Tail avoidance: should a slave of `speed` leave a job's last `left` tasks alone?
 
-    A busy slave more than TAIL_RATIO (2) times faster finishes its running task and then
-    this one before the slow slave would finish this one alone (2/f < 1/s). So when the
-    job has no more tasks left than such faster busy slots (`busy_faster`), the slow slave
-    waits and the task goes to the first of them that frees up. An unknown speed never
-    defers.
+    `busy` holds the speeds of the busy slots, ascending. A running task is on average
+    half done, so a busy slot of speed f frees up in about 0.5/f and then does a task in
+    1/f: within the 1/speed this slave needs for one task it takes floor(f/speed - 0.5)
+    of them, at least one when it is TAIL_RATIO (1.5) times faster. When those slots
+    together can take every task the job has left, the slow slave waits and the tasks go
+    to them as they free up. An unknown speed never defers.
     """
-    return math.isfinite(speed) and speed > 0 and left <= busy_faster
+    if not (math.isfinite(speed) and speed > 0) or len(busy) == 0:
+        return False
+    if left > len(busy) * (busy[-1] / speed):
+        return False  # even the fastest busy slot everywhere could not take them all
+    faster = busy[busy >= speed * TAIL_RATIO]
+    return bool(np.floor(faster / speed - 0.5).sum() >= left)

@@ -9,17 +9,19 @@ runnable work sits in a RunnableIndex, not in a query.
 """
 
 import asyncio
-import bisect
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+import numpy as np
 
 from afarm.master.scheduling.index import Candidate, RunnableIndex, SlaveView
 from afarm.master.scheduling.placement import Placement
 from afarm.master.scheduling.properties import Properties
-from afarm.master.scheduling.ranking import TAIL_RATIO, Policy, Ranking, tail_defers
+from afarm.master.scheduling.ranking import Policy, Ranking, tail_defers
 from afarm.master.slaves.link import Outcome
 from afarm.model.job import Job, Task
 from afarm.model.policy import FailurePolicy, decide_failure
@@ -116,7 +118,7 @@ class Scheduler:
         self.index = RunnableIndex()
         jobs = s.job_rows()
         for j in jobs:
-            self.placement.set_job(j.job_id, j.scheduling)
+            self._job_settings(j.job_id, j.scheduling)
         self.index.load(jobs, rows, s.dependents(waiting),
                         s.failed_on([r.task_id for r in rows]), s.blocklist())
 
@@ -159,7 +161,7 @@ class Scheduler:
         self.index.drop_job(job_id)
         jobs = s.job_rows([job_id])
         for j in jobs:
-            self.placement.set_job(j.job_id, j.scheduling)
+            self._job_settings(j.job_id, j.scheduling)
         job = s.job(job_id)
         if job is None or job.status.value not in ("queued", "active"):
             self.wake()
@@ -172,6 +174,15 @@ class Scheduler:
     def drop_job(self, job_id: int) -> None:
         self.index.drop_job(job_id)
         self.placement.drop_job(job_id)
+
+    def _job_settings(self, job_id: int, scheduling: dict[str, Any]) -> None:
+        """A job's ranking settings, with its frames per task (speed is in frames/s)."""
+        if not scheduling:
+            self.placement.drop_job(job_id)
+            return
+        p = self.store.job_progress(job_id)
+        per_task = p["frames_total"] / p["tasks"] if p["tasks"] and p["frames_total"] else 1
+        self.placement.set_job(job_id, {**scheduling, "frames_per_task": per_task})
 
     def cancel_running(self, tasks: list[Task]) -> None:
         for task in tasks:
@@ -220,24 +231,21 @@ class Scheduler:
         decisions: list[tuple[Place, Candidate]] = []
         self.placement.apply_job_rules(self.places, self.index)
         ranked, speeds = self.ranked_places()
-        # Speeds of the busy slots, for tail avoidance: ascending, so bisect counts those
-        # more than TAIL_RATIO times faster than a given slave.
-        busy = sorted(s for p in ranked if p.running
-                      for s in [speeds.get(p.name, float("nan"))] * len(p.running)
-                      if s == s)
+        # Speeds of the busy slots, ascending, for tail avoidance.
+        busy = np.sort(np.array([speeds.get(p.name, math.nan) for p in ranked
+                                 for _ in range(len(p.running))], dtype=float))
+        busy = busy[np.isfinite(busy)]
         for place in ranked:
             if place.free_slots <= 0:
                 continue
             view = SlaveView(place.name, frozenset(place.tags), place.applications)
-            speed = speeds.get(place.name, float("nan"))
-            faster = len(busy) - bisect.bisect_right(busy, speed * TAIL_RATIO) \
-                if speed == speed else 0
+            speed = speeds.get(place.name, math.nan)
             for _ in range(place.free_slots):
                 cand = self.index.take("slave", view)
                 if cand is None:
                     break
-                if faster and tail_defers(speed, self.index.runnable(cand.job_id) + 1,
-                                          faster):
+                if len(busy) and tail_defers(speed, self.index.runnable(cand.job_id) + 1,
+                                             busy):
                     self.index.put_back(cand.job_id, cand.task_id, cand.idx, "slave",
                                         cand.application)
                     break

@@ -71,8 +71,8 @@ def test_a_jobs_last_task_waits_for_a_far_faster_busy_slave(store: Store) -> Non
     add_job(store, sched, 2)
     fast = sched.places["b-fast"]
     fast.running[999] = None  # busy with something else
-    # one task left for c-mid (2/s) and a-slow (1/s): b-fast (4/s) is more than twice as
-    # fast as a-slow only, so c-mid takes frame 1 and a-slow leaves frame 2 to b-fast
+    # c-mid (2/s) takes frame 1; one task is left for a-slow (1/s), and b-fast (4/s),
+    # though busy, would finish its task and this one first: a-slow leaves it to b-fast
     assert first_tasks(sched) == [("c-mid", 0)]
     assert sched.index.runnable(1) == 1
 

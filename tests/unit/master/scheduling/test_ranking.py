@@ -140,7 +140,14 @@ def test_a_policy_definition_with_an_unknown_kind_or_no_keys_is_refused() -> Non
         make_policy("x", "weighted", [])
 
 
-def test_tail_avoidance_defers_only_when_faster_busy_slots_cover_the_tasks_left() -> None:
-    assert tail_defers(1.0, left=2, busy_faster=2)
-    assert not tail_defers(1.0, left=3, busy_faster=2)
-    assert not tail_defers(math.nan, left=1, busy_faster=5)
+def test_tail_avoidance_defers_only_when_faster_busy_slots_can_take_every_task_left() -> None:
+    # a slot 4x faster finishes its (on average half done) running task and 3 more while
+    # a 1/s slave does one
+    busy = np.array([4.0, 4.0])
+    assert tail_defers(1.0, left=6, busy=busy)
+    assert not tail_defers(1.0, left=7, busy=busy)
+    # 1.5x faster takes one; a slot only 1.4x as fast is no help
+    assert tail_defers(1.0, left=1, busy=np.array([1.5]))
+    assert not tail_defers(1.0, left=1, busy=np.array([1.4, 1.4]))
+    assert not tail_defers(math.nan, left=1, busy=busy)
+    assert not tail_defers(1.0, left=1, busy=np.array([]))
