@@ -64,6 +64,8 @@ def test_a_job_no_slave_has_the_memory_for_waits_and_the_ranking_says_why(
     rows = json.loads(cp.stdout)["slaves"]
     assert all(r["position"] is None and "memory" in r["why"] for r in rows), rows
     assert farm.client.get(f"/api/v1/jobs/{job}")["status"] == "queued"
+    status = farm.ctl("status", str(job)).stdout
+    assert f"slaves: at least {1 << 30} MiB (afarmctl slaves --rank --job {job})" in status
     farm.ctl("cancel", str(job))
 
 

@@ -137,6 +137,15 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
         lines.append("blocklisted slaves: " + ", ".join(job["blocklist"]))
     if job.get("tags"):
         lines.append("requires tags: " + ", ".join(job["tags"]))
+    sched = job.get("scheduling") or {}
+    if sched:
+        parts = [f"policy {sched['policy']}" if "policy" in sched else "",
+                 "deadline " + time.strftime("%Y-%m-%d %H:%M", time.localtime(
+                     sched["deadline"])) if "deadline" in sched else "",
+                 f"at least {sched['min_memory_mib']} MiB" if "min_memory_mib" in sched
+                 else "", f"at least {sched['gpus']} GPUs" if "gpus" in sched else ""]
+        lines.append("slaves: " + ", ".join(p for p in parts if p)
+                     + f" (afarmctl slaves --rank --job {job['id']})")
     for w in job.get("warnings", []):
         lines.append(f"warning: {w}")
     for t in job["tasks"]:

@@ -6,6 +6,8 @@ of the most urgent job's policy (its `--policy`, else master.conf's), cached and
 again only when something that orders the slaves changed: a slave was added, a property
 moved by more than a few percent (at most once a RERANK_INTERVAL), or the policy reads a
 property that changes with every task (load, locality; then once a RERANK_INTERVAL).
+The locality bonus is the policy's to give: a policy with the key `locality` ranks slaves
+that already cache the most urgent job's inputs as its keys say.
 A job's own settings become per-job exclusions in the index, refreshed as often: slaves
 below its --min-memory or --gpus, and under cheapest-within-deadline those its deadline
 does not need. Tail avoidance (ranking.tail_defers) keeps a job's last tasks off a slave
@@ -49,7 +51,7 @@ class Ranked(Protocol):
 
 @dataclass
 class _Cached:
-    key: tuple[int, int]
+    key: tuple[int, int, int]
     at: float
     names: list[str]
     speed: dict[str, float]
@@ -115,20 +117,26 @@ class Placement:
     def _frames_left(self, job_id: int, index: RunnableIndex) -> float:
         return index.runnable(job_id) * self._per_task(job_id)
 
-    def order(self, places: Mapping[str, Ranked], policy: Policy) -> tuple[list[str],
-                                                                        dict[str, float]]:
-        """Slave names best first under `policy`, and their speeds (cached)."""
+    def order(self, places: Mapping[str, Ranked], policy: Policy,
+              job: Callable[[], Job | None] = lambda: None) -> tuple[list[str],
+                                                                     dict[str, float]]:
+        """Slave names best first under `policy`, and their speeds (cached). A policy
+        with the key locality ranks for `job` (the most urgent one, fetched only then):
+        slaves that already hold its inputs get the bonus it gives."""
         self.properties.check_tariff()
-        key = (self.properties.version, len(places))
+        local = "locality" in policy.columns
+        head = job() if local else None
+        key = (self.properties.version, len(places), head.id if head else 0)
         now = time.monotonic()
         c = self._cache.get(policy.name)
         if c is not None:
             due = now - c.at >= RERANK_INTERVAL
             changed = key != c.key
-            if not ((changed and (key[1] != c.key[1] or due))
+            if not ((changed and (key[1:] != c.key[1:] or due))
                     or (due and policy.columns & DYNAMIC)):
                 return c.names, c.speed
-        r = rank(self.properties.matrix(dict(places)), policy)
+        files = frozenset(f.sha256 for f in head.files) if head is not None else None
+        r = rank(self.properties.matrix(dict(places), files), policy)
         speed = r.matrix.column("speed")
         c = _Cached(key, now, r.names,
                     {n: float(speed[i]) for i, n in enumerate(r.matrix.slaves)})

@@ -223,8 +223,18 @@ class Scheduler:
 
     def ranked_places(self) -> tuple[list[Place], dict[str, float]]:
         """The slaves best first under the most urgent job's policy, and their speeds."""
-        policy = self.placement.policy_of(self.index.first_job())
-        names, speed = self.placement.order(self.places, policy)
+        first = self.index.first_job()
+        policy = self.placement.policy_of(first)
+
+        def head() -> Job | None:
+            if first is None:
+                return None
+            job = self._jobs.get(first) or self.store.job(first)
+            if job is not None:
+                self._jobs[first] = job
+            return job
+
+        names, speed = self.placement.order(self.places, policy, head)
         return [self.places[n] for n in names], speed
 
     def _decide(self) -> list[tuple[Place, Candidate]]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from afarm.master.scheduling.properties import Properties, parse_tariff, price_at
+from afarm.master.scheduling.ranking import make_policy
 from afarm.master.scheduling.scheduler import Scheduler
 from afarm.model.job import InputFile, JobSpec, TaskSpec
 from afarm.model.policy import FailurePolicy
@@ -174,3 +175,15 @@ def test_a_missed_deadline_holds_no_slave_back(store: Store) -> None:
     add_job_with(store, sched, 50, policy="cheapest-within-deadline",
                  deadline=store.clock() - 10)
     assert len(first_tasks(sched)) == 3
+
+
+def test_a_policy_with_locality_prefers_slaves_that_hold_the_jobs_inputs(
+        store: Store) -> None:
+    farm = {"a": {"speed": 4.0}, "b": {"speed": 1.0}}
+    sched = scheduler(store, farm)
+    sched.configure_ranking(Properties(farm), "local",
+                            {"local": make_policy("local", "lexicographic",
+                                                  ["locality", "speed"])})
+    sched.places["b"].cached = {"ab" * 32}  # type: ignore[attr-defined]
+    add_job(store, sched, 1)
+    assert first_tasks(sched) == [("b", 0)]
