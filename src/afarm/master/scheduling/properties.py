@@ -9,6 +9,7 @@ the inputs it caches). `version` moves when a value changes enough to reorder sl
 the scheduler ranks again only then.
 """
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -133,7 +134,9 @@ class Properties:
                 v = info.get(key)
                 if isinstance(v, list):
                     v = len(v)
-                if isinstance(v, int | float) and not isinstance(v, bool):
+                # what a slave says of itself: a number, finite (JSON allows Infinity)
+                if isinstance(v, int | float) and not isinstance(v, bool) \
+                        and math.isfinite(v) and v >= 0:
                     row.setdefault(prop, float(v))
             if job_files is not None:
                 cached: set[str] = getattr(place, "cached", set())

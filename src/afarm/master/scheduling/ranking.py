@@ -210,7 +210,7 @@ class Ranking:
 
 
 def _row(m: Matrix, i: int) -> dict[str, float | None]:
-    return {c: (None if math.isnan(v) else float(v))
+    return {c: (float(v) if math.isfinite(v) else None)  # JSON has no NaN or Infinity
             for c, v in zip(m.columns, m.values[i], strict=True)}
 
 
