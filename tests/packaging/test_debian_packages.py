@@ -52,6 +52,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("python3-afarm", "afarm-master", "afarm-slave", "afarmctl")
 WAKEONLAN = "python3-wakeonlan"
 USERS = ("afarm-master", "afarm")
+# Made by afarm-master's postinst for afarm-sandbox.service; tests of root agents make it
+# on demand too, so the test removes it only when nothing runs as it, and leaves it.
+TASK_USER = "afarm-task"
 LOCK = Path("/run/lock/afarm-packaging-test.lock")
 # Debian's own programs only: the PATH a package build and a daemon see, without
 # $HOME/.pyenv shims or a virtualenv in front of /usr/bin/python3.
@@ -126,6 +129,7 @@ class Build:
     seconds: float
     tree: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    task_user_was_made: bool = False  # afarm-task was absent before the install
     dirs: list[Path] = field(default_factory=list)  # made outside pytest's tmp dirs
 
 
@@ -180,6 +184,9 @@ def installed(build: Build) -> Iterator[Build]:
         print("\n  removing afarm packages and users left by an earlier run")
         _purge()
         _remove_users()
+    if _user_exists(TASK_USER) and not _runs_as(TASK_USER):
+        run(["userdel", TASK_USER], check=False)
+    build.task_user_was_made = not _user_exists(TASK_USER)
     try:
         run(["apt-get", "install", "-y", *map(str, build.debs)], timeout=900)
         yield build
@@ -191,6 +198,17 @@ def installed(build: Build) -> Iterator[Build]:
         _purge()
         _remove_users()
         assert not any(map(_user_exists, USERS)), "the users afarm and afarm-master stay"
+
+
+def _runs_as(user: str) -> bool:
+    uid = pwd.getpwnam(user).pw_uid
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == uid:
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def _stop(p: subprocess.Popen[bytes]) -> None:
@@ -225,10 +243,34 @@ def test_lintian_pedantic_finds_nothing(build: Build) -> None:
 
 def test_the_installed_units_verify_with_their_programs_and_man_pages(
         installed: Build) -> None:
-    units = ["/lib/systemd/system/afarm-master.service", "/lib/systemd/system/afarm-slave.service"]
+    units = [f"/lib/systemd/system/{u}" for u in (
+        "afarm-master.service", "afarm-slave.service", "afarm-sandbox.service",
+        "afarm-sandbox.socket")]
     cp = run(["systemd-analyze", "verify", *units], check=False, cwd=Path("/"))
     assert cp.returncode == 0 and not cp.stderr.strip(), cp.stdout + cp.stderr
     assert run(["man", "-w", "afarmctl"]).stdout.strip().endswith("afarmctl.1.gz")
+
+
+def test_the_master_package_makes_the_task_user_and_ships_the_sandbox_helper(
+        installed: Build) -> None:
+    """Issue 9: the master's tasks run as afarm-task (afarm-sandbox.service), never as
+    afarm-master; the user has no home, no shell and its own group."""
+    if installed.task_user_was_made:
+        print("\n  afarm-task was made by afarm-master's postinst")
+    entry = run(["getent", "passwd", TASK_USER]).stdout.strip().split(":")
+    group = run(["getent", "group", TASK_USER]).stdout.strip().split(":")
+    assert (entry[5], entry[6]) == ("/nonexistent", "/usr/sbin/nologin"), entry
+    assert int(entry[2]) < 1000 and entry[3] == group[2], (entry, group)
+    assert entry[2] != run(["id", "-u", "afarm-master"]).stdout.strip()
+    assert not Path("/nonexistent").exists()
+    socket = _unit(Path("/lib/systemd/system/afarm-sandbox.socket"))
+    assert (socket["SocketGroup"], socket["SocketMode"]) == ("afarm-master", "0660")
+    master = Path("/lib/systemd/system/afarm-master.service").read_text()
+    assert "Wants=afarm-sandbox.socket" in master
+    # The helper the unit starts imports from the installed package.
+    cp = run(["/usr/bin/python3", "-I", "-m", "afarm.runner.sandbox_helper", "--help"],
+             cwd=Path("/"))
+    assert "--allow-user" in cp.stdout
 
 
 def test_the_autopkgtest_smoke_test_passes_on_the_installed_packages(installed: Build,
@@ -437,9 +479,10 @@ def test_purging_leaves_nothing_of_afarm_but_its_users(installed: Build) -> None
     assert "/etc/afarm" not in statoverrides
     cp = run(["/usr/bin/python3", "-c", "import afarm"], check=False, cwd=Path("/"))
     assert cp.returncode != 0 and "No module named 'afarm'" in cp.stderr
-    assert all(map(_user_exists, USERS)), "Debian policy: purge keeps the system users"
+    assert all(map(_user_exists, (*USERS, TASK_USER))), \
+        "Debian policy: purge keeps the system users"
     # ... with a shell that exists: afarm's own went with the package.
-    for user in USERS:
+    for user in (*USERS, TASK_USER):
         shell = run(["getent", "passwd", user]).stdout.strip().split(":")[6]
         assert shell == "/usr/sbin/nologin", (user, shell)
     assert run(["getent", "shadow", "afarm"]).stdout.split(":")[1].startswith("!")
