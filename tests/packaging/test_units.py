@@ -299,3 +299,23 @@ def test_killing_the_caller_kills_its_task(helper: dict[str, Path]) -> None:
     while sleeping():
         assert time.monotonic() < deadline, "the task outlived its caller"
         time.sleep(0.05)
+
+
+def test_the_helper_changes_nothing_the_caller_does_not_own(helper: dict[str, Path]) -> None:
+    dirs = _job(helper["base"], "job4")
+    victim = helper["base"] / "root-file"  # stands for /etc/shadow
+    victim.write_text("root's\n")
+    victim.chmod(0o600)
+    (dirs[0] / "link").symlink_to(victim)
+    os.link(victim, dirs[0] / "hardlink")  # root may; the caller could not
+    nested = dirs[0] / "sub"
+    nested.mkdir()
+    (nested / "tex.png").write_text("x")
+    for p in (nested, nested / "tex.png"):
+        os.chown(p, pwd.getpwnam("nobody").pw_uid, pwd.getpwnam("nobody").pw_gid)
+    (dirs[1] / "link-out").symlink_to(victim)
+    p = _as_caller(helper, dirs, ["/bin/cat", "/job/in/sub/tex.png"])
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0 and out == "x", err
+    st = victim.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 0, 0o600)

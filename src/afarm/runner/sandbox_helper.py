@@ -37,6 +37,7 @@ import stat
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,15 +100,18 @@ class Helper:
                 os.close(fd)
             self.slots.release()
 
-    def _handle(self, conn: socket.socket, req: dict[str, Any], fds: list[int], uid: int,
+    def _handle(self, conn: socket.socket, req: Any, fds: list[int], uid: int,
                 gid: int) -> dict[str, Any]:
+        if not isinstance(req, dict):
+            raise Refused("a request is a JSON object")
         if req.get("op") == "check":
             return {"problem": self.sandbox.check()}
         if req.get("op") != "run" or len(fds) != N_FDS:
             raise Refused(f"expected op run with {N_FDS} descriptors")
         argv, dirs = req["argv"], req["dirs"]
         if (not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv)
-                or not isinstance(dirs, list) or len(dirs) != 3):
+                or not isinstance(dirs, list) or len(dirs) != 3
+                or not all(isinstance(d, str) for d in dirs)):
             raise Refused("argv must be a non-empty list of strings and dirs three paths")
         settings = dict(req.get("settings") or {})
         settings["user"] = self.user.name  # never the caller's choice
@@ -115,17 +119,20 @@ class Helper:
         problem = self.sandbox.check()
         if problem:
             raise Refused(problem)
-        own = [_same_dir(str(path), fd, uid) for path, fd in zip(dirs, fds[3:], strict=True)]
+        own: list[int] = []
         try:
+            for path, fd in zip(dirs, fds[3:], strict=True):
+                own.append(_same_dir(str(path), fd, uid))
             paths = [Path(f"/proc/self/fd/{fd}") for fd in own]
-            _hand_over(paths, self.user, uid)
+            _hand_over(own, self.user, uid)
             inner = rewrite(argv, dict(zip(dirs, INSIDE, strict=True)))
             plan = dataclasses.replace(sandbox.plan(inner), user=self.user)
             full = build_argv(inner, paths[0], paths[1], paths[2], plan)
             return {"exit": _run(conn, full, fds[:3], own)}
         finally:
             try:
-                _give_back(paths[1:], self.user, uid, gid)
+                if len(own) == len(dirs):
+                    _give_back(own[1:], self.user, uid, gid)
             finally:
                 for fd in own:
                     os.close(fd)
@@ -164,39 +171,51 @@ def _same_dir(path: str, fd: int, uid: int) -> int:
     return mine
 
 
-def _below(top: Path) -> list[str]:
-    """Every entry below ``top`` (a /proc/self/fd link), symlinks listed, never followed."""
-    out = []
-    for root, subdirs, files in os.walk(top, followlinks=False):
-        out += [os.path.join(root, n) for n in (*subdirs, *files)]
-    return out
+def _entries(top: int) -> Iterator[tuple[int, str, os.stat_result]]:
+    """(dir fd, name, lstat) of every entry below the directory ``top`` (a descriptor),
+    deepest first. Walked by descriptors (os.fwalk), never through a path that a
+    symlink swapped in by the caller could redirect; symlinks are listed, not followed."""
+    for _root, dirs, files, root_fd in os.fwalk(".", topdown=False, follow_symlinks=False,
+                                                 dir_fd=top):
+        for name in (*dirs, *files):
+            try:
+                yield root_fd, name, os.stat(name, dir_fd=root_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
 
 
-def _hand_over(paths: list[Path], user: TaskUser, uid: int) -> None:
+def _hand_over(fds: list[int], user: TaskUser, uid: int) -> None:
     """The task user may read in/ (its group) and owns out/ and scratch while it runs.
     Only what the caller owns changes (in/ holds hard links into the caller's cache)."""
-    in_dir, out_dir, scratch = paths
-    os.chown(in_dir, -1, user.gid)
-    os.chmod(in_dir, 0o750)
-    for p in _below(in_dir):
-        st = os.lstat(p)
-        if stat.S_ISLNK(st.st_mode) or st.st_uid != uid:
+    in_fd, out_fd, scratch_fd = fds
+    for dir_fd, name, st in _entries(in_fd):
+        if st.st_uid != uid or not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
             continue
-        os.chown(p, -1, user.gid, follow_symlinks=False)
-        os.chmod(p, (st.st_mode & 0o7777) | (0o050 if stat.S_ISDIR(st.st_mode) else 0o040))
-    for d in (out_dir, scratch):
-        os.chown(d, user.uid, user.gid)
-        os.chmod(d, 0o700)
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            now = os.fstat(fd)  # the inode itself: a swap since the walk changes nothing
+            if now.st_uid == uid and (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+                os.chown(f"/proc/self/fd/{fd}", -1, user.gid)
+                os.chmod(f"/proc/self/fd/{fd}", (now.st_mode & 0o7777)
+                         | (0o050 if stat.S_ISDIR(now.st_mode) else 0o040))
+        finally:
+            os.close(fd)
+    os.chown(f"/proc/self/fd/{in_fd}", -1, user.gid)
+    os.chmod(f"/proc/self/fd/{in_fd}", 0o750)
+    for fd in (out_fd, scratch_fd):
+        os.chown(f"/proc/self/fd/{fd}", user.uid, user.gid)
+        os.chmod(f"/proc/self/fd/{fd}", 0o700)
 
 
-def _give_back(paths: list[Path], user: TaskUser, uid: int, gid: int) -> None:
+def _give_back(fds: list[int], user: TaskUser, uid: int, gid: int) -> None:
     """out/ and scratch and what the task made in them are the caller's again; nothing
-    else changes hands (symlinks themselves, never their targets)."""
-    for top in paths:
-        os.chown(top, uid, gid)
-        for p in _below(top):
-            if os.lstat(p).st_uid == user.uid:
-                os.chown(p, uid, gid, follow_symlinks=False)
+    else changes hands (symlinks themselves, never their targets). The top goes last:
+    until then the caller cannot enter to swap anything."""
+    for top in fds:
+        for dir_fd, name, st in _entries(top):
+            if st.st_uid == user.uid:
+                os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+        os.chown(f"/proc/self/fd/{top}", uid, gid)
 
 
 def _run(conn: socket.socket, argv: list[str], stdio: list[int], dirs: list[int]) -> int:
