@@ -319,3 +319,15 @@ def test_the_helper_changes_nothing_the_caller_does_not_own(helper: dict[str, Pa
     assert p.returncode == 0 and out == "x", err
     st = victim.stat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 0, 0o600)
+
+
+def test_a_task_of_several_commands_keeps_its_own_files_between_them(
+        helper: dict[str, Path]) -> None:
+    dirs = _job(helper["base"], "job5")
+    first = _as_caller(helper, dirs, ["/bin/sh", "-c", "umask 077; echo 1 > /job/scratch/s"])
+    assert first.wait(timeout=60) == 0
+    assert (dirs[2] / "s").stat().st_uid == pwd.getpwnam("nobody").pw_uid  # the master's
+    second = _as_caller(helper, dirs, ["/bin/sh", "-c", "echo 2 >> /job/scratch/s"])
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert (dirs[2] / "s").read_text() == "1\n2\n"

@@ -185,8 +185,9 @@ def _entries(top: int) -> Iterator[tuple[int, str, os.stat_result]]:
 
 
 def _hand_over(fds: list[int], user: TaskUser, uid: int) -> None:
-    """The task user may read in/ (its group) and owns out/ and scratch while it runs.
-    Only what the caller owns changes (in/ holds hard links into the caller's cache)."""
+    """The task user may read in/ (its group) and owns out/ and scratch, with what is in
+    them, while it runs. Only what the caller owns changes (in/ holds hard links into the
+    caller's cache)."""
     in_fd, out_fd, scratch_fd = fds
     for dir_fd, name, st in _entries(in_fd):
         if st.st_uid != uid or not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
@@ -202,9 +203,14 @@ def _hand_over(fds: list[int], user: TaskUser, uid: int) -> None:
             os.close(fd)
     os.chown(f"/proc/self/fd/{in_fd}", -1, user.gid)
     os.chmod(f"/proc/self/fd/{in_fd}", 0o750)
-    for fd in (out_fd, scratch_fd):
-        os.chown(f"/proc/self/fd/{fd}", user.uid, user.gid)
-        os.chmod(f"/proc/self/fd/{fd}", 0o700)
+    for top in (out_fd, scratch_fd):
+        # What an earlier command of the task left (given back to the caller then) is the
+        # task's again, so a task of several commands can go on with its own files.
+        for dir_fd, name, st in _entries(top):
+            if st.st_uid == uid:
+                os.chown(name, user.uid, user.gid, dir_fd=dir_fd, follow_symlinks=False)
+        os.chown(f"/proc/self/fd/{top}", user.uid, user.gid)
+        os.chmod(f"/proc/self/fd/{top}", 0o700)
 
 
 def _give_back(fds: list[int], user: TaskUser, uid: int, gid: int) -> None:
