@@ -331,3 +331,18 @@ def test_a_task_of_several_commands_keeps_its_own_files_between_them(
     _, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
     assert (dirs[2] / "s").read_text() == "1\n2\n"
+
+
+def test_an_encode_follow_up_runs_through_the_helper(helper: dict[str, Path]) -> None:
+    """What the master's stitch and encode tasks are: ffmpeg reading in/, writing out/."""
+    ffmpeg = shutil.which("ffmpeg")
+    assert ffmpeg, "needs ffmpeg: run make deps-test"
+    dirs = _job(helper["base"], "job6")
+    p = _as_caller(helper, dirs, [ffmpeg, "-nostdin", "-loglevel", "error", "-f", "lavfi",
+                                  "-i", "testsrc=size=64x36:rate=24", "-frames:v", "12",
+                                  "-pix_fmt", "yuv420p", str(dirs[1] / "video.mp4")])
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    from afarm.runner.verify import verify_output
+
+    verify_output(dirs[1] / "video.mp4")
