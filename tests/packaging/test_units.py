@@ -5,7 +5,8 @@ and saying what the packages and the daemons expect. Neither check needs systemd
 afarm-sandbox.service starts the master's tasks: the last tests run it, and a task through
 it, under what this machine can impose of its unit without systemd (its capability bounding
 set, no_new_privs, a private mount namespace with /proc mounted hidepid=invisible), with
-the caller as unprivileged as afarm-master.service makes the master.
+the caller as unprivileged as afarm-master.service makes the master (no capabilities,
+no_new_privs, a user namespace of its own).
 """
 
 from __future__ import annotations
@@ -214,10 +215,13 @@ def _job(base: Path, name: str, owner: str = "nobody") -> list[Path]:
 
 def _as_caller(helper: dict[str, Path], dirs: list[Path], argv: list[str],
                user: str = "nobody", **kw: object) -> subprocess.Popen[str]:
-    # What afarm-master.service makes the master: no capabilities, no_new_privs.
+    # What afarm-master.service makes the master: no capabilities, no_new_privs, in a user
+    # namespace that maps only itself (PrivateUsers=yes).
+    pw = pwd.getpwnam(user)
     return subprocess.Popen(  # noqa: S603 - argv list
-        ["setpriv", f"--reuid={user}", f"--regid={pwd.getpwnam(user).pw_gid}",
-         "--clear-groups", "--no-new-privs", "--bounding-set=-all", "--",
+        ["setpriv", f"--reuid={user}", f"--regid={pw.pw_gid}", "--clear-groups",
+         "--no-new-privs", "--bounding-set=-all", "--", "unshare", "--user",
+         f"--map-user={pw.pw_uid}", f"--map-group={pw.pw_gid}", "--",
          "/usr/bin/python3", "-I", "-S", str(helper["client"]), str(helper["socket"]),
          '{"tmp_mib": 16}', *map(str, dirs), "--", *argv],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/", **kw)
