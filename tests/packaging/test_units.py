@@ -15,6 +15,7 @@ import os
 import pwd
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -37,7 +38,8 @@ EXPECTED = {
                     ("Restart", "on-failure"), ("RestartPreventExitStatus", "78")],
     "afarm-sandbox": [("ExecStart", "/usr/bin/python3 -I -m afarm.runner.sandbox_helper "
                                     "--allow-user afarm-master --task-user afarm-task"),
-                      ("Requires", "afarm-sandbox.socket"), ("PrivateNetwork", "yes"),
+                      ("Type", "notify"), ("RuntimeDirectory", "afarm-sandbox"),
+                      ("PrivateNetwork", "yes"),
                       ("RestrictNamespaces", "mnt pid net ipc uts user cgroup"),
                       ("SystemCallFilter", "@system-service @mount"),
                       ("RestrictAddressFamilies", "AF_UNIX AF_NETLINK")],
@@ -89,9 +91,8 @@ def test_the_unit_passes_systemd_analyze_verify(name: str, tmp_path: Path) -> No
     # at stubs; test_debian_packages verifies the installed units against the real ones
     # and their man pages.
     stubs = _stub_root(tmp_path)
-    # With the socket and the helper that afarm-master and afarm-sandbox refer to.
-    names = dict.fromkeys([f"{name}.service", "afarm-sandbox.socket",
-                           "afarm-sandbox.service"])
+    # With the helper that afarm-master refers to.
+    names = dict.fromkeys([f"{name}.service", "afarm-sandbox.service"])
     for unit in names:
         text = (ROOT / "systemd" / unit).read_text()
         (tmp_path / unit).write_text(text.replace("/usr/bin/afarm", f"{stubs}/afarm"))
@@ -176,6 +177,9 @@ def helper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]
                   "sys.argv[2:])")
     nnp = ["--no-new-privs"] if _unit_values("afarm-sandbox", "NoNewPrivileges") == ["yes"] \
         else []
+    ready = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # Type=notify's READY=1
+    ready.bind(str(base / "notify"))
+    ready.settimeout(30)
     log = open(base / "helper.log", "wb")
     proc = subprocess.Popen(  # noqa: S603 - argv list
         ["unshare", "--mount", "--propagation", "private", "--", sys.executable, "-c",
@@ -184,14 +188,16 @@ def helper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]
          sys.executable, "-m", "afarm.runner.sandbox_helper",
          "--allow-user", "nobody", "--task-user", "afarm-task", "--listen",
          str(base / "socket")], stdout=log, stderr=subprocess.STDOUT,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src"), "LANG": "C.UTF-8"},
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src"), "LANG": "C.UTF-8",
+             "NOTIFY_SOCKET": str(base / "notify")},
         start_new_session=True)
     log.close()
-    deadline = time.monotonic() + 20
-    while not (base / "socket").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, \
-            (base / "helper.log").read_text()
-        time.sleep(0.05)
+    with ready:
+        try:
+            assert ready.recv(64) == b"READY=1"
+        except TimeoutError:
+            raise AssertionError((base / "helper.log").read_text()) from None
+    assert (base / "socket").stat().st_mode & 0o777 == 0o660
     try:
         yield {"base": base, "client": client, "socket": base / "socket"}
     finally:

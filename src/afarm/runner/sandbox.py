@@ -55,8 +55,9 @@ The packaged master (afarm-master.service, user afarm-master) is neither: its un
 its hardening (no namespaces, no mounts, no capabilities), under which bubblewrap cannot
 start, and its tasks must not run as its own user. With [sandbox] helper = auto (the
 default) an agent that is not root and may open the socket of ``afarm-sandbox.service``
-(root, group afarm-master only) hands each task to that helper, which runs it as a root
-agent would, as the task user (sandbox_helper.py; the wrapper is sandbox_client.py).
+(/run/afarm-sandbox/socket: root and group afarm-master only) hands each task to that
+helper, which runs it as a root agent would, as the task user (sandbox_helper.py; the
+wrapper is sandbox_client.py).
 
 Where the sandbox cannot be set up, ``check()`` says what is missing and how to fix it, and
 the agent refuses every task with that reason: a task never runs unsandboxed.
@@ -376,7 +377,7 @@ class Sandbox:
             fix = ("allow unprivileged user namespaces: sysctl -w user.max_user_namespaces="
                    "10000 (on kernels with it, also kernel.unprivileged_userns_clone=1); "
                    "under afarm-master.service, start the helper instead: systemctl enable "
-                   "--now afarm-sandbox.socket")
+                   "--now afarm-sandbox")
         return f"the task sandbox cannot start here ({why}); {fix}"
 
     # -- one task ---------------------------------------------------------------------

@@ -50,7 +50,7 @@ def check(path: str) -> str | None:
             reply = _reply(s)
     except (OSError, ValueError) as exc:
         return (f"the sandbox helper at {path} is not reachable ({exc}); start it: "
-                "systemctl enable --now afarm-sandbox.socket")
+                "systemctl enable --now afarm-sandbox")
     problem = reply.get("problem")
     return str(problem) if problem else None
 

@@ -4,7 +4,8 @@
 Why a helper: the master's unit keeps its hardening (no namespaces, no mounts, no
 capabilities, its own user namespace), under which bubblewrap cannot start; and a task must
 never run as the master's user, which a user namespace of the master's would do. So the
-master asks this small root service, over a Unix socket only its group may open, to run a
+master asks this small root service, over a Unix socket only its group may open
+(/run/afarm-sandbox/socket, root:afarm-master 0660), to run a
 task: it passes the task's argv, its [sandbox] limits, and open descriptors of the task's
 in/, out/ and scratch and of its stdin, stdout and stderr (sandbox_client.py). The helper
 runs the task the way a root agent does (sandbox.build_argv: a privileged bubblewrap that
@@ -41,6 +42,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from afarm.notify import notify
 from afarm.runner.sandbox import (
     DEFAULT_USER,
     Sandbox,
@@ -245,11 +247,8 @@ def _run(conn: socket.socket, argv: list[str], stdio: list[int], dirs: list[int]
     return proc.wait()
 
 
-def _listener(path: str | None, group_gid: int | None) -> socket.socket:
-    if path is None and os.environ.get("LISTEN_FDS") == "1" \
-            and os.environ.get("LISTEN_PID") == str(os.getpid()):
-        return socket.socket(fileno=3)  # socket activation (afarm-sandbox.socket)
-    path = path or SOCKET
+def _listener(path: str, group_gid: int | None) -> socket.socket:
+    """The socket, root's and the caller's group's only (0660)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:
         os.unlink(path)
@@ -272,7 +271,7 @@ def main(args: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="afarm-sandbox", description=__doc__.split("\n")[0])
     p.add_argument("--allow-user", required=True, help="the one user that may start tasks")
     p.add_argument("--task-user", default=DEFAULT_USER, help="the user tasks run as")
-    p.add_argument("--listen", help="socket path (default: from systemd, else " + SOCKET + ")")
+    p.add_argument("--listen", default=SOCKET, help="socket path (default: %(default)s)")
     a = p.parse_args(args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if os.geteuid() != 0:
@@ -293,6 +292,8 @@ def main(args: list[str] | None = None) -> int:
         return 78
     listener = _listener(a.listen, caller.pw_gid)
     log.info("starting tasks of %s as %s", a.allow_user, user.name)
+    notify("READY=1")
+    os.environ.pop("NOTIFY_SOCKET", None)  # for systemd from this process only
     Helper(caller.pw_uid, user).serve(listener)
     return 0
 

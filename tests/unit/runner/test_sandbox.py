@@ -291,4 +291,4 @@ def test_with_a_helper_the_master_runs_only_the_small_client(
 
 def test_an_unreachable_helper_is_reported_with_the_fix(tmp_path: Path) -> None:
     reason = _unprivileged(SandboxSettings(helper=str(tmp_path / "socket"))).check()
-    assert reason is not None and "systemctl enable --now afarm-sandbox.socket" in reason
+    assert reason is not None and "systemctl enable --now afarm-sandbox" in reason
