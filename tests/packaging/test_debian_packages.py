@@ -422,6 +422,58 @@ def test_a_namespace_host_enrols_and_renders_with_the_installed_commands(
             _stop(p)
 
 
+def test_the_installed_master_runs_its_local_tasks_as_afarm_task(installed: Build) -> None:
+    """Issue 9: with afarm-sandbox.service's helper running, a local slave of the master
+    (user afarm-master, as its unit says) runs its task as afarm-task."""
+    for p in installed.processes:
+        _stop(p)
+    base = Path(tempfile.mkdtemp(prefix="afarm-local-", dir="/run"))  # afarm-master reads
+    installed.dirs += [base, Path("/run/afarm-sandbox")]
+    base.chmod(0o755)
+    app = Path("/etc/afarm/applications.d/whoami.conf")
+    app.write_text('kind = command\nexecutable = /bin/sh\nargv = -c, "id -u; id -g", {item}\n')
+    job_port, results_port = _free_port("127.0.0.1"), _free_port("127.0.0.1")
+    conf = base / "master.conf"
+    conf.write_text(f"[job_port]\nlisten = 127.0.0.1:{job_port}\n[results_port]\n"
+                    f"listen = 127.0.0.1:{results_port}\n[local_slaves]\ncount = 1\n")
+    conf.chmod(0o644)
+    # The helper as afarm-sandbox.service starts it (root; its own unit tests cover the
+    # limits), with Type=notify's READY=1 before the master starts (Before=).
+    helper = _unit(Path("/lib/systemd/system/afarm-sandbox.service"))
+    ready = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ready.bind(str(base / "notify"))
+    ready.settimeout(60)
+    log = open(base / "helper.log", "wb")
+    installed.processes.append(subprocess.Popen(  # noqa: S603 - argv list
+        shlex.split(helper["ExecStart"]), stdout=log, stderr=subprocess.STDOUT, cwd="/",
+        env={**CLEAN_ENV, "NOTIFY_SOCKET": str(base / "notify")}, start_new_session=True))
+    log.close()
+    with ready:
+        assert ready.recv(64) == b"READY=1", (base / "helper.log").read_text()
+    unit = base / "afarm-master.service"
+    unit.write_text(Path("/lib/systemd/system/afarm-master.service").read_text()
+                    .replace("/etc/afarm/master.conf", str(conf)))
+    try:
+        token = run(["afarm-master", "--config", str(conf), "new-token"]).stdout.strip()
+        (base / "token").write_text(token + "\n")
+        _start_as_unit(unit, installed, base)
+        ctl = ["/usr/bin/afarmctl", "--master", f"127.0.0.1:{job_port}", "--results",
+               f"127.0.0.1:{results_port}", "--token-file", str(base / "token"), "--json"]
+        job = json.loads(run([*ctl, "submit", "--app", "whoami", "--items", "x"]).stdout)
+        run([*ctl, "wait", str(job["id"])], check=False, timeout=300)
+        status = json.loads(run([*ctl, "status", str(job["id"])]).stdout)
+        master_log = (base / "afarm-master.log").read_text()
+        assert status["status"] == "completed", json.dumps(status) + master_log[-3000:]
+        out = Path(f"/var/lib/afarm-master/jobs/{job['id']}/out/item_000001.out")
+        task = pwd.getpwnam(TASK_USER)
+        assert out.read_text().split() == [str(task.pw_uid), str(task.pw_gid)]
+        assert task.pw_uid != pwd.getpwnam("afarm-master").pw_uid
+    finally:
+        for p in installed.processes:
+            _stop(p)
+        app.unlink()
+
+
 def _owner_mode(path: str) -> tuple[str, str, int]:
     st = os.lstat(path)
     return pwd.getpwuid(st.st_uid).pw_name, grp.getgrgid(st.st_gid).gr_name, st.st_mode & 0o7777
