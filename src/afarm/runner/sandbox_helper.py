@@ -5,9 +5,9 @@ Why a helper: the master's unit keeps its hardening (no namespaces, no mounts, n
 capabilities, its own user namespace), under which bubblewrap cannot start; and a task must
 never run as the master's user, which a user namespace of the master's would do. So the
 master asks this small root service, over a Unix socket only its group may open
-(/run/afarm-sandbox/socket, root:afarm-master 0660), to run a
-task: it passes the task's argv, its [sandbox] limits, and open descriptors of the task's
-in/, out/ and scratch and of its stdin, stdout and stderr (sandbox_client.py). The helper
+(/run/afarm-sandbox/socket, root:afarm-master 0660), to run a task: it passes the task's
+argv, its [sandbox] limits, and open descriptors of the task's in/, out/ and scratch and
+of its stdin, stdout and stderr (sandbox_client.py). The helper
 runs the task the way a root agent does (sandbox.build_argv: a privileged bubblewrap that
 switches to the task user, then an unprivileged one that forbids user namespaces), with
 the directories bound through the descriptors, and answers with the exit code.
@@ -93,6 +93,7 @@ class Helper:
                         raise Refused(f"uid {uid} may not start tasks here")
                     reply = self._handle(conn, json.loads(data), fds, uid, gid)
                 except (Refused, SandboxError, ValueError, TypeError, KeyError) as exc:
+                    log.warning("refused a request of uid %d: %s", uid, exc)
                     reply = {"error": str(exc)}
                 conn.sendall(json.dumps(reply).encode())
         except OSError as exc:
