@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from afarm.cli.commands import figure
 from tests.farm import MasterProcess
 
 APPS = {
@@ -51,10 +52,10 @@ def test_a_finished_job_costs_the_sum_of_its_attempts(farm: MasterProcess) -> No
     assert listed["energy"]["kwh"] == pytest.approx(kwh)
 
     status = farm.ctl("status", str(job))
-    assert status.returncode == 0 and f"energy: {kwh:.4f} kWh, {kwh * PRICE:.4f} EUR" \
-        " (estimated)" in status.stdout, status.stdout
+    assert status.returncode == 0 and f"energy: {figure(kwh)} kWh, {figure(kwh * PRICE, 2)}" \
+        " EUR (estimated)" in status.stdout, status.stdout
     jobs = farm.ctl("jobs")
-    assert "KWH" in jobs.stdout and f"{kwh:.4f}" in jobs.stdout, jobs.stdout
+    assert "KWH" in jobs.stdout and f" {figure(kwh)} " in jobs.stdout, jobs.stdout
     as_json = json.loads(farm.ctl("--json", "status", str(job)).stdout)
     assert as_json["energy"]["kwh"] == pytest.approx(kwh)
 
@@ -90,7 +91,7 @@ def test_the_report_totals_every_attempt_per_job_and_per_slave(farm: MasterProce
 
     text = farm.ctl("report", "--since", "2000-01-01")
     assert text.returncode == 0 and "per slave:" in text.stdout
-    assert "local-1" in text.stdout and f"{seconds * WATTS / 3.6e6:.4f}" in text.stdout
+    assert "local-1" in text.stdout and f" {figure(seconds * WATTS / 3.6e6)} " in text.stdout
 
     future = json.loads(farm.ctl("--json", "report", "--since", "2999-01-01",
                                  "--until", "2999-02-01").stdout)

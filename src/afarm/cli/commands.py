@@ -80,18 +80,23 @@ def cmd_submit(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
-def _number(value: float | None, digits: int) -> str:
-    """A kWh or cost figure; unknown is "?", never 0."""
-    return "?" if value is None else f"{value:.{digits}f}"
+def figure(value: float | None, digits: int = 3) -> str:
+    """A kWh or cost figure: unknown is "?", never 0, and a small one keeps two significant
+    digits instead of rounding to 0.000 (a test job's 6.2e-05 kWh)."""
+    if value is None:
+        return "?"
+    if value and abs(value) < 10 ** -digits:
+        return f"{value:.2g}"
+    return f"{value:.{digits}f}"
 
 
 def energy_text(energy: dict[str, Any] | None) -> str:
     """"0.0123 kWh, 0.0037 EUR (estimated)" for a job's or a report line's energy."""
     if not energy:
         return "unknown"
-    kwh = "unknown kWh" if energy.get("kwh") is None else f"{energy['kwh']:.4f} kWh"
+    kwh = "unknown kWh" if energy.get("kwh") is None else f"{figure(energy['kwh'])} kWh"
     cost = ("cost unknown" if energy.get("cost") is None
-            else f"{energy['cost']:.4f} {energy.get('currency', '')}".rstrip())
+            else f"{figure(energy['cost'], 2)} {energy.get('currency', '')}".rstrip())
     how = " (estimated)" if energy.get("estimated") else " (measured)"
     return f"{kwh}, {cost}" + (how if energy.get("attempts") else "")
 
@@ -104,7 +109,7 @@ def cmd_jobs(args: argparse.Namespace, client: Client) -> int:
         p = j["progress"]
         e = j.get("energy") or {}
         lines.append(f"{j['id']:>5}  {j['status']:<10} {p['completed']:>5}/{p['tasks']:<5}"
-                     f"  {_number(e.get('kwh'), 4):>8} {_number(e.get('cost'), 2):>8}"
+                     f"  {figure(e.get('kwh')):>8} {figure(e.get('cost'), 2):>8}"
                      f"  {j['application']:<10} {j['name']}")
     _print(args, jobs, "\n".join(lines) if jobs else "no jobs")
     return 0
@@ -121,7 +126,7 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
         lines.append(f"frames: {p['frames_done']}/{p['frames_total']}")
     if "energy" in job:
         lines.append(f"energy: {energy_text(job['energy'])},"
-                     f" {job['energy'].get('busy_hours', 0):.3f} busy hours")
+                     f" {figure(job['energy'].get('busy_hours', 0))} busy hours")
     if job.get("blocklist"):
         lines.append("blocklisted slaves: " + ", ".join(job["blocklist"]))
     if job.get("tags"):
@@ -192,9 +197,10 @@ def cmd_report(args: argparse.Namespace, client: Client) -> int:
     cur = rep.get("currency", "")
 
     def row(name: str, r: dict[str, Any]) -> str:
-        kwh = _number(r["kwh"], 4) if r["kwh"] is not None else f"{r['kwh_known']:.4f}+?"
-        cost = _number(r["cost"], 2) if r["cost"] is not None else f"{r['cost_known']:.2f}+?"
-        return (f"{name:<28.28} {kwh:>12} {cost:>10} {r['busy_hours']:>10.3f}"
+        kwh = figure(r["kwh"]) if r["kwh"] is not None else figure(r["kwh_known"]) + "+?"
+        cost = figure(r["cost"], 2) if r["cost"] is not None else \
+            figure(r["cost_known"], 2) + "+?"
+        return (f"{name:<28.28} {kwh:>12} {cost:>10} {figure(r['busy_hours']):>10}"
                 f" {r['tasks']:>6} {r['attempts']:>8}")
 
     head = (f"{'':<28} {'KWH':>12} {'COST ' + cur:>10} {'BUSY H':>10} {'TASKS':>6}"

@@ -80,7 +80,7 @@ def build_farm(cfg: MasterConfig) -> Farm:
                            ["--sandbox", sandbox.to_json()])
         farm.add_slave(farm.link(name, t, local.slots, list(local.tags)))
         farm.meter.places[name] = Power(local.watts_busy, local.watts_idle, local.price,
-                                        local.slots)
+                                        local.slots, shared=True)
     for name, conf in cfg.slaves.items():
         farm.add_slave(farm.link(name, transport_for(name, conf, cfg.state_dir), conf.slots,
                                  list(conf.tags)))

@@ -25,6 +25,9 @@ class Power:
     watts_idle: float = 0.0
     price: float = 0.0
     slots: int = 1
+    # Its RAPL figure also counts others' work: the master's local slaves share one machine
+    # (with each other and the master's follow-ups), so only the estimate is fair.
+    shared: bool = False
 
 
 @dataclass
@@ -73,7 +76,8 @@ class Meter:
         else:  # no word from the slave: the time the master saw it busy
             seconds = max(0.0, ended - task.started) if task.started else 0.0
         power = self.power_of(place)
-        measured = (reply is not None and power.slots == 1 and place != MASTER
+        measured = (reply is not None and power.slots == 1 and not power.shared
+                    and place != MASTER
                     and accounting.measured_is_plausible(reply.energy_j, seconds))
         watts: float | None
         if measured and reply is not None and reply.energy_j is not None:

@@ -147,6 +147,16 @@ def test_a_multi_slot_slave_s_measured_energy_is_not_used(farm: Farm) -> None:
     assert not r.measured and r.watts == 100 and r.joules == 1000
 
 
+def test_a_local_slave_s_measured_energy_is_not_used_as_it_shares_the_machine(
+        farm: Farm) -> None:
+    farm.meter.places = {"s1": Power(watts_busy=100, shared=True)}
+    job = farm.job()
+    (tid,) = [t.id for t in farm.store.tasks(job)]
+    farm.run(tid, "s1", 10, Outcome("done", "", reply(tid, 1, 10, energy=9999.0)))
+    (r,) = usage.of_task(farm.store.db, tid)
+    assert not r.measured and r.joules == 1000
+
+
 def test_master_follow_ups_count_at_the_master_s_own_watts(farm: Farm) -> None:
     farm.sched.master = InstantPlace(MASTER)  # type: ignore[assignment]
     farm.meter.site = Site(watts_busy=80, price_per_kwh=0.2)
