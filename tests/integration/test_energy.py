@@ -17,7 +17,8 @@ APPS = {
     "sleep": "kind = command\nexecutable = /bin/sleep\nargv = {item},\ncapture_stdout = false\n",
     "fail": "kind = command\nexecutable = /bin/false\nargv = {item},\n",
 }
-WATTS, PRICE = 150.0, 0.25
+MACHINE_WATTS, PRICE = 300.0, 0.25
+WATTS = MACHINE_WATTS / 2  # a task's share: two local slaves of one slot share the machine
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MasterProcess]:
                       extra_conf=f"[energy]\nprice_per_kwh = {PRICE}\ncurrency = EUR\n")
     # The local slaves' own draw (the master itself, [energy] watts_busy, stays unknown).
     m.conf.write_text(m.conf.read_text().replace(
-        "[local_slaves]\n", f"[local_slaves]\nwatts_busy = {WATTS}\n"))
+        "[local_slaves]\n", f"[local_slaves]\nwatts_busy = {MACHINE_WATTS}\n"))
     m.start()
     yield m
     m.stop()

@@ -66,7 +66,7 @@ class LocalSlaves(_Section):
     slots: int
     work_dir: str
     tags: tuple[str, ...]
-    watts_busy: float
+    watts_busy: float  # 0: unknown
     watts_idle: float
     price: float
 
@@ -91,9 +91,9 @@ class SlaveDef(_Section):
     work_dir: str
     tags: tuple[str, ...]
     slots: int
-    watts_busy: float
-    watts_idle: float
-    price: float
+    watts_idle: float = 0.0  # 0: unknown
+    watts_busy: float = 0.0
+    price: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ DAY = 86400
 # A measured figure above this many watts per task is not believed (a broken or lying
 # counter); the estimate from the slave's definition is used instead.
 MAX_MEASURED_WATTS = 20_000.0
-_PERIOD = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s+(\d+(?:\.\d+)?)\s*$")
+# "07:00-23:00 0.30", or "07:00-23:00=0.30" as the ranking's [scheduler] tariff writes it.
+_PERIOD = re.compile(
+    r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})(?:\s+|\s*=\s*)(\d+(?:\.\d+)?)\s*$")
 
 
 def joules(watts: float, seconds: float) -> float:
@@ -80,7 +82,7 @@ def _second_of_day(h: str, m: str, text: str) -> int:
 
 
 def parse_tariff(entries: list[str] | tuple[str, ...], default: float = 0.0) -> Tariff:
-    """`["00:00-07:00 0.15", "07:00-23:00 0.30"]` -> a Tariff; ValueError says what is wrong."""
+    """`["00:00-07:00 0.15", "07:00-23:00=0.30"]` -> a Tariff; ValueError says what is wrong."""
     periods = []
     for text in entries:
         m = _PERIOD.match(text)

@@ -79,13 +79,14 @@ def build_farm(cfg: MasterConfig) -> Farm:
         t = LocalTransport(name, Path(local.work_dir) / name, apps_dir,
                            ["--sandbox", sandbox.to_json()])
         farm.add_slave(farm.link(name, t, local.slots, list(local.tags)))
-        farm.meter.places[name] = Power(local.watts_busy, local.watts_idle, local.price,
-                                        local.slots, shared=True)
+        # The local slaves share this machine: its draw is split over all their slots.
+        farm.meter.places[name] = Power(local.watts_busy or 0.0, local.watts_idle or 0.0,
+                                        local.price or 0.0, local.count * local.slots,
+                                        shared=True)
     for name, conf in cfg.slaves.items():
         farm.add_slave(farm.link(name, transport_for(name, conf, cfg.state_dir), conf.slots,
                                  list(conf.tags)))
-        farm.meter.places[name] = Power(conf.watts_busy, conf.watts_idle, conf.price,
-                                        conf.slots)
+        farm.meter.places[name] = Power.of(conf)
     farm.meter.site = site_of(cfg)
     return farm
 

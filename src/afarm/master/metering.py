@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from afarm.config.types import SlaveDef
 from afarm.master import accounting
 from afarm.master.slaves.link import Outcome
 from afarm.model.job import Task
@@ -28,6 +29,12 @@ class Power:
     # Its RAPL figure also counts others' work: the master's local slaves share one machine
     # (with each other and the master's follow-ups), so only the estimate is fair.
     shared: bool = False
+
+    @classmethod
+    def of(cls, slave: SlaveDef) -> "Power":
+        """A slave definition's figures (unset ones: 0, unknown)."""
+        return cls(slave.watts_busy or 0.0, slave.watts_idle or 0.0, slave.price or 0.0,
+                   slave.slots)
 
 
 @dataclass

@@ -36,6 +36,11 @@ def test_a_tariff_prices_each_moment_by_its_period_and_the_rest_by_the_default()
     assert not t.covers_day()
 
 
+def test_a_period_may_also_be_written_with_an_equals_sign() -> None:
+    t = acc.parse_tariff(["00:00-07:00=0.15", "07:00-23:00 = 0.30"], default=0.2)
+    assert (t.price_at(3600), t.price_at(8 * 3600)) == (0.15, 0.30)
+
+
 def test_a_period_may_wrap_midnight_and_end_at_24_00() -> None:
     t = acc.parse_tariff(["22:00-06:00 0.10", "06:00-22:00 0.40"])
     assert t.price_at(23 * 3600) == t.price_at(3600) == 0.10

@@ -30,7 +30,8 @@ def test_watts_and_prices_of_every_slave_and_the_site_reach_the_meter(tmp_path: 
         m = farm.meter
         assert (m.site.watts_busy, m.site.price_per_kwh, m.site.currency) == (60, 0.2, "CHF")
         assert m.site.tariff.price_at(3600) == 0.1 and m.site.tariff.price_at(43200) == 0.2
-        assert m.places["local-1"].price == 0.4 and m.watts_per_task("local-1") == 45
+        assert m.places["local-1"].price == 0.4
+        assert m.watts_per_task("local-1") == 45  # 90 W over 1 local slave x 2 slots
         assert m.places["local-1"].shared and not m.places["box"].shared
         assert m.places["box"].watts_idle == 40 and m.watts_per_task("box") == 100
         assert m.watts_per_task("master") == 60
