@@ -66,6 +66,18 @@ class LocalSlaves(_Section):
     slots: int
     work_dir: str
     tags: tuple[str, ...]
+    watts_busy: float  # 0: unknown
+    watts_idle: float
+    price: float
+
+
+@dataclass(frozen=True)
+class EnergySection(_Section):
+    watts_busy: float
+    watts_idle: float
+    price_per_kwh: float
+    currency: str
+    tariff: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,9 @@ class SlaveDef(_Section):
     work_dir: str
     tags: tuple[str, ...]
     slots: int
+    watts_idle: float = 0.0  # 0: unknown
+    watts_busy: float = 0.0
+    price: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +107,7 @@ class MasterConfig:
     local_slaves: LocalSlaves
     sandbox: dict[str, Any]  # runner.sandbox.SandboxSettings.from_config reads it
     slaves: dict[str, SlaveDef]
+    energy: EnergySection
 
     @classmethod
     def of(cls, cfg: dict[str, Any], slaves: dict[str, dict[str, Any]],
@@ -103,7 +119,8 @@ class MasterConfig:
                    scheduler=SchedulerSection.of(cfg["scheduler"]),
                    local_slaves=LocalSlaves.of(cfg["local_slaves"]),
                    sandbox=dict(cfg["sandbox"]),
-                   slaves={n: SlaveDef.of(c) for n, c in slaves.items()})
+                   slaves={n: SlaveDef.of(c) for n, c in slaves.items()},
+                   energy=EnergySection.of(cfg["energy"]))
         made.listen("job_port")  # a bad address is a config error at load, not at start
         made.listen("results_port")
         return made
