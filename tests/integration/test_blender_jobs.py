@@ -243,37 +243,6 @@ def test_a_compressed_blend_is_accepted_and_renders(farm: MasterProcess, scene: 
     assert farm.wait(job)["status"] == "completed"
 
 
-TEXTURED_SCENE = """
-import sys, bpy
-out, tex = sys.argv[sys.argv.index("--") + 1:]
-bpy.ops.wm.read_factory_settings(use_empty=True)
-scene = bpy.context.scene
-scene.render.engine = "CYCLES"
-scene.cycles.samples = 1
-scene.cycles.use_denoising = False
-scene.render.resolution_x = scene.render.resolution_y = 32
-bpy.ops.mesh.primitive_plane_add(size=2)
-plane = bpy.context.object
-mat = bpy.data.materials.new("m")
-mat.use_nodes = True
-nodes, links = mat.node_tree.nodes, mat.node_tree.links
-nodes.clear()
-image = nodes.new("ShaderNodeTexImage")
-image.image = bpy.data.images.load(tex)
-image.image.filepath = "//textures/red.png"
-emit = nodes.new("ShaderNodeEmission")
-out_node = nodes.new("ShaderNodeOutputMaterial")
-links.new(image.outputs["Color"], emit.inputs["Color"])
-links.new(emit.outputs["Emission"], out_node.inputs["Surface"])
-plane.data.materials.append(mat)
-bpy.ops.object.camera_add(location=(0, 0, 2))
-scene.camera = bpy.context.object
-scene.camera.data.type = "ORTHO"
-scene.camera.data.ortho_scale = 1.0
-bpy.ops.wm.save_as_mainfile(filepath=out)
-"""
-
-
 def centre_pixel(png: Path) -> tuple[int, int, int]:
     raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(png), "-f", "rawvideo",
                           "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
@@ -283,19 +252,10 @@ def centre_pixel(png: Path) -> tuple[int, int, int]:
 
 def test_inputs_given_with_with_reach_the_slave_beside_the_blend(farm: MasterProcess,
                                                                  tmp_path: Path) -> None:
-    from tests.fixtures.blends import run_blender
+    from tests.fixtures.blends import make_screen_blend
 
     project = tmp_path / "project"
-    (project / "textures").mkdir(parents=True)
-    red = project / "textures" / "red.png"
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=red:size=8x8",
-                    "-frames:v", "1", str(red)], check=True)
-    script = tmp_path / "make.py"
-    script.write_text(TEXTURED_SCENE)
-    shot = project / "shot.blend"
-    cp = run_blender(["-b", "--factory-startup", "--python-exit-code", "1", "--python",
-                      str(script), "--", str(shot), str(red)])
-    assert cp.returncode == 0, cp.stdout + cp.stderr
+    shot = make_screen_blend(project)  # its texture in project/textures/red.png
 
     with_tex = farm.submit(str(shot), "--frames", "1", "--with", str(project / "textures"))
     without = farm.submit(str(shot), "--frames", "1")

@@ -46,6 +46,16 @@ def test_items_with_shell_characters_are_single_arguments(farm: MasterProcess) -
     assert not [p for p in farm.base.rglob("pwned")]
 
 
+def test_placeholders_inside_items_are_not_expanded(farm: MasterProcess) -> None:
+    # Issue 9, hole 9: an item is put in as text, never expanded again.
+    items = ["{out}", "{input}", "{index}", "x{item}"]
+    job = farm.submit("--app", "echo", "--items", ",".join(items))
+    assert farm.wait(job)["status"] == "completed"
+    out = farm.job_dir(job) / "out"
+    assert [(out / f"item_{i:06d}.out").read_text() for i in range(1, 5)] == [
+        f"{item}\n" for item in items]
+
+
 def test_a_program_writing_odd_file_names_fails_loudly(farm: MasterProcess) -> None:
     job = farm.submit("--app", "writer", "--items", "fine.txt,bad name;x")
     assert farm.wait(job)["status"] == "failed"
@@ -104,6 +114,9 @@ def test_pause_holds_tasks_and_resume_releases_them(farm: MasterProcess) -> None
     (["--app", "factor", "--items", "1", "--frames", "1"], "no option 'frames'"),
     (["--app", "factor", "--items", "1", "--priority", "500"], "--priority"),
     (["/no/such/file.blend", "--frames", "1"], "no such file"),
+    # Issue 9, hole 9: an item that the program would read as an option.
+    (["--app", "factor", "--items=--version"], "item 1 ('--version') starts with '-'"),
+    (["--app", "factor", "--items=12,-h"], "item 2 ('-h') starts with '-'"),
 ])
 def test_bad_submissions_exit_2_and_store_nothing(farm: MasterProcess, args: list[str],
                                                   needle: str) -> None:

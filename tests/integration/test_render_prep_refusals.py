@@ -29,15 +29,19 @@ from afarm.model.job import InputFile
 from tests.farm import MasterProcess
 from tests.fixtures.attack_blends import (
     REFUSED_AS,
-    SIZE,
     make_attack_blend,
     make_library_chain,
     make_movie,
-    make_png,
-    make_screen_blend,
     make_wav,
 )
-from tests.fixtures.blends import SCRIPTS, blender_executable, make_scene
+from tests.fixtures.blends import (
+    SCRIPTS,
+    SIZE,
+    blender_executable,
+    make_png,
+    make_scene,
+    make_screen_blend,
+)
 
 APP = BlenderApp("blender", {"executable": blender_executable(), "engine": "CYCLES"})
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # blender depends on it

@@ -53,6 +53,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("python3-afarm", "afarm-master", "afarm-slave", "afarmctl")
 WAKEONLAN = "python3-wakeonlan"
 USERS = ("afarm-master", "afarm")
+# Made by afarm-master's postinst for afarm-sandbox.service; tests of root agents make it
+# on demand too, so the test removes it only when nothing runs as it, and leaves it.
+TASK_USER = "afarm-task"
 LOCK = Path("/run/lock/afarm-packaging-test.lock")
 # Debian's own programs only: the PATH a package build and a daemon see, without
 # $HOME/.pyenv shims or a virtualenv in front of /usr/bin/python3.
@@ -127,6 +130,7 @@ class Build:
     seconds: float
     tree: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    task_user_was_made: bool = False  # afarm-task was absent before the install
     dirs: list[Path] = field(default_factory=list)  # made outside pytest's tmp dirs
 
 
@@ -181,6 +185,9 @@ def installed(build: Build) -> Iterator[Build]:
         print("\n  removing afarm packages and users left by an earlier run")
         _purge()
         _remove_users()
+    if _user_exists(TASK_USER) and not _runs_as(TASK_USER):
+        run(["userdel", TASK_USER], check=False)
+    build.task_user_was_made = not _user_exists(TASK_USER)
     try:
         run(["apt-get", "install", "-y", *map(str, build.debs)], timeout=900)
         yield build
@@ -192,6 +199,17 @@ def installed(build: Build) -> Iterator[Build]:
         _purge()
         _remove_users()
         assert not any(map(_user_exists, USERS)), "the users afarm and afarm-master stay"
+
+
+def _runs_as(user: str) -> bool:
+    uid = pwd.getpwnam(user).pw_uid
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == uid:
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def _stop(p: subprocess.Popen[bytes]) -> None:
@@ -226,10 +244,35 @@ def test_lintian_pedantic_finds_nothing(build: Build) -> None:
 
 def test_the_installed_units_verify_with_their_programs_and_man_pages(
         installed: Build) -> None:
-    units = ["/lib/systemd/system/afarm-master.service", "/lib/systemd/system/afarm-slave.service"]
+    units = [f"/lib/systemd/system/{u}" for u in (
+        "afarm-master.service", "afarm-slave.service", "afarm-sandbox.service")]
     cp = run(["systemd-analyze", "verify", *units], check=False, cwd=Path("/"))
     assert cp.returncode == 0 and not cp.stderr.strip(), cp.stdout + cp.stderr
     assert run(["man", "-w", "afarmctl"]).stdout.strip().endswith("afarmctl.1.gz")
+
+
+def test_the_master_package_makes_the_task_user_and_ships_the_sandbox_helper(
+        installed: Build) -> None:
+    """Issue 9: the master's tasks run as afarm-task (afarm-sandbox.service), never as
+    afarm-master; the user has no home, no shell and its own group."""
+    if installed.task_user_was_made:
+        print("\n  afarm-task was made by afarm-master's postinst")
+    entry = run(["getent", "passwd", TASK_USER]).stdout.strip().split(":")
+    group = run(["getent", "group", TASK_USER]).stdout.strip().split(":")
+    assert (entry[5], entry[6]) == ("/nonexistent", "/usr/sbin/nologin"), entry
+    assert int(entry[2]) < 1000 and entry[3] == group[2], (entry, group)
+    assert entry[2] != run(["id", "-u", "afarm-master"]).stdout.strip()
+    assert not Path("/nonexistent").exists()
+    helper = _unit(Path("/lib/systemd/system/afarm-sandbox.service"))
+    assert "--allow-user afarm-master --task-user afarm-task" in helper["ExecStart"]
+    master = Path("/lib/systemd/system/afarm-master.service").read_text()
+    assert "Wants=afarm-sandbox.service" in master
+    # Enabled like the master (no systemd runs here to start it).
+    assert Path("/etc/systemd/system/multi-user.target.wants/afarm-sandbox.service").exists()
+    # The helper the unit starts imports from the installed package.
+    cp = run(["/usr/bin/python3", "-I", "-m", "afarm.runner.sandbox_helper", "--help"],
+             cwd=Path("/"))
+    assert "--allow-user" in cp.stdout
 
 
 def test_the_autopkgtest_smoke_test_passes_on_the_installed_packages(installed: Build,
@@ -380,6 +423,58 @@ def test_a_namespace_host_enrols_and_renders_with_the_installed_commands(
             _stop(p)
 
 
+def test_the_installed_master_runs_its_local_tasks_as_afarm_task(installed: Build) -> None:
+    """Issue 9: with afarm-sandbox.service's helper running, a local slave of the master
+    (user afarm-master, as its unit says) runs its task as afarm-task."""
+    for p in installed.processes:
+        _stop(p)
+    base = Path(tempfile.mkdtemp(prefix="afarm-local-", dir="/run"))  # afarm-master reads
+    installed.dirs += [base, Path("/run/afarm-sandbox")]
+    base.chmod(0o755)
+    app = Path("/etc/afarm/applications.d/whoami.conf")
+    app.write_text('kind = command\nexecutable = /bin/sh\nargv = -c, "id -u; id -g", {item}\n')
+    job_port, results_port = _free_port("127.0.0.1"), _free_port("127.0.0.1")
+    conf = base / "master.conf"
+    conf.write_text(f"[job_port]\nlisten = 127.0.0.1:{job_port}\n[results_port]\n"
+                    f"listen = 127.0.0.1:{results_port}\n[local_slaves]\ncount = 1\n")
+    conf.chmod(0o644)
+    # The helper as afarm-sandbox.service starts it (root; its own unit tests cover the
+    # limits), with Type=notify's READY=1 before the master starts (Before=).
+    helper = _unit(Path("/lib/systemd/system/afarm-sandbox.service"))
+    ready = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ready.bind(str(base / "notify"))
+    ready.settimeout(60)
+    log = open(base / "helper.log", "wb")
+    installed.processes.append(subprocess.Popen(  # noqa: S603 - argv list
+        shlex.split(helper["ExecStart"]), stdout=log, stderr=subprocess.STDOUT, cwd="/",
+        env={**CLEAN_ENV, "NOTIFY_SOCKET": str(base / "notify")}, start_new_session=True))
+    log.close()
+    with ready:
+        assert ready.recv(64) == b"READY=1", (base / "helper.log").read_text()
+    unit = base / "afarm-master.service"
+    unit.write_text(Path("/lib/systemd/system/afarm-master.service").read_text()
+                    .replace("/etc/afarm/master.conf", str(conf)))
+    try:
+        token = run(["afarm-master", "--config", str(conf), "new-token"]).stdout.strip()
+        (base / "token").write_text(token + "\n")
+        _start_as_unit(unit, installed, base)
+        ctl = ["/usr/bin/afarmctl", "--master", f"127.0.0.1:{job_port}", "--results",
+               f"127.0.0.1:{results_port}", "--token-file", str(base / "token"), "--json"]
+        job = json.loads(run([*ctl, "submit", "--app", "whoami", "--items", "x"]).stdout)
+        run([*ctl, "wait", str(job["id"])], check=False, timeout=300)
+        status = json.loads(run([*ctl, "status", str(job["id"])]).stdout)
+        master_log = (base / "afarm-master.log").read_text()
+        assert status["status"] == "completed", json.dumps(status) + master_log[-3000:]
+        out = Path(f"/var/lib/afarm-master/jobs/{job['id']}/out/item_000001.out")
+        task = pwd.getpwnam(TASK_USER)
+        assert out.read_text().split() == [str(task.pw_uid), str(task.pw_gid)]
+        assert task.pw_uid != pwd.getpwnam("afarm-master").pw_uid
+    finally:
+        for p in installed.processes:
+            _stop(p)
+        app.unlink()
+
+
 def _owner_mode(path: str) -> tuple[str, str, int]:
     st = os.lstat(path)
     return pwd.getpwuid(st.st_uid).pw_name, grp.getgrgid(st.st_gid).gr_name, st.st_mode & 0o7777
@@ -438,9 +533,10 @@ def test_purging_leaves_nothing_of_afarm_but_its_users(installed: Build) -> None
     assert "/etc/afarm" not in statoverrides
     cp = run(["/usr/bin/python3", "-c", "import afarm"], check=False, cwd=Path("/"))
     assert cp.returncode != 0 and "No module named 'afarm'" in cp.stderr
-    assert all(map(_user_exists, USERS)), "Debian policy: purge keeps the system users"
+    assert all(map(_user_exists, (*USERS, TASK_USER))), \
+        "Debian policy: purge keeps the system users"
     # ... with a shell that exists: afarm's own went with the package.
-    for user in USERS:
+    for user in (*USERS, TASK_USER):
         shell = run(["getent", "passwd", user]).stdout.strip().split(":")[6]
         assert shell == "/usr/sbin/nologin", (user, shell)
     assert run(["getent", "shadow", "afarm"]).stdout.split(":")[1].startswith("!")

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """command: any program over a list of items, the general-computing case."""
 
+import re
 from typing import Any
 
 from afarm.applications.base import (
@@ -17,8 +18,15 @@ from afarm.model.job import InputFile, TaskSpec
 
 PARAMS = {"items", "chunk"}
 PLACEHOLDERS = ("{item}", "{out}", "{input}", "{index}")
+# One pass over the template: what a placeholder expands to is never scanned again, so an
+# item "{out}" stays the text "{out}".
+_PLACEHOLDER = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS))
 MAX_ITEMS = 1_000_000
 MAX_ITEM_LEN = 4096
+
+
+def _expand(arg: str, values: dict[str, str]) -> str:
+    return _PLACEHOLDER.sub(lambda m: values[m.group(0)], arg)
 
 
 def item_stem(index: int) -> str:
@@ -32,6 +40,10 @@ class CommandApp(ConfiguredApp):
         super().__init__(name, conf)
         self.template: list[str] = [str(a) for a in conf.get("argv", [])]
         self.capture_stdout = bool(conf.get("capture_stdout", True))
+        # An item that starts an argument with "-" is an option to most programs
+        # ("factor --version"): refused unless the definition says the program takes none
+        # there (e.g. {item} after "--").
+        self.items_may_start_with_dash = bool(conf.get("items_may_start_with_dash", False))
         if not any("{item}" in a for a in self.template):
             raise ConfigError(f"application {name}", [
                 "argv: a command application needs {item} in its argv, e.g."
@@ -49,6 +61,13 @@ class CommandApp(ConfiguredApp):
             if not isinstance(item, str) or "\0" in item or len(item) > MAX_ITEM_LEN:
                 raise UsageError(f"--items: item {i + 1} must be text of at most {MAX_ITEM_LEN}"
                                  " characters without NUL")
+            if self._dash_argument(item, {"{out}": "/out", "{index}": "1",
+                                          "{input}": "/in" if files else ""}):
+                raise UsageError(
+                    f"--items: item {i + 1} ({item[:40]!r}) starts with '-', so "
+                    f"{self.name} would read it as an option; give items that do not start "
+                    "with '-' (or the application's definition may allow them with "
+                    "items_may_start_with_dash = yes)")
         if any("{input}" in a for a in self.template) and not files:
             raise UsageError(f"application {self.name!r} needs an input file (give FILE)")
         return {"items": items, "chunk": int_param(params, "chunk", 1, 1, 100_000)}
@@ -69,15 +88,26 @@ class CommandApp(ConfiguredApp):
                 outputs=outputs, frames=0))
         return plan
 
+    def _dash_argument(self, item: str, values: dict[str, str]) -> bool:
+        """Whether ``item`` would make an argument start with '-' that the definition does
+        not allow: where nothing (after expansion) comes before {item} in the argument."""
+        if self.items_may_start_with_dash or not item.startswith("-"):
+            return False
+        return any(_expand(a.split("{item}", 1)[0], values) == ""
+                   for a in self.template if "{item}" in a)
+
     def argv_for(self, index: int, item: str, ctx: RunContext) -> list[str]:
         values = {"{item}": item, "{out}": str(ctx.out_dir),
                   "{input}": str(ctx.inputs[0]) if ctx.inputs else "",
                   "{index}": str(index)}
+        if self._dash_argument(item, values):
+            # Checked at submit; again here, since a slave builds argv from its own copy
+            # of the definition.
+            raise UsageError(f"item {index} ({item[:40]!r}) starts with '-' and "
+                             f"{self.name} does not allow that (items_may_start_with_dash)")
         argv = [resolve_executable(self.executable)]
         for arg in self.template:
-            for key, value in values.items():
-                arg = arg.replace(key, value)
-            argv.append(arg)
+            argv.append(_expand(arg, values))
         return argv
 
     def commands(self, kind: str, params: dict[str, Any], ctx: RunContext) -> list[Command]:

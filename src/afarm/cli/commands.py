@@ -113,12 +113,36 @@ def cmd_submit(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def figure(value: float | None, digits: int = 3) -> str:
+    """A kWh or cost figure: unknown is "?", never 0, and a small one keeps two significant
+    digits instead of rounding to 0.000 (a test job's 6.2e-05 kWh)."""
+    if value is None:
+        return "?"
+    if value and abs(value) < 10 ** -digits:
+        return f"{value:.2g}"
+    return f"{value:.{digits}f}"
+
+
+def energy_text(energy: dict[str, Any] | None) -> str:
+    """"0.0123 kWh, 0.0037 EUR (estimated)" for a job's or a report line's energy."""
+    if not energy:
+        return "unknown"
+    kwh = "unknown kWh" if energy.get("kwh") is None else f"{figure(energy['kwh'])} kWh"
+    cost = ("cost unknown" if energy.get("cost") is None
+            else f"{figure(energy['cost'], 2)} {energy.get('currency', '')}".rstrip())
+    how = " (estimated)" if energy.get("estimated") else " (measured)"
+    return f"{kwh}, {cost}" + (how if energy.get("attempts") else "")
+
+
 def cmd_jobs(args: argparse.Namespace, client: Client) -> int:
     jobs = ops.jobs(client)
-    lines = [f"{'ID':>5}  {'STATUS':<10} {'DONE':>11}  {'APP':<10} NAME"]
+    lines = [f"{'ID':>5}  {'STATUS':<10} {'DONE':>11}  {'KWH':>8} {'COST':>8}  {'APP':<10}"
+             " NAME"]
     for j in jobs:
         p = j["progress"]
+        e = j.get("energy") or {}
         lines.append(f"{j['id']:>5}  {j['status']:<10} {p['completed']:>5}/{p['tasks']:<5}"
+                     f"  {figure(e.get('kwh')):>8} {figure(e.get('cost'), 2):>8}"
                      f"  {j['application']:<10} {j['name']}")
     _print(args, jobs, "\n".join(lines) if jobs else "no jobs")
     return 0
@@ -133,6 +157,9 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
              ]
     if p["frames_total"]:
         lines.append(f"frames: {p['frames_done']}/{p['frames_total']}")
+    if "energy" in job:
+        lines.append(f"energy: {energy_text(job['energy'])},"
+                     f" {figure(job['energy'].get('busy_hours', 0))} busy hours")
     if job.get("blocklist"):
         lines.append("blocklisted slaves: " + ", ".join(job["blocklist"]))
     if job.get("tags"):
@@ -239,6 +266,31 @@ def cmd_slaves(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace, client: Client) -> int:
+    rep = ops.report(client, args.since, args.until)
+    cur = rep.get("currency", "")
+
+    def row(name: str, r: dict[str, Any]) -> str:
+        kwh = figure(r["kwh"]) if r["kwh"] is not None else figure(r["kwh_known"]) + "+?"
+        cost = figure(r["cost"], 2) if r["cost"] is not None else \
+            figure(r["cost_known"], 2) + "+?"
+        return (f"{name:<28.28} {kwh:>12} {cost:>10} {figure(r['busy_hours']):>10}"
+                f" {r['tasks']:>6} {r['attempts']:>8}")
+
+    head = (f"{'':<28} {'KWH':>12} {'COST ' + cur:>10} {'BUSY H':>10} {'TASKS':>6}"
+            f" {'ATTEMPTS':>8}")
+    lines = ["per job:", head.replace(" " * 28, f"{'JOB':<28}", 1)]
+    lines += [row(f"{j['job']} {j['name']}", j) for j in rep["jobs"]] or ["  (none)"]
+    lines += ["", "per slave:", head.replace(" " * 28, f"{'SLAVE':<28}", 1)]
+    lines += [row(s["slave"], s) for s in rep["slaves"]] or ["  (none)"]
+    lines += ["", row("total", rep["total"])]
+    lines += [f"warning: {w}" for w in rep["total"]["warnings"]]
+    if rep["total"]["kwh"] is None or rep["total"]["cost"] is None:
+        lines.append("(+? : the sum of what is known; some attempts have no watts or price)")
+    _print(args, rep, "\n".join(lines))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, client: Client) -> int:
     from afarm.cli.demo import run_demo  # Blender and the embedded farm: only when asked for
 
@@ -266,4 +318,5 @@ HANDLERS = {
     "fetch": cmd_fetch, "cancel": _action("cancel"), "pause": _action("pause"),
     "resume": _action("resume"), "requeue": _action("requeue"), "logs": cmd_logs,
     "slaves": cmd_slaves, "slave": cmd_slave, "gc": cmd_gc, "demo": cmd_demo,
+    "report": cmd_report,
 }

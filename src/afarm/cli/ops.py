@@ -3,6 +3,7 @@
 here prints or exits; afarmctl's verbs and the demo show the results their own way."""
 
 import time
+import urllib.parse
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
@@ -57,6 +58,14 @@ def job(client: Client, job_id: int) -> Job:
 
 def jobs(client: Client) -> list[Job]:
     found: list[Job] = client.get("/api/v1/jobs")
+    return found
+
+
+def report(client: Client, since: str, until: str | None = None) -> dict[str, Any]:
+    """Energy, cost and busy hours per job and per slave of attempts that ended in
+    [since, until) (dates as the master reads them: ISO 8601, its local time)."""
+    query = {"since": since, **({"until": until} if until else {})}
+    found: dict[str, Any] = client.get("/api/v1/report?" + urllib.parse.urlencode(query))
     return found
 
 

@@ -66,8 +66,10 @@ VERBS: tuple[Verb, ...] = (
           Arg(("--wait",), "wait for the job and show its progress",
               {"action": "store_true"})),
          "afarmctl submit shot.blend --frames 1-240 --chunk 4 --encode mp4"),
-    Verb("jobs", "list jobs", "List the master's jobs, newest first, with their progress."),
-    Verb("status", "show a job", "Show a job, its tasks and its outputs.", (JOB,)),
+    Verb("jobs", "list jobs", "List the master's jobs, newest first, with their progress,"
+         " energy (kWh) and cost; ? where a slave's watts or the price are unknown."),
+    Verb("status", "show a job", "Show a job, its tasks, its outputs, and the energy (kWh)"
+         " and cost its attempts used so far.", (JOB,)),
     Verb("wait", "wait for a job",
          "Show a progress bar (frames done, total and ETA) until the job ends. Exits 0 if it"
          " completed and 1 if it failed or was canceled.", (JOB,)),
@@ -108,6 +110,18 @@ VERBS: tuple[Verb, ...] = (
               " SSH host key (a reinstalled machine); without it a known name must come"
               " back with the host key the master has", {"metavar": "NAME"})),
          "afarmctl --master farm.example.org slave token"),
+    Verb("report", "energy, cost and busy hours per job and per slave",
+         "Total the kWh, cost, busy hours and tasks of the attempts that ended between --since"
+         " and --until, per job and per slave. Every attempt counts, failed and requeued ones"
+         " too: their energy was spent. Energy is the slave's measured figure where it has"
+         " one, else its busy seconds times watts_busy (per slot); a slave without watts is"
+         " shown as unknown, never as 0. Dates are ISO 8601 in the master's local time"
+         " unless they carry an offset.",
+         (Arg(("--since",), "from this date or time (2026-12-01, 2026-12-01T18:00)",
+              {"required": True, "metavar": "DATE"}),
+          Arg(("--until",), "up to this date or time, exclusive (default: now)",
+              {"metavar": "DATE"})),
+         "afarmctl report --since 2026-11-01 --until 2026-12-01"),
     Verb("gc", "collect garbage now",
          "Delete uploaded files no job refers to once they are older than"
          " [master] file_retention_days (--older-than overrides), and tell every online slave"

@@ -28,6 +28,7 @@ def _where(section_path: Iterable[str], key: str | None) -> str:
 
 _KINDS = {"integer": "a whole number", "float": "a number", "boolean": "yes or no",
           "string": "a text", "string_list": "a comma-separated list of texts",
+          "force_list": "one text or a comma-separated list of texts",
           "int_list": "a comma-separated list of whole numbers", "ip_addr": "an IP address"}
 
 

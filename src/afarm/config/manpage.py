@@ -140,7 +140,7 @@ def _value_text(key: Key) -> list[str]:
         parts.append(f"At least {esc(lo)}.")
     elif hi is not None:
         parts.append(f"At most {esc(hi)}.")
-    if key.check in ("string_list", "list", "int_list"):
+    if key.check in ("string_list", "list", "int_list", "force_list"):
         parts.append("A comma-separated list.")
     if key.required:
         parts.append("Required: there is no default.")
@@ -152,7 +152,7 @@ def _value_text(key: Key) -> list[str]:
 
 
 _TYPES = {"string": "text", "integer": "number", "boolean": "true|false",
-          "string_list": "list"}
+          "string_list": "list", "force_list": "list"}
 
 
 def _key(key: Key) -> list[str]:

@@ -61,8 +61,6 @@ class SchedulerSection(_Section):
     followup_workers: int
     max_output_mib: int
     policy: str
-    price: float
-    tariff: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -71,6 +69,18 @@ class LocalSlaves(_Section):
     slots: int
     work_dir: str
     tags: tuple[str, ...]
+    watts_busy: float  # 0: unknown
+    watts_idle: float
+    price: float
+
+
+@dataclass(frozen=True)
+class EnergySection(_Section):
+    watts_busy: float
+    watts_idle: float
+    price_per_kwh: float
+    currency: str
+    tariff: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -84,10 +94,10 @@ class SlaveDef(_Section):
     work_dir: str
     tags: tuple[str, ...]
     slots: int
-    watts_idle: float | None = None
-    watts_busy: float | None = None
-    price: float | None = None
-    speed: float | None = None
+    watts_idle: float = 0.0  # 0: unknown
+    watts_busy: float = 0.0
+    price: float = 0.0
+    speed: float = 0.0  # frames/s from a benchmark; 0: unknown
     properties: tuple[tuple[str, float], ...] = ()
 
     @classmethod
@@ -96,9 +106,9 @@ class SlaveDef(_Section):
             section.get("properties", {}).items()))})
 
     def ranking(self) -> dict[str, float]:
-        """The properties this definition gives the ranking (unset ones left out)."""
+        """The properties this definition gives the ranking (0, unknown, left out)."""
         fixed = {k: getattr(self, k) for k in ("watts_idle", "watts_busy", "price", "speed")}
-        return {**dict(self.properties), **{k: v for k, v in fixed.items() if v is not None}}
+        return {**dict(self.properties), **{k: v for k, v in fixed.items() if v}}
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,7 @@ class MasterConfig:
     local_slaves: LocalSlaves
     sandbox: dict[str, Any]  # runner.sandbox.SandboxSettings.from_config reads it
     slaves: dict[str, SlaveDef]
+    energy: EnergySection
     local_properties: dict[str, dict[str, float]] = field(default_factory=dict)
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -126,6 +137,7 @@ class MasterConfig:
                    local_slaves=LocalSlaves.of(cfg["local_slaves"]),
                    sandbox=dict(cfg["sandbox"]),
                    slaves={n: SlaveDef.of(c) for n, c in slaves.items()},
+                   energy=EnergySection.of(cfg["energy"]),
                    local_properties={n: dict(v) for n, v in cfg["local_slaves"].items()
                                      if isinstance(v, dict)},
                    policies=dict(cfg.get("policies", {})))

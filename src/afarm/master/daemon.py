@@ -17,6 +17,7 @@ from afarm.config.loader import load
 from afarm.config.types import MasterConfig
 from afarm.errors import AfarmError, ConfigError
 from afarm.master import auth, enroll, job_api, results_api
+from afarm.master.accounting import parse_tariff
 from afarm.master.farm import Farm
 from afarm.master.http import guard, openapi
 from afarm.master.http.limits import (
@@ -28,7 +29,8 @@ from afarm.master.http.limits import (
 )
 from afarm.master.http.lograte import QuietBadRequests, RateLimit
 from afarm.master.http_util import errors
-from afarm.master.scheduling.properties import Properties, parse_tariff
+from afarm.master.metering import Power, Site
+from afarm.master.scheduling.properties import Properties
 from afarm.master.scheduling.ranking import PRESETS, Policy, make_policy
 from afarm.master.slaves.definitions import slave_definitions, transport_for
 from afarm.notify import notify
@@ -43,7 +45,23 @@ DEFAULT_CONFIG = "/etc/afarm/master.conf"
 
 def load_config(path: str) -> MasterConfig:
     cfg = load(path, "master")
-    return MasterConfig.of(cfg, slave_definitions(cfg), path)
+    made = MasterConfig.of(cfg, slave_definitions(cfg), path)
+    site_of(made)  # a bad tariff is a config error at load, not at the first task
+    return made
+
+
+def site_of(cfg: MasterConfig) -> Site:
+    """[energy] as the meter uses it; ConfigError if the tariff is not understood."""
+    e = cfg.energy
+    try:
+        tariff = parse_tariff(e.tariff, e.price_per_kwh)
+    except ValueError as exc:
+        raise ConfigError(cfg.where, [f"[energy] tariff: {exc}"]) from None
+    if tariff.periods and not e.price_per_kwh and not tariff.covers_day():
+        raise ConfigError(cfg.where, ["[energy] tariff leaves hours of the day without a"
+                                      " price; cover the whole day or set price_per_kwh"
+                                      " for the hours it leaves out"])
+    return Site(e.watts_busy, e.watts_idle, e.price_per_kwh, e.currency, tariff)
 
 
 def ranking_setup(cfg: MasterConfig) -> tuple[Properties, str, dict[str, Policy]]:
@@ -60,16 +78,17 @@ def ranking_setup(cfg: MasterConfig) -> tuple[Properties, str, dict[str, Policy]
     if cfg.scheduler.policy not in known:
         problems.append(f"[scheduler] policy = {cfg.scheduler.policy!r} is not a policy;"
                         " give one of " + ", ".join(sorted(known)))
-    try:
-        tariff = parse_tariff(cfg.scheduler.tariff)
-    except ValueError as exc:
-        problems.append(f"[scheduler] {exc}")
-        tariff = ()
     if problems:
         raise ConfigError(cfg.where, problems)
     static = {n: d.ranking() for n, d in cfg.slaves.items()}
-    static.update(cfg.local_properties)
-    props = Properties(static, price=cfg.scheduler.price, tariff=tariff)
+    local = cfg.local_slaves
+    shared = {k: v for k, v in (("watts_busy", local.watts_busy),
+                                ("watts_idle", local.watts_idle), ("price", local.price)) if v}
+    for i in range(1, local.count + 1):
+        static[f"local-{i}"] = {**shared, **cfg.local_properties.get(f"local-{i}", {})}
+    site = site_of(cfg)
+    props = Properties(static, price=site.price_per_kwh, tariff=site.tariff,
+                       watts_busy=site.watts_busy, watts_idle=site.watts_idle)
     return props, cfg.scheduler.policy, policies
 
 
@@ -91,9 +110,15 @@ def build_farm(cfg: MasterConfig) -> Farm:
         t = LocalTransport(name, Path(local.work_dir) / name, apps_dir,
                            ["--sandbox", sandbox.to_json()])
         farm.add_slave(farm.link(name, t, local.slots, list(local.tags)))
+        # The local slaves share this machine: its draw is split over all their slots.
+        farm.meter.places[name] = Power(local.watts_busy or 0.0, local.watts_idle or 0.0,
+                                        local.price or 0.0, local.count * local.slots,
+                                        shared=True)
     for name, conf in cfg.slaves.items():
         farm.add_slave(farm.link(name, transport_for(name, conf, cfg.state_dir), conf.slots,
                                  list(conf.tags)))
+        farm.meter.places[name] = Power.of(conf)
+    farm.meter.site = site_of(cfg)
     return farm
 
 

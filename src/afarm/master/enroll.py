@@ -276,6 +276,7 @@ def attach(farm: Farm, state_dir: Path) -> OnEnrolled:
     (``Farm.add_slave`` after ``Farm.start``)."""
     async def on_enrolled(name: str, conf: dict[str, Any]) -> None:
         from afarm.config.types import SlaveDef
+        from afarm.master.metering import Power
         from afarm.master.slaves.definitions import transport_for
 
         old = farm.dispatchers.get(name)
@@ -284,6 +285,7 @@ def attach(farm: Farm, state_dir: Path) -> OnEnrolled:
         slave = SlaveDef.of(conf)
         farm.add_slave(farm.link(name, transport_for(name, slave, state_dir), slave.slots,
                                  list(slave.tags)))
+        farm.meter.places[name] = Power.of(slave)
         farm.wake()
 
     return on_enrolled

@@ -16,6 +16,7 @@ from typing import Any
 from afarm.applications.base import Application, relative_name
 from afarm.errors import UsageError
 from afarm.master.files import FileStore, JobDir, check_sha
+from afarm.master.metering import Meter
 from afarm.master.results import Results
 from afarm.master.scheduling.scheduler import Scheduler
 from afarm.master.slaves.link import SlaveLink
@@ -57,6 +58,8 @@ class Farm:
         self.scheduler.master = MasterRunner(applications, followup_workers, self.files,
                                              self.results.scratch, self.results.published,
                                              sandbox)
+        self.meter = Meter(self.store, clock)  # the daemon sets watts and prices
+        self.scheduler.meter = self.meter.record
         self.bytes_sent: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False

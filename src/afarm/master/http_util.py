@@ -4,12 +4,14 @@
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from afarm.errors import AfarmError, IllegalTransition, OperationFailed, UsageError
 from afarm.model.job import Job
+from afarm.store import usage
 from afarm.store.db import Store
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -61,6 +63,22 @@ def int_query(request: web.Request, name: str) -> int | None:
     return int(raw)
 
 
+def time_query(request: web.Request, name: str) -> float | None:
+    """A date or date and time query parameter (ISO 8601: 2026-12-01, 2026-12-01T18:00,
+    2026-12-01T18:00+01:00; without an offset in the master's local time) as epoch seconds."""
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        when = datetime.fromisoformat(raw[:40])
+        if len(raw) > 40:
+            raise ValueError(raw)
+        return (when if when.tzinfo else when.astimezone()).timestamp()
+    except (ValueError, OverflowError, OSError):
+        raise UsageError(f"{name} {raw[:40]!r} is not a date; give YYYY-MM-DD or"
+                         " YYYY-MM-DDTHH:MM[+HH:MM]") from None
+
+
 def job_or_404(store: Store, job_id: int) -> Job:
     job = store.job(job_id)
     if job is None:
@@ -70,9 +88,27 @@ def job_or_404(store: Store, job_id: int) -> Job:
     return job
 
 
-def job_json(store: Store, job: Job, warnings: list[str] | None = None) -> dict[str, Any]:
+def energy_json(totals: usage.Totals | None, currency: str) -> tuple[dict[str, Any], list[str]]:
+    """A job's energy and cost for its JSON, and the warnings for what is unknown: a partial
+    sum is never passed off as the whole (kwh or cost is then null)."""
+    t = totals or usage.Totals()
+    warnings = [f"energy unknown: slave {s} has no watts_busy (set it in the slave's"
+                " definition or [energy] watts_busy)" for s in t.unknown_slaves]
+    if t.unknown_cost and not t.unknown_energy:
+        warnings.append("cost unknown: no price per kWh (set [energy] price_per_kwh, a"
+                        " tariff or the slave's price)")
+    return {"kwh": None if t.unknown_energy else t.kwh,
+            "cost": None if t.unknown_cost else t.cost, "currency": currency,
+            "estimated": t.measured < t.attempts, "attempts": t.attempts,
+            "busy_hours": t.seconds / 3600}, warnings
+
+
+def job_json(store: Store, job: Job, warnings: list[str] | None = None,
+             currency: str = "") -> dict[str, Any]:
+    energy, unknown = energy_json(usage.of_jobs(store.db, [job.id]).get(job.id), currency)
     return {"id": job.id, "name": job.name, "application": job.application,
-            "tags": job.tags, "scheduling": job.scheduling, "warnings": warnings or [],
+            "tags": job.tags, "scheduling": job.scheduling,
+            "warnings": [*(warnings or []), *unknown], "energy": energy,
             "status": job.status.value, "priority": job.priority, "created": job.created,
             "updated": job.updated, "params": job.params,
             "files": [{"name": f.name, "sha256": f.sha256, "size": f.size} for f in job.files],

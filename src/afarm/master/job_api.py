@@ -76,7 +76,8 @@ def routes(farm: Farm, max_upload: int, *, idle_timeout: float = 60.0,
             return web.json_response({"dry_run": True, "ok": True})
         job_id = await farm.submit_job(spec)
         job = job_or_404(farm.store, job_id)
-        return web.json_response(job_json(farm.store, job, farm.warnings(job)), status=201)
+        return web.json_response(job_json(farm.store, job, farm.warnings(job),
+                                          farm.meter.site.currency), status=201)
 
     async def action(request: web.Request) -> web.Response:
         job_id = int_arg(request, "job")
@@ -97,7 +98,8 @@ def routes(farm: Farm, max_upload: int, *, idle_timeout: float = 60.0,
         else:
             raise UsageError(f"unknown action {what!r}; use one of {', '.join(ACTIONS)}")
         farm.wake()
-        return web.json_response(job_json(farm.store, job_or_404(farm.store, job_id)))
+        return web.json_response(job_json(farm.store, job_or_404(farm.store, job_id),
+                                          currency=farm.meter.site.currency))
 
     async def gc(request: web.Request) -> web.Response:
         body = await json_body(request)

@@ -12,7 +12,15 @@ from afarm.applications.base import plain_name
 from afarm.errors import UsageError
 from afarm.master.farm import Farm
 from afarm.master.files import JobDir
-from afarm.master.http_util import int_arg, int_query, job_json, job_or_404
+from afarm.master.http_util import (
+    energy_json,
+    int_arg,
+    int_query,
+    job_json,
+    job_or_404,
+    time_query,
+)
+from afarm.store import usage
 
 _log = logging.getLogger("afarm.master.http")
 # Events one stream may have waiting for its client; a client that falls this far behind
@@ -23,14 +31,18 @@ SSE_QUEUE = 10_000
 def routes(farm: Farm) -> list[web.RouteDef]:
     store = farm.store
 
+    def currency() -> str:
+        return farm.meter.site.currency
+
     async def jobs(request: web.Request) -> web.Response:
         # Parameters can be large (a million items); the listing leaves them out.
-        return web.json_response([{**job_json(store, j, farm.warnings(j)), "params": None}
-                                  for j in store.jobs()])
+        return web.json_response([
+            {**job_json(store, j, farm.warnings(j), currency()), "params": None}
+            for j in store.jobs()])
 
     async def job(request: web.Request) -> web.Response:
         j = job_or_404(store, int_arg(request, "job"))
-        data = job_json(store, j, farm.warnings(j))
+        data = job_json(store, j, farm.warnings(j), currency())
         failures = store.failures_of_job(j.id)
         data["tasks"] = [{
             "id": t.id, "index": t.idx, "kind": t.kind, "label": t.label,
@@ -139,9 +151,33 @@ def routes(farm: Farm) -> list[web.RouteDef]:
                 farm.listeners.remove(listener)
         return resp
 
+    async def report(request: web.Request) -> web.Response:
+        since = time_query(request, "since")
+        until = time_query(request, "until")
+        if since is None:
+            raise UsageError("since is missing; give it as a date, e.g. since=2026-12-01")
+        if until is None:
+            until = farm.clock() + 1
+        if until <= since:
+            raise UsageError("until must be later than since")
+        total, per_job, per_slave = usage.report(store.db, since, until)
+        names = usage.job_names(store.db, list(per_job))
+
+        def entry(t: usage.Totals) -> dict[str, Any]:
+            energy, warnings = energy_json(t, currency())
+            return {**t.as_json(), "kwh": energy["kwh"], "cost": energy["cost"],
+                    "kwh_known": t.kwh, "cost_known": t.cost, "warnings": warnings}
+
+        return web.json_response({
+            "since": since, "until": until, "currency": currency(), "total": entry(total),
+            "jobs": [{"job": j, "name": names.get(j, ""), **entry(t)}
+                     for j, t in per_job.items()],
+            "slaves": [{"slave": s, **entry(t)} for s, t in per_slave.items()]})
+
     async def index(request: web.Request) -> web.Response:
         return web.json_response({"afarm": "results port", "jobs": "/api/v1/jobs",
-                                  "slaves": "/api/v1/slaves", "events": "/api/v1/events"})
+                                  "slaves": "/api/v1/slaves", "events": "/api/v1/events",
+                                  "report": "/api/v1/report?since=DATE"})
 
     return [
         web.get("/", index),
@@ -152,6 +188,7 @@ def routes(farm: Farm) -> list[web.RouteDef]:
         web.get("/api/v1/slaves", slaves),
         web.get("/api/v1/slaves/rank", slave_rank),
         web.get("/api/v1/events", events),
+        web.get("/api/v1/report", report),
     ]
 
 

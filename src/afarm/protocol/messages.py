@@ -7,6 +7,7 @@ to install the same afarm on both. Everything a slave sends is bounded here (lin
 size, counts), so a lying or broken slave cannot make the master keep unbounded data.
 """
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ MAX_LINE = 4096  # longer lines are cut: a log line is for people, not a data ch
 MAX_ERRORS = 50
 MAX_OUTPUTS = 100_000
 MAX_TIMEOUT = 7 * 24 * 3600
+MAX_ENERGY_J = 1e10  # ~2.8 MWh: more than any one task; a larger figure is not believed
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -46,6 +48,14 @@ def _seconds(msg: dict[str, Any], key: str) -> float:
         raise ProtocolError(f"{msg.get('op')}: {key} must be a number of seconds above 0 and"
                             f" at most {MAX_TIMEOUT} (7 days)")
     return float(v)
+
+
+def _energy(value: Any) -> float | None:
+    """A measured energy in joules, or None when absent or not a believable number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and 0 <= value <= MAX_ENERGY_J else None
 
 
 def _lines(value: Any, most: int) -> list[str]:
@@ -147,6 +157,7 @@ class TaskReply:
     log: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    energy_j: float | None = None  # measured by the slave (RAPL) where it can; else None
 
     def to_wire(self) -> dict[str, Any]:
         return {"op": "done", **asdict(self)}
@@ -171,7 +182,8 @@ class TaskReply:
             argv=_lines(msg.get("argv"), 10_000),
             log=_lines(msg.get("log"), MAX_LOG_LINES),
             errors=_lines(msg.get("errors"), MAX_ERRORS),
-            warnings=_lines(msg.get("warnings"), MAX_ERRORS))
+            warnings=_lines(msg.get("warnings"), MAX_ERRORS),
+            energy_j=_energy(msg.get("energy_j")))
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,14 @@ small Cycles frame and 1.3 GiB with Eevee, 3.5 times what it touches, so the def
 memory and swap plus room for reservations, see default_memory), RLIMIT_NPROC (processes
 and threads of the task's uid), RLIMIT_FSIZE (largest file written), RLIMIT_CORE 0.
 
+The packaged master (afarm-master.service, user afarm-master) is neither: its unit keeps
+its hardening (no namespaces, no mounts, no capabilities), under which bubblewrap cannot
+start, and its tasks must not run as its own user. With [sandbox] helper = auto (the
+default) an agent that is not root and may open the socket of ``afarm-sandbox.service``
+(/run/afarm-sandbox/socket: root and group afarm-master only) hands each task to that
+helper, which runs it as a root agent would, as the task user (sandbox_helper.py; the
+wrapper is sandbox_client.py).
+
 Where the sandbox cannot be set up, ``check()`` says what is missing and how to fix it, and
 the agent refuses every task with that reason: a task never runs unsandboxed.
 """
@@ -64,6 +72,7 @@ import pwd
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -97,6 +106,8 @@ _GPU_READ = ("/sys/dev/char", "/sys/devices", "/etc/OpenCL", "/etc/vulkan", "/et
 PATH = "/usr/bin:/bin"
 RECHECK = 30.0  # seconds before a failed check() is tried again
 FIX_BWRAP = "install it: apt install bubblewrap"
+HELPER_SOCKET = "/run/afarm-sandbox/socket"
+CLIENT = str(Path(__file__).resolve().parent / "sandbox_client.py")
 
 
 class SandboxError(AfarmError):
@@ -114,6 +125,9 @@ class SandboxSettings:
     tmp_mib: int = 256
     gpu: bool = False
     read_only_paths: tuple[str, ...] = ()
+    # "auto": afarm-sandbox.service's socket when this non-root agent may open it; "": never;
+    # a path: always that socket (tasks fail when it is not there).
+    helper: str = "auto"
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> SandboxSettings:
@@ -135,6 +149,9 @@ class SandboxSettings:
             elif isinstance(default, bool) or isinstance(default, str):
                 if type(value) is not type(default):
                     raise ValueError(f"sandbox {key} must be a {type(default).__name__}")
+                if key == "helper" and value not in ("", "auto") and not value.startswith("/"):
+                    raise ValueError("sandbox helper must be auto, empty or the absolute path "
+                                     "of afarm-sandbox's socket")
             elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"sandbox {key} must be a whole number >= 0")
             values[key] = value
@@ -306,6 +323,16 @@ class Sandbox:
         self._problem: str | None = None
         self._user: TaskUser | None = None
 
+    @property
+    def helper(self) -> str | None:
+        """The socket of afarm-sandbox.service this agent hands its tasks to, if any."""
+        h = self.settings.helper
+        if self.privileged or not h:
+            return None
+        if h == "auto":
+            return HELPER_SOCKET if os.access(HELPER_SOCKET, os.W_OK) else None
+        return h
+
     # -- can it run? ------------------------------------------------------------------
     def check(self) -> str | None:
         """None when tasks can run sandboxed here, else what is missing and the fix.
@@ -322,6 +349,11 @@ class Sandbox:
             return self._problem
 
     def _probe(self) -> str | None:
+        helper = self.helper
+        if helper is not None:
+            from afarm.runner import sandbox_client
+
+            return sandbox_client.check(helper)
         for tool, fix in ((BWRAP, FIX_BWRAP), (PRLIMIT, "apt install util-linux"),
                           (SETPRIV, "apt install util-linux")):
             if tool == SETPRIV and not self.privileged:
@@ -350,7 +382,9 @@ class Sandbox:
         fix = FIX_BWRAP
         if "namespace" in why or "Operation not permitted" in why:
             fix = ("allow unprivileged user namespaces: sysctl -w user.max_user_namespaces="
-                   "10000 (on kernels with it, also kernel.unprivileged_userns_clone=1)")
+                   "10000 (on kernels with it, also kernel.unprivileged_userns_clone=1); "
+                   "under afarm-master.service, start the helper instead: systemctl enable "
+                   "--now afarm-sandbox")
         return f"the task sandbox cannot start here ({why}); {fix}"
 
     # -- one task ---------------------------------------------------------------------
@@ -367,6 +401,12 @@ class Sandbox:
         problem = self.check()
         if problem:
             raise SandboxError(problem)
+        helper = self.helper
+        if helper is not None:
+            # The helper prepares the dirs and builds the sandbox; the master runs (and
+            # kills) only this small wrapper.
+            return [sys.executable, "-I", "-S", CLIENT, helper, self.settings.to_json(),
+                    str(in_dir), str(out_dir), str(scratch), "--", *argv]
         self._prepare(in_dir, out_dir, scratch)
         return self._wrap(argv, in_dir, out_dir, scratch)
 

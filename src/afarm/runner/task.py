@@ -13,6 +13,7 @@ from pathlib import Path
 from afarm.applications.base import Application
 from afarm.protocol.messages import MAX_ERRORS
 from afarm.protocol.messages import MAX_LOG_LINES as LOG_TAIL
+from afarm.runner import rapl
 from afarm.runner.process import Process
 from afarm.runner.verify import verify_output
 from afarm.runner.workspace import Workspace
@@ -34,6 +35,7 @@ class TaskResult:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    energy_j: float | None = None  # what the CPU packages used meanwhile, where readable
 
 
 class TaskRun:
@@ -70,9 +72,12 @@ class TaskRun:
                 env: dict[str, str],
                 wrap: Callable[[list[str], Workspace], list[str]] | None = None,
                 ) -> TaskResult:
+        zones = rapl.zones()
+        before = rapl.read(zones)
         started = time.monotonic()
         result = self._execute(app, kind, params, ws, inputs, expected, timeout, env, wrap)
         result.seconds = round(time.monotonic() - started, 3)
+        result.energy_j = rapl.joules_between(zones, before, rapl.read(zones))
         result.argv = self.argv
         with self._lock:
             result.log = list(self.lines)

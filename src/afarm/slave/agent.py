@@ -234,7 +234,7 @@ class Agent:
                          outputs=result.outputs,
                          out_dir=str(ws.out_dir.relative_to(self.work)),
                          argv=result.argv, log=result.log, errors=result.errors,
-                         warnings=result.warnings)
+                         warnings=result.warnings, energy_j=result.energy_j)
 
     def _cached(self, ref: InputRef) -> Path:
         cached = self.cache / ref.sha256

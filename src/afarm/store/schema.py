@@ -96,7 +96,27 @@ MIGRATIONS: list[str] = [
     CREATE INDEX tasks_job_status ON tasks(job_id, status);
     CREATE INDEX job_files_sha ON job_files(sha256);
     """,
-    # 3: how a job wants its slaves ranked and limited: policy, deadline, minimums (JSON)
+    # 3: what each attempt cost (busy seconds, energy, money); NULL where unknown
+    """
+    CREATE TABLE usage (
+        task_id INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        job_id INTEGER NOT NULL,
+        slave TEXT NOT NULL,
+        started REAL,
+        ended REAL NOT NULL,
+        seconds REAL NOT NULL,
+        watts REAL,
+        joules REAL,
+        price REAL,
+        cost REAL,
+        measured INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (task_id, attempt)
+    );
+    CREATE INDEX usage_job ON usage(job_id);
+    CREATE INDEX usage_ended ON usage(ended);
+    """,
+    # 4: how a job wants its slaves ranked and limited: policy, deadline, minimums (JSON)
     """
     ALTER TABLE jobs ADD COLUMN scheduling TEXT NOT NULL DEFAULT '{}';
     """,

@@ -226,6 +226,7 @@ def test_settings_come_from_a_config_section_and_survive_json() -> None:
     ({"processes": True}, "processes must be a whole number"),
     ({"gpu": "yes"}, "gpu must be a bool"),
     ({"read_only_paths": ["relative/dir"]}, "absolute paths"),
+    ({"helper": "run/sock"}, "helper must be auto, empty or the absolute path"),
 ])
 def test_bad_settings_are_refused_naming_the_key(section: dict[str, object],
                                                  needle: str) -> None:
@@ -256,3 +257,40 @@ def test_an_output_file_replaces_what_the_task_left_under_its_name(tmp_path: Pat
         assert (out / name).is_file() and not (out / name).is_symlink()
         assert (out / name).read_bytes() == b"stdout\n"
     assert victim.read_text() == "precious\n"
+
+
+def _unprivileged(settings: SandboxSettings) -> Sandbox:
+    sandbox = Sandbox(settings)
+    sandbox.privileged = False  # the packaged master, whatever runs this test
+    return sandbox
+
+
+def test_auto_hands_tasks_to_the_helper_only_when_its_socket_may_be_opened(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    sock = tmp_path / "socket"
+    monkeypatch.setattr(sb, "HELPER_SOCKET", str(sock))
+    assert _unprivileged(SandboxSettings()).helper is None  # no socket: bubblewrap itself
+    sock.write_text("")
+    assert _unprivileged(SandboxSettings()).helper == str(sock)
+    assert _unprivileged(SandboxSettings(helper="")).helper is None
+    assert _unprivileged(SandboxSettings(helper="/run/x")).helper == "/run/x"
+    root = Sandbox(SandboxSettings(helper="/run/x"))
+    root.privileged = True
+    assert root.helper is None  # root runs the sandbox itself
+
+
+def test_with_a_helper_the_master_runs_only_the_small_client(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    sandbox = _unprivileged(SandboxSettings(helper=str(tmp_path / "socket"), tmp_mib=8))
+    monkeypatch.setattr(sandbox, "check", lambda: None)
+    argv = sandbox.wrap(["/usr/bin/ffmpeg", "-i", f"{IN}/x"], IN, OUT, SCRATCH)
+    assert argv[1:4] == ["-I", "-S", sb.CLIENT]
+    assert argv[4] == str(tmp_path / "socket")
+    assert SandboxSettings.from_json(argv[5]).tmp_mib == 8
+    assert argv[6:] == [str(IN), str(OUT), str(SCRATCH), "--", "/usr/bin/ffmpeg", "-i",
+                        f"{IN}/x"]
+
+
+def test_an_unreachable_helper_is_reported_with_the_fix(tmp_path: Path) -> None:
+    reason = _unprivileged(SandboxSettings(helper=str(tmp_path / "socket"))).check()
+    assert reason is not None and "systemctl enable --now afarm-sandbox" in reason

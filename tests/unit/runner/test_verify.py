@@ -6,13 +6,14 @@ from __future__ import annotations
 import shutil
 import struct
 import subprocess
+import time
 import zlib
 from pathlib import Path
 
 import pytest
 
 from afarm.errors import OperationFailed
-from afarm.runner.verify import image_size, verify_output
+from afarm.runner.verify import IMAGE_FACTOR, IMAGE_METADATA, image_size, verify_output
 
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
 
@@ -193,3 +194,77 @@ def test_image_size_of_a_non_png_raises(tmp_path: Path, content: bytes) -> None:
         image_size(path)
     with pytest.raises(OperationFailed):
         image_size(tmp_path / "missing.png")
+
+
+# -- Issue 9, hole 8: a lying slave's outsized file ----------------------------------------
+
+def _sparse_png(path: Path, width: int, height: int, total: int) -> Path:
+    """A PNG of the given size whose padding is one valid ancillary chunk (a hole on disk,
+    so the test writes no 512 MiB)."""
+    head = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6,
+                                                                  0, 0, 0))
+    idat = _chunk(b"IDAT", zlib.compress(b"".join(b"\0" + bytes(width * 4)
+                                                  for _ in range(height))))
+    iend = _chunk(b"IEND", b"")
+    pad = total - len(head) - len(idat) - len(iend) - 12
+    with path.open("wb") as f:
+        f.write(head + idat + struct.pack(">I", pad) + b"zTXt")
+        f.seek(pad, 1)
+        f.write(b"\0\0\0\0" + iend)
+    assert path.stat().st_size == total
+    return path
+
+
+def test_a_512_mib_png_of_64x36_pixels_padded_with_valid_chunks_is_refused(
+        tmp_path: Path) -> None:
+    path = _sparse_png(tmp_path / "frame_0001.png", 64, 36, 512 << 20)
+    t0 = time.monotonic()
+    reason = _reason(path)
+    assert "too large for a 64x36 PNG of 4 channels of 8 bits" in reason
+    assert "at most" in reason
+    assert time.monotonic() - t0 < 1.0, "the size is checked before the chunks are walked"
+
+
+def test_a_png_is_accepted_up_to_its_bound_and_refused_one_byte_above(tmp_path: Path) -> None:
+    raw = 36 * (64 * 4 + 1)
+    limit = IMAGE_FACTOR * raw + IMAGE_METADATA
+    verify_output(_sparse_png(tmp_path / "ok.png", 64, 36, limit))
+    assert "too large" in _reason(_sparse_png(tmp_path / "big.png", 64, 36, limit + 1))
+
+
+def _pad_before_end(src: Path, dst: Path, tail: int, pad: int) -> Path:
+    """``src`` with a hole of ``pad`` bytes inserted ``tail`` bytes before its end."""
+    data = src.read_bytes()
+    with dst.open("wb") as f:
+        f.write(data[:len(data) - tail])
+        f.seek(pad, 1)
+        f.write(data[len(data) - tail:])
+        f.truncate(len(data) + pad)
+    return dst
+
+
+@pytest.mark.parametrize(("ext", "tail", "kind"), [("jpg", 2, "JPEG"), ("exr", 0, "OpenEXR")])
+def test_a_real_image_padded_to_512_mib_is_refused(real_files: dict[str, Path],
+                                                   tmp_path: Path, ext: str, tail: int,
+                                                   kind: str) -> None:
+    path = _pad_before_end(real_files[ext], tmp_path / f"frame.{ext}", tail, 512 << 20)
+    assert f"too large for a 66x38 {kind}" in _reason(path)
+
+
+def test_a_video_above_the_configured_cap_is_refused(real_files: dict[str, Path]) -> None:
+    size = real_files["mp4"].stat().st_size
+    verify_output(real_files["mp4"], max_video_bytes=size)
+    with pytest.raises(OperationFailed, match="more than the .* bytes a video may have"):
+        verify_output(real_files["mp4"], max_video_bytes=size - 1)
+
+
+def test_a_deep_exr_is_refused(real_files: dict[str, Path], tmp_path: Path) -> None:
+    data = bytearray(real_files["exr"].read_bytes())
+    data[5] |= 0x08  # version flags: deep data
+    assert "deep OpenEXR" in _reason(_copy(real_files["exr"], tmp_path / "d.exr", bytes(data)))
+
+
+def test_a_jpeg_without_a_frame_header_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.jpg"
+    path.write_bytes(b"\xff\xd8\xff\xda\x00\x08" + bytes(6) + b"\xff\xd9")
+    assert "no frame header" in _reason(path)

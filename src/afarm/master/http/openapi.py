@@ -32,7 +32,33 @@ JOB = {"type": "object",
            "updated": {"type": "number"},
            "params": {"type": "object", "nullable": True},
            "files": {"type": "array", "items": {"type": "object"}},
+           "warnings": {"type": "array", "items": {"type": "string"}},
+           "energy": {"type": "object", "required": ["kwh", "cost", "currency", "estimated"],
+                      "description": "what the job's attempts used so far; kwh or cost is"
+                                     " null when a slave's watts or the price are unknown",
+                      "properties": {"kwh": {"type": "number", "nullable": True},
+                                     "cost": {"type": "number", "nullable": True},
+                                     "currency": {"type": "string"},
+                                     "estimated": {"type": "boolean"},
+                                     "attempts": {"type": "integer"},
+                                     "busy_hours": {"type": "number"}}},
            "progress": PROGRESS}}
+TOTALS = {"type": "object", "required": ["kwh", "cost", "busy_hours", "tasks", "attempts"],
+          "properties": {"kwh": {"type": "number", "nullable": True},
+                         "cost": {"type": "number", "nullable": True},
+                         "kwh_known": {"type": "number"}, "cost_known": {"type": "number"},
+                         "busy_hours": {"type": "number"}, "tasks": {"type": "integer"},
+                         "attempts": {"type": "integer"},
+                         "warnings": {"type": "array", "items": {"type": "string"}}}}
+REPORT = {"type": "object", "required": ["since", "until", "currency", "total", "jobs",
+                                         "slaves"],
+          "properties": {"since": {"type": "number"}, "until": {"type": "number"},
+                         "currency": {"type": "string"}, "total": TOTALS,
+                         "jobs": {"type": "array", "items": TOTALS},
+                         "slaves": {"type": "array", "items": TOTALS}}}
+DATE = {"type": "string", "maxLength": 40,
+        "description": "ISO 8601 date or date and time (2026-12-01, 2026-12-01T18:00,"
+                       " 2026-12-01T18:00+01:00); without an offset the master's local time"}
 RANKING = {
     "type": "object", "required": ["policy", "kind", "description", "columns", "slaves"],
     "properties": {
@@ -192,6 +218,12 @@ def results_port(secured: bool) -> dict[str, Any]:
                                    "responses": _responses({"200": _json(
                                        {"type": "array", "items": {"type": "object"}},
                                        "slaves")})}},
+        "/api/v1/report": {"get": {
+            "summary": "kWh, cost, busy hours and tasks per job and per slave of the attempts"
+                       " that ended in [since, until)",
+            "parameters": [{"name": "since", "in": "query", "required": True, "schema": DATE},
+                           {"name": "until", "in": "query", "schema": DATE}],
+            "responses": _responses({"200": _json(REPORT, "the totals")})}},
         "/api/v1/slaves/rank": {"get": {
             "summary": "the slaves ranked by a policy: the matrix, the order and why",
             "parameters": [{"name": "job", "in": "query", "schema": ID,

@@ -12,61 +12,17 @@ the scheduler ranks again only then.
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from afarm.master.accounting import Tariff, price_at
 from afarm.master.scheduling.ranking import Matrix
 
 EMA_WEIGHT = 0.3  # weight of the newest attempt in the speed average
 RELIABILITY_WINDOW = 20  # attempts the success ratio looks back over
 SIGNIFICANT = 0.05  # a relative change below this does not re-rank
 DYNAMIC = frozenset({"load", "locality"})  # change with every task: read at each ranking
-
-
-@dataclass(frozen=True)
-class TariffPart:
-    start: int  # minute of the day, inclusive
-    end: int  # exclusive; end < start wraps past midnight
-    price: float
-
-
-def parse_tariff(items: Iterable[str]) -> tuple[TariffPart, ...]:
-    """``HH:MM-HH:MM=PRICE`` items; raises ValueError naming the bad one."""
-    parts = []
-    for item in items:
-        span, eq, price = item.partition("=")
-        start, dash, end = span.partition("-")
-        try:
-            if not (eq and dash):
-                raise ValueError
-            parts.append(TariffPart(_minute(start), _minute(end), float(price)))
-        except ValueError:
-            raise ValueError(f"tariff {item!r}: give HH:MM-HH:MM=PRICE, e.g."
-                             " 22:00-06:00=0.18") from None
-        if parts[-1].price < 0:
-            raise ValueError(f"tariff {item!r}: a price is 0 or more")
-    return tuple(parts)
-
-
-def _minute(text: str) -> int:
-    h, _, m = text.strip().partition(":")
-    hour, minute = int(h), int(m or 0)
-    if not (0 <= hour <= 24 and 0 <= minute < 60 and hour * 60 + minute <= 1440):
-        raise ValueError
-    return hour * 60 + minute
-
-
-def price_at(tariff: tuple[TariffPart, ...], default: float, when: float) -> float:
-    """The site's price per kWh at local time `when` (epoch seconds)."""
-    t = time.localtime(when)
-    minute = t.tm_hour * 60 + t.tm_min
-    for p in tariff:
-        inside = p.start <= minute < p.end if p.start <= p.end else \
-            (minute >= p.start or minute < p.end)
-        if inside:
-            return p.price
-    return default
 
 
 @dataclass
@@ -79,18 +35,26 @@ class Properties:
     """Per-slave facts in memory; `rows()` turns them into the ranking matrix's rows."""
 
     def __init__(self, static: dict[str, dict[str, float]] | None = None, *,
-                 price: float = 0.30, tariff: tuple[TariffPart, ...] = (),
+                 price: float = 0.0, tariff: Tariff | None = None,
+                 watts_busy: float = 0.0, watts_idle: float = 0.0,
                  clock: Callable[[], float] = time.time) -> None:
+        """`static`: each slave's own values; the rest are the site's ([energy]), used
+        where a slave has none (0: unknown)."""
         self.static = {n: dict(v) for n, v in (static or {}).items()}
         self.price = price
-        self.tariff = tariff
+        self.tariff = tariff or Tariff((), price)
+        self.site_watts = {k: v for k, v in (("watts_busy", watts_busy),
+                                             ("watts_idle", watts_idle)) if v}
         self.clock = clock
         self.measured: dict[str, _Measured] = {}
         self.version = 0
         self._tariff_price = self.site_price()
 
     def site_price(self) -> float:
-        return price_at(self.tariff, self.price, self.clock()) if self.tariff else self.price
+        """The site's price per kWh now (its tariff's period, else price; 0: unknown)."""
+        if self.tariff.periods:
+            return price_at(self.tariff, self.clock())
+        return self.price
 
     def record(self, slave: str, seconds: float | None, frames: int, ok: bool) -> None:
         """An attempt ended on `slave`: ok with its seconds, or failed."""
@@ -106,7 +70,7 @@ class Properties:
 
     def check_tariff(self) -> None:
         """A new tariff period changes every slave's price: re-rank."""
-        if self.tariff:
+        if self.tariff.periods:
             now = self.site_price()
             if now != self._tariff_price:
                 self._tariff_price = now
@@ -116,7 +80,7 @@ class Properties:
             job_files: frozenset[str] | None = None) -> dict[str, float]:
         """Every property of one slave; `place` is its link (or any object with slots,
         running, info and cached), `job_files` the sha256s of a job's inputs."""
-        row = dict(self.static.get(name, {}))
+        row = {**self.site_watts, **self.static.get(name, {})}
         m = self.measured.get(name)
         if m is not None and m.seconds_per_frame:
             row["speed"] = 1.0 / m.seconds_per_frame
@@ -124,7 +88,8 @@ class Properties:
             row["reliability"] = _ratio(m.outcomes) or 0.0
         else:
             row.setdefault("reliability", 1.0)  # nothing failed yet
-        row.setdefault("price", self._tariff_price)
+        if self._tariff_price:
+            row.setdefault("price", self._tariff_price)
         if place is not None:
             slots = int(getattr(place, "slots", 1) or 1)
             row["slots"] = float(slots)
@@ -144,7 +109,8 @@ class Properties:
         speed, watts = row.get("speed"), row.get("watts_busy")
         if speed and watts is not None:
             row["energy_per_frame"] = watts / speed / 3600.0  # Wh
-            row["cost_per_frame"] = row["energy_per_frame"] / 1000.0 * row["price"]
+            if "price" in row:
+                row["cost_per_frame"] = row["energy_per_frame"] / 1000.0 * row["price"]
         return row
 
     def matrix(self, places: dict[str, Any],

@@ -90,6 +90,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._jobs: dict[int, Job] = {}  # jobs with tasks running, for their files
+        # Told of every attempt's outcome inside the transaction that applies it (energy).
+        self.meter: Callable[[str, Task, int, Outcome], None] | None = None
         self.placement = Placement(store.clock)
 
     def configure_ranking(self, properties: Properties, policy: str,
@@ -301,6 +303,8 @@ class Scheduler:
 
     def _apply(self, place: Place, task: Task, attempt: int, outcome: Outcome) -> None:
         s = self.store
+        if self.meter is not None:  # every attempt used energy, whatever its outcome
+            self.meter(place.name, task, attempt, outcome)
         if outcome.reply is not None or outcome.kind == "failed":
             self.results.write_log(task, attempt, place.name, outcome.reply, outcome.reason)
         if outcome.kind == "done":

@@ -3,12 +3,14 @@
 far slower slave, and measures speed and reliability from the attempts it sees."""
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from afarm.master.scheduling.properties import Properties, parse_tariff, price_at
+from afarm.master.accounting import parse_tariff
+from afarm.master.scheduling.properties import Properties
 from afarm.master.scheduling.ranking import make_policy
 from afarm.master.scheduling.scheduler import Scheduler
 from afarm.model.job import InputFile, JobSpec, TaskSpec
@@ -108,15 +110,23 @@ def test_speed_is_a_moving_average_and_reliability_a_window_of_attempts() -> Non
     assert row["cost_per_frame"] == pytest.approx(row["energy_per_frame"] / 1000 * 0.2)
 
 
-def test_a_time_of_day_tariff_sets_the_price_and_may_wrap_past_midnight() -> None:
-    import time
-    tariff = parse_tariff(["22:00-06:00=0.18", "06:00-22:00=0.34"])
-    night = time.mktime((2026, 12, 1, 23, 30, 0, 0, 0, -1))
-    day = time.mktime((2026, 12, 1, 12, 0, 0, 0, 0, -1))
-    assert price_at(tariff, 0.3, night) == 0.18
-    assert price_at(tariff, 0.3, day) == 0.34
-    with pytest.raises(ValueError, match="HH:MM-HH:MM=PRICE"):
-        parse_tariff(["22-6"])
+def test_the_sites_tariff_prices_slaves_without_their_own_and_re_ranks_when_it_changes(
+        ) -> None:
+    now = [time.mktime((2026, 12, 1, 21, 59, 0, 0, 0, -1))]
+    tariff = parse_tariff(["22:00-06:00 0.18", "06:00-22:00 0.34"])
+    p = Properties({"own": {"price": 0.5}, "site": {}}, tariff=tariff, clock=lambda: now[0])
+    assert p.row("site")["price"] == 0.34 and p.row("own")["price"] == 0.5
+    version = p.version
+    now[0] += 120  # 22:01: the night price
+    p.check_tariff()
+    assert p.version == version + 1 and p.row("site")["price"] == 0.18
+
+
+def test_site_watts_stand_in_for_a_slave_without_its_own_and_no_price_is_unknown() -> None:
+    p = Properties({"s": {"speed": 2.0}}, watts_busy=100.0)
+    row = p.row("s")
+    assert row["watts_busy"] == 100.0 and "price" not in row and "cost_per_frame" not in row
+    assert row["energy_per_frame"] == pytest.approx(100 / 2 / 3600)
 
 
 def test_a_finished_attempt_is_measured_for_the_ranking(store: Store) -> None:
