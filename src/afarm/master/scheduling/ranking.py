@@ -215,8 +215,8 @@ def _row(m: Matrix, i: int) -> dict[str, float | None]:
 
 
 def oriented(col: np.ndarray, direction: int) -> np.ndarray:
-    """Min-max normalised, 1 the best and 0 the worst; NaN and a constant column: see the
-    module docstring (NaN is the worst; a constant column is all best)."""
+    """Min-max normalised, 1 the best and 0 the worst known value; NaN (unknown) is -1,
+    below them all; a constant column is all 1."""
     v = col * direction
     finite = np.isfinite(v)
     if not finite.any():
@@ -226,7 +226,7 @@ def oriented(col: np.ndarray, direction: int) -> np.ndarray:
         out = np.ones(len(col))
     else:
         out = (v - lo) / (hi - lo)
-    out[~finite] = 0.0
+    out[~finite] = -1.0  # below every known value, by more than any tolerance ties
     result: np.ndarray = out
     return result
 

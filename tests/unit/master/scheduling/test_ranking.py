@@ -101,8 +101,11 @@ def test_cheapest_within_deadline_without_a_deadline_ranks_as_fastest() -> None:
 
 
 def test_a_missing_value_ranks_as_the_worst() -> None:
-    rows = {"known": {"speed": 0.5}, "unknown": {}, "fast": {"speed": 3.0}}
-    assert names(rows, "lexicographic", "speed") == ["fast", "known", "unknown"]
+    rows = {"known": {"speed": 0.5}, "a-unknown": {}, "fast": {"speed": 3.0}}
+    for kind in ("lexicographic", "weighted", "pareto"):
+        assert names(rows, kind, "speed") == ["fast", "known", "a-unknown"], kind
+    # a tolerance of the whole range ties every known value (by name), never the unknown
+    assert names(rows, "lexicographic", "speed~1") == ["fast", "known", "a-unknown"]
 
 
 def test_constraints_leave_out_slaves_lacking_memory_tags_or_the_application() -> None:
