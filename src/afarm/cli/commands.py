@@ -225,16 +225,20 @@ def cmd_logs(args: argparse.Namespace, client: Client) -> int:
 def rank_text(r: dict[str, Any]) -> str:
     """The ranking as a table: one row per slave, one column per property, and why."""
     cols = list(r["columns"])
-    lines = [f"policy: {r['description']}"]
-    head = f"{'POS':<5} {'NAME':<14} " + " ".join(f"{c[:14]:>14}" for c in cols) + "  WHY"
-    lines.append(head)
-    for s in r["slaves"]:
-        pos = ordinal(s["position"]) if s["position"] else "-"
-        vals = " ".join(f"{_num(s['properties'].get(c)):>14}" for c in cols)
+    rows = r["slaves"]
+    if not rows:
+        return f"policy: {r['description']}\nno slaves defined"
+    table = [["POS", "NAME", *cols, "WHY"]]
+    for s in rows:
         held = " (held back)" if s["held"] else ""
-        lines.append(f"{pos:<5} {s['slave']:<14} {vals}  {s['why']}{held}")
-    if not r["slaves"]:
-        lines.append("no slaves defined")
+        table.append([ordinal(s["position"]) if s["position"] else "-", s["slave"],
+                      *(_num(s["properties"].get(c)) for c in cols), s["why"] + held])
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    lines = [f"policy: {r['description']}"]
+    for row in table:
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]),
+                 *(v.rjust(w) for v, w in zip(row[2:-1], widths[2:], strict=True))]
+        lines.append("  ".join(cells) + "  " + row[-1])
     return "\n".join(lines)
 
 

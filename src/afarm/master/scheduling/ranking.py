@@ -93,7 +93,9 @@ def _keys(*texts: str) -> tuple[Key, ...]:
 
 PRESETS: dict[str, Policy] = {p.name: p for p in (
     Policy("fastest", "lexicographic", _keys("speed", "reliability", "cost_per_frame")),
-    Policy("cheapest", "lexicographic", _keys("cost_per_frame", "speed")),
+    # Without prices (none in master.conf) cost_per_frame is unknown everywhere and the
+    # energy per frame decides: cheapest is then greenest.
+    Policy("cheapest", "lexicographic", _keys("cost_per_frame", "energy_per_frame", "speed")),
     Policy("greenest", "lexicographic", _keys("energy_per_frame", "speed")),
     Policy("lexicographic", "lexicographic",
            _keys("reliability~0.1", "speed~0.1", "cost_per_frame")),
@@ -102,7 +104,7 @@ PRESETS: dict[str, Policy] = {p.name: p for p in (
     Policy("pareto", "pareto", _keys("speed", "cost_per_frame", "reliability"),
            (("speed", 0.5), ("cost_per_frame", 0.3), ("reliability", 0.2))),
     Policy("cheapest-within-deadline", "cheapest-within-deadline",
-           _keys("cost_per_frame", "speed")),
+           _keys("cost_per_frame", "energy_per_frame", "speed")),
 )}
 
 
@@ -311,7 +313,7 @@ def _lexicographic(m: Matrix, policy: Policy, rows: np.ndarray) -> Ranking:
                 within = f" (ties within {key.tolerance:.0%} of the range)" \
                     if key.tolerance else ""
                 reasons[i] = (f"{'tied on ' + before + ', then ' if before else ''}"
-                              f"{key} {_fmt(m.value(i, key.name))}{within}")
+                              f"{key} = {_fmt(m.value(i, key.name))}{within}")
                 out.append(i)
             else:
                 out += order(group, level + 1)
@@ -402,18 +404,17 @@ def _cut_at_deadline(r: Ranking, deadline: float, remaining: float,
     done = 0.0
     enough = False
     for pos, i in enumerate(r.order, 1):
-        cost = _fmt(m.value(i, "cost_per_frame"))
+        why = f"{ordinal(pos)} cheapest ({r.reasons.get(i, '')})"
         if enough:
             r.held.add(i)
-            r.reasons[i] = (f"cost_per_frame {cost}, {ordinal(pos)} cheapest; not needed: the"
-                            f" cheaper slaves finish the {remaining:.0f} frames left within"
-                            f" {deadline:.0f} s")
+            r.reasons[i] = (f"{why}; not needed: the cheaper slaves finish the"
+                            f" {remaining:.0f} frames left within {deadline:.0f} s")
             continue
         tasks = math.floor(speed[i] * max(deadline, 0.0) / max(per_task, 1e-9))
         done += tasks * per_task * max(slots[i], 1.0)  # frames
         enough = done >= remaining
-        r.reasons[i] = (f"cost_per_frame {cost}, {ordinal(pos)} cheapest; needed to finish the"
-                        f" {remaining:.0f} frames left within {deadline:.0f} s")
+        r.reasons[i] = (f"{why}; needed to finish the {remaining:.0f} frames left within"
+                        f" {deadline:.0f} s")
 
 
 def ordinal(n: int) -> str:
