@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: MIT
 """Properties every ranking keeps, on farms hypothesis makes up: pareto never puts a slave
 above one that dominates it, a change of units changes no ranking, and a slave that fails
-a constraint is never ranked."""
+a constraint is never ranked, nor given a task by the scheduler."""
 
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -22,6 +24,7 @@ except ImportError as exc:  # a failure, not a skip: the properties must be chec
     raise ImportError(f"hypothesis is not installed in {PYLIB}; run: make deps-test") \
         from exc
 
+from afarm.master.scheduling.properties import Properties  # noqa: E402
 from afarm.master.scheduling.ranking import (  # noqa: E402
     PRESETS,
     Constraints,
@@ -30,6 +33,11 @@ from afarm.master.scheduling.ranking import (  # noqa: E402
     make_policy,
     rank,
 )
+from afarm.master.scheduling.scheduler import Scheduler  # noqa: E402
+from afarm.model.job import InputFile, JobSpec, TaskSpec  # noqa: E402
+from afarm.model.policy import FailurePolicy  # noqa: E402
+from afarm.store.db import Store  # noqa: E402
+from tests.fakes import InstantPlace, NoResults  # noqa: E402
 
 PROPS = ["speed", "watts_busy", "cost_per_frame", "reliability", "memory", "vram_gib"]
 # Whole numbers with gaps: unit changes keep their order exactly (float rounding is
@@ -128,3 +136,36 @@ def test_constraints_are_never_violated(rows: dict[str, dict[str, float]], polic
     ok = {n for n in rows if rows[n].get("memory", -1.0) >= least
           and frozenset(need) <= tags[n] and (apps[n] is None or "blender" in apps[n])}
     assert set(r.names) == ok
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(st.lists(st.one_of(st.none(), st.integers(1, 64)), min_size=1, max_size=8),
+       st.integers(1, 64), st.sampled_from(["fastest", "greenest", "pareto", "weighted"]),
+       st.lists(st.floats(0.1, 10), min_size=8, max_size=8))
+def test_the_scheduler_never_gives_a_task_to_a_slave_below_the_jobs_minimum(
+        memory_gib: list[int | None], least_gib: int, policy: str,
+        speeds: list[float]) -> None:
+    static = {f"s{i}": {"speed": speeds[i], "watts_busy": 100.0 * (i + 1),
+                        **({"memory": float(g) * 2**30} if g is not None else {})}
+              for i, g in enumerate(memory_gib)}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "db")
+        try:
+            sched = Scheduler(store, NoResults(), FailurePolicy(), lambda t, j: 60)
+            for name in static:
+                sched.places[name] = InstantPlace(name)  # type: ignore[assignment]
+            sched.configure_ranking(Properties(static), policy)
+            sched.load()
+            spec = JobSpec(name="j", application="app", params={},
+                           files=[InputFile("a.blend", "ab" * 32, 10)],
+                           scheduling={"min_memory_mib": least_gib * 1024})
+            job = store.add_job(spec, [TaskSpec(kind="render", label=f"f{n}",
+                                                application="app", params={}, outputs=[],
+                                                frames=1) for n in range(20)])
+            sched.reload_job(job)
+            given_to = {p.name for p, _ in sched._decide()}
+        finally:
+            store.close()
+    able = {n for n, g in zip(static, memory_gib, strict=True)
+            if g is not None and g >= least_gib}
+    assert given_to == able
