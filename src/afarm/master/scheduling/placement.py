@@ -156,7 +156,10 @@ class Placement:
         m = self.properties.matrix(dict(places))
         for job_id, settings in list(self.jobs.items()):
             if not index.has_job(job_id):
+                del self.jobs[job_id]  # dropped (canceled, paused, failed): reloaded later
                 continue
+            if not index.runnable(job_id):
+                continue  # nothing to hand out now (finished, or all running)
             c = Constraints(minimum=_minimums(settings))
             out = admitted(m, c, {}, {})
             policy = self.policy_of(job_id)
