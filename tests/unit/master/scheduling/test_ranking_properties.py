@@ -3,29 +3,15 @@
 above one that dominates it, a change of units changes no ranking, and a slave that fails
 a constraint is never ranked, nor given a task by the scheduler."""
 
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tests.farm import ROOT
-
-# hypothesis comes with schemathesis from `make deps-test` (pip --target, no venv);
-# appended, so Debian's packages win wherever both have a module.
-PYLIB = str(ROOT / ".tools" / "pylib")
-if PYLIB not in sys.path:
-    sys.path.append(PYLIB)
-
-try:
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-except ImportError as exc:  # a failure, not a skip: the properties must be checked
-    raise ImportError(f"hypothesis is not installed in {PYLIB}; run: make deps-test") \
-        from exc
-
-from afarm.master.scheduling.properties import Properties  # noqa: E402
-from afarm.master.scheduling.ranking import (  # noqa: E402
+from afarm.master.scheduling.properties import Properties
+from afarm.master.scheduling.ranking import (
     PRESETS,
     Constraints,
     Matrix,
@@ -33,11 +19,11 @@ from afarm.master.scheduling.ranking import (  # noqa: E402
     make_policy,
     rank,
 )
-from afarm.master.scheduling.scheduler import Scheduler  # noqa: E402
-from afarm.model.job import InputFile, JobSpec, TaskSpec  # noqa: E402
-from afarm.model.policy import FailurePolicy  # noqa: E402
-from afarm.store.db import Store  # noqa: E402
-from tests.fakes import InstantPlace, NoResults  # noqa: E402
+from afarm.master.scheduling.scheduler import Scheduler
+from afarm.model.job import InputFile, JobSpec, TaskSpec
+from afarm.model.policy import FailurePolicy
+from afarm.store.db import Store
+from tests.fakes import InstantPlace, NoResults
 
 PROPS = ["speed", "watts_busy", "cost_per_frame", "reliability", "memory", "vram_gib"]
 # Whole numbers with gaps: unit changes keep their order exactly (float rounding is
