@@ -16,7 +16,8 @@ def conf(tmp_path: Path, energy: str, slave: str = "") -> Path:
     path = tmp_path / "master.conf"
     path.write_text(f"[master]\nstate_dir = {tmp_path / 'state'}\napplications_dir = {apps}\n"
                     f"slaves_dir = {tmp_path / 'slaves.d'}\n"
-                    "[local_slaves]\ncount = 1\nslots = 2\nwatts_busy = 90\nprice = 0.4\n"
+                    f"[local_slaves]\ncount = 1\nwork_dir = {tmp_path / 'local'}\n"
+                    "slots = 2\nwatts_busy = 90\nprice = 0.4\n"
                     f"[energy]\n{energy}\n[slaves]\n[[box]]\nhost = box.example\n{slave}")
     return path
 
