@@ -108,6 +108,7 @@ class MasterConfig:
     sandbox: dict[str, Any]  # runner.sandbox.SandboxSettings.from_config reads it
     slaves: dict[str, SlaveDef]
     energy: EnergySection
+    acceptance: dict[str, Any]  # master.slaves.acceptance.AcceptanceSettings reads it
 
     @classmethod
     def of(cls, cfg: dict[str, Any], slaves: dict[str, dict[str, Any]],
@@ -120,7 +121,8 @@ class MasterConfig:
                    local_slaves=LocalSlaves.of(cfg["local_slaves"]),
                    sandbox=dict(cfg["sandbox"]),
                    slaves={n: SlaveDef.of(c) for n, c in slaves.items()},
-                   energy=EnergySection.of(cfg["energy"]))
+                   energy=EnergySection.of(cfg["energy"]),
+                   acceptance=dict(cfg["acceptance"]))
         made.listen("job_port")  # a bad address is a config error at load, not at start
         made.listen("results_port")
         return made
