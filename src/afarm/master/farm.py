@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from afarm.applications.base import Application, relative_name
-from afarm.errors import UsageError
+from afarm.errors import OperationFailed, UsageError
 from afarm.master.files import FileStore, JobDir, check_sha
 from afarm.master.metering import Meter
 from afarm.master.results import Results
 from afarm.master.scheduling.scheduler import Scheduler
 from afarm.master.slaves.acceptance import Acceptance
-from afarm.master.slaves.link import SlaveLink
+from afarm.master.slaves.link import SlaveGone, SlaveLink
 from afarm.master.slaves.master_runner import MasterRunner
 from afarm.model.job import InputFile, Job, JobSpec, Task
 from afarm.model.policy import FailurePolicy
@@ -128,7 +128,11 @@ class Farm:
                                                   "refused"):
             raise UsageError(f"slave {name} is {link.state}, not connected; it is tested"
                              " when it connects")
-        record = await self.acceptance.admit(link, force=True)
+        try:
+            record = await self.acceptance.admit(link, force=True)
+        except SlaveGone as exc:
+            raise OperationFailed(f"slave {name} went away during its test: {exc}; it is"
+                                  " tested again when it reconnects") from None
         self.wake()
         return {"name": name, "state": link.state, **record}
 
