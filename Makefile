@@ -8,14 +8,15 @@ TOOLS := .tools
 RUFF_VERSION := 0.17.6
 # The OpenAPI fuzz test (tests/integration/test_openapi.py) runs schemathesis from this
 # directory through a subprocess (PYTHONPATH): no venv, nothing in the system's Python.
-# hypothesis is pinned: newer releases break schemathesis 3.
+# hypothesis is pinned: newer releases break schemathesis 3. The property tests use Debian's
+# python3-hypothesis instead, which the package build (dh_auto_test) has as well.
 PYLIB := $(TOOLS)/pylib
 SCHEMATHESIS := schemathesis==3.39.16 hypothesis==6.124.0
 export PYTHONPATH := $(CURDIR)/src:$(CURDIR)
 
 RUN_DEPS := blender ffmpeg rsync openssh-client openssh-server bubblewrap \
-	python3-aiohttp python3-configobj python3-paramiko
-TEST_DEPS := $(RUN_DEPS) python3-pytest python3-pytest-timeout python3-venv python3-pip mypy \
+	python3-aiohttp python3-configobj python3-numpy python3-paramiko
+TEST_DEPS := $(RUN_DEPS) python3-pytest python3-pytest-timeout python3-hypothesis python3-venv python3-pip mypy \
 	iproute2 procps util-linux passwd git systemd strace \
 	debhelper dh-python pybuild-plugin-pyproject python3-setuptools python3-all lintian \
 	groff-base man-db devscripts fakeroot build-essential

@@ -48,11 +48,12 @@ class MasterProcess:
             f"slaves_dir = {base / 'slaves.d'}\nallow_root = yes\n"
             f"[job_port]\nlisten = 127.0.0.1:{self.job_port}\ntoken_file = {base / 'tokens'}\n"
             f"[results_port]\nlisten = 127.0.0.1:{self.results_port}\n"
-            f"[local_slaves]\ncount = {slaves}\nslots = {slots}\n"
-            f"work_dir = {base / 'slaves'}\n"
-            # Every slave is tested when it connects (~2 s with Blender); the benchmark
+            # Every slave is tested when it connects (~1 s with Blender); the benchmark
             # only where a test asks for it, to keep the suite short.
-            f"[acceptance]\n{acceptance}" + extra_conf)
+            f"[acceptance]\n{acceptance}"
+            # Last: extra_conf may continue it with [[NAME]] sub-sections.
+            f"[local_slaves]\ncount = {slaves}\nslots = {slots}\n"
+            f"work_dir = {base / 'slaves'}\n" + extra_conf)
         self.log = base / "master.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.client = Client(f"127.0.0.1:{self.job_port}", f"127.0.0.1:{self.results_port}")

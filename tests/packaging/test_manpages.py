@@ -97,7 +97,8 @@ def test_the_sample_loads_to_the_defaults_as_shipped_and_uncommented(
 
 
 def test_the_example_slave_of_the_master_sample_is_a_valid_definition(tmp_path: Path) -> None:
-    example = sample.render("master").split("\n#[[example]]\n", 1)[1]
+    slaves = sample.render("master").split("\n[slaves]\n", 1)[1]
+    example = slaves.split("\n#[[example]]\n", 1)[1]
     lines = [ln[1:] for ln in example.splitlines() if re.match(r"^#[a-z_]+ = ", ln)]
     path = tmp_path / "example.conf"
     path.write_text("\n".join(lines).replace("HOST", "192.0.2.7") + "\n")

@@ -5,6 +5,8 @@
 import argparse
 import json
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +67,38 @@ def submission(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
         request["priority"] = args.priority
     if args.timeout is not None:
         request["timeout"] = args.timeout
+    if args.policy is not None:
+        request["policy"] = args.policy
+    if args.deadline is not None:
+        request["deadline"] = parse_deadline(args.deadline)
+    for key in ("min_memory_mib", "gpus"):
+        if getattr(args, key) is not None:
+            request[key] = getattr(args, key)
     return request, path
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_deadline(text: str, now: float | None = None) -> float:
+    """--deadline as seconds since 1970: a duration from now (90m, 2h, 1d, 3600) or a
+    local date and time (2026-12-24T18:00)."""
+    now = time.time() if now is None else now
+    t = text.strip()
+    unit = _UNITS.get(t[-1:].lower(), 0)
+    number = t[:-1] if unit else t
+    try:
+        amount = float(number)
+        if not (amount > 0 and amount < 1e9):
+            raise ValueError
+        return now + amount * (unit or 1)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(t).timestamp()
+    except ValueError:
+        raise UsageError(f"--deadline {text!r}: give a duration (90m, 2h, 1d, or seconds)"
+                         " or a local time (2026-12-24T18:00)") from None
 
 
 def cmd_submit(args: argparse.Namespace, client: Client) -> int:
@@ -131,6 +164,15 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
         lines.append("blocklisted slaves: " + ", ".join(job["blocklist"]))
     if job.get("tags"):
         lines.append("requires tags: " + ", ".join(job["tags"]))
+    sched = job.get("scheduling") or {}
+    if sched:
+        parts = [f"policy {sched['policy']}" if "policy" in sched else "",
+                 "deadline " + time.strftime("%Y-%m-%d %H:%M", time.localtime(
+                     sched["deadline"])) if "deadline" in sched else "",
+                 f"at least {sched['min_memory_mib']} MiB" if "min_memory_mib" in sched
+                 else "", f"at least {sched['gpus']} GPUs" if "gpus" in sched else ""]
+        lines.append("slaves: " + ", ".join(p for p in parts if p)
+                     + f" (afarmctl slaves --rank --job {job['id']})")
     for w in job.get("warnings", []):
         lines.append(f"warning: {w}")
     for t in job["tasks"]:
@@ -180,7 +222,43 @@ def cmd_logs(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def rank_text(r: dict[str, Any]) -> str:
+    """The ranking as a table: one row per slave, one column per property, and why."""
+    cols = list(r["columns"])
+    rows = r["slaves"]
+    if not rows:
+        return f"policy: {r['description']}\nno slaves defined"
+    table = [["POS", "NAME", *cols, "WHY"]]
+    for s in rows:
+        held = " (held back)" if s["held"] else ""
+        table.append([ordinal(s["position"]) if s["position"] else "-", s["slave"],
+                      *(_num(s["properties"].get(c)) for c in cols), s["why"] + held])
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    lines = [f"policy: {r['description']}"]
+    for row in table:
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]),
+                 *(v.rjust(w) for v, w in zip(row[2:-1], widths[2:], strict=True))]
+        lines.append("  ".join(cells) + "  " + row[-1])
+    return "\n".join(lines)
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
 def cmd_slaves(args: argparse.Namespace, client: Client) -> int:
+    if args.rank:
+        r = ops.slave_rank(client, args.job, args.policy)
+        _print(args, r, rank_text(r))
+        return 0
+    if args.job is not None or args.policy is not None:
+        raise UsageError("--job and --policy go with --rank: afarmctl slaves --rank"
+                         " --job ID")
     slaves = ops.slaves(client)
     lines = [f"{'NAME':<14} {'STATE':<12} {'S/FRAME':>8} {'RUNNING':<10} "
              f"{'BLOCKLISTED FOR':<16} LAST ERROR"]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from afarm.cli.client import Client
 from afarm.errors import OperationFailed, UsageError
@@ -123,6 +124,15 @@ def logs(client: Client, job_id: int, task: str | None = None) -> str:
 
 def slaves(client: Client) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = client.get("/api/v1/slaves")
+    return found
+
+
+def slave_rank(client: Client, job_id: int | None = None,
+               policy: str | None = None) -> dict[str, Any]:
+    """The slaves ranked by the master's policy (or `policy`), for a job if given."""
+    query = "&".join(f"{k}={quote(str(v))}" for k, v in (("job", job_id), ("policy", policy))
+                     if v is not None)
+    found: dict[str, Any] = client.get("/api/v1/slaves/rank" + (f"?{query}" if query else ""))
     return found
 
 

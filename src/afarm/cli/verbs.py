@@ -52,6 +52,17 @@ VERBS: tuple[Verb, ...] = (
           Arg(("--require-tag",), "only slaves with this tag (see tags in a slave's"
               " definition) may take the job's tasks; repeat for more",
               {"action": "append", "default": [], "dest": "require_tags", "metavar": "TAG"}),
+          Arg(("--policy",), "rank slaves for this job by this policy instead of the"
+              " master's: fastest, cheapest, greenest, lexicographic, weighted, pareto,"
+              " cheapest-within-deadline or one of the master's [policies] (see afarmctl"
+              " slaves --rank)", {"metavar": "NAME"}),
+          Arg(("--deadline",), "when the job must be done: a duration from now (90m, 2h,"
+              " 1d, or seconds) or a local time (2026-12-24T18:00); with --policy"
+              " cheapest-within-deadline the job uses the cheapest slaves that make it",
+              {"metavar": "WHEN"}),
+          Arg(("--min-memory",), "only slaves with at least this much memory, in MiB",
+              {"type": int, "dest": "min_memory_mib", "metavar": "MIB"}),
+          Arg(("--gpus",), "only slaves with at least this many GPUs", {"type": int}),
           Arg(("--wait",), "wait for the job and show its progress",
               {"action": "store_true"})),
          "afarmctl submit shot.blend --frames 1-240 --chunk 4 --encode mp4"),
@@ -77,8 +88,18 @@ VERBS: tuple[Verb, ...] = (
          (JOB, Arg(("--task",), "only this task (its id or index)", {}))),
     Verb("slaves", "list slaves",
          "List the slaves: state (testing, online, busy, quarantined, unreachable, ...),"
-         " the seconds per frame of their last benchmark, running tasks, the jobs"
-         " they are blocklisted for, and their last error."),
+         " the seconds per frame of their last benchmark, running tasks, the jobs they are"
+         " blocklisted for, and their last error (a quarantined slave's: why). With --rank:"
+         " the order in which free slaves take tasks, as a matrix of their properties"
+         " (speed, watts, cost per frame, reliability, ...), the policy, and why each slave"
+         " stands where it does.",
+         (Arg(("--rank",), "show the ranking instead of the list", {"action": "store_true"}),
+          Arg(("--job",), "with --rank: rank for this job (only slaves that may take its"
+              " tasks; locality of its inputs)", {"type": int, "metavar": "ID"}),
+          Arg(("--policy",), "with --rank: rank by this policy instead of the master's"
+              " ([scheduler] policy): fastest, cheapest, greenest, lexicographic, weighted,"
+              " pareto, cheapest-within-deadline or one of [policies]", {"metavar": "NAME"})),
+         "afarmctl slaves --rank --policy pareto"),
     Verb("slave", "enroll and test slaves",
          "slave token: make a token with which one slave can enroll with this master, once,"
          " within --ttl seconds, and print the command to run on the slave as root"

@@ -20,6 +20,8 @@ def _key_lines(key: Key) -> list[str]:
     value = key.name.upper() if key.required else format_value(key.default)
     if key.check == "option":
         out.append(f"# One of: {', '.join(key.args)}.")
+    if key.name == "__many__":  # any number of NAME = VALUE lines
+        return out + ["#NAME = VALUE"]
     return out + [f"#{key.name} = {value}"]
 
 
@@ -36,7 +38,9 @@ def _section_lines(section: Section) -> list[str]:
     if section.path:
         depth = len(section.path)
         out += [f"# {line}" if line else "#" for line in section.doc]
-        out.append(f"{'[' * depth}{section.path[-1]}{']' * depth}")
+        # inside a repeated section's example, its sub-sections are commented out too
+        mark = "#" if "__many__" in section.path else ""
+        out.append(f"{mark}{'[' * depth}{section.path[-1]}{']' * depth}")
     for key in section.keys:
         out += _key_lines(key)
     return out

@@ -2,7 +2,7 @@
 """master.conf read once into frozen dataclasses: the daemon passes these around, never the
 raw configobj dicts, so a key is spelt and converted (paths, addresses, lists) in one place."""
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Self
 
@@ -17,6 +17,8 @@ class _Section:
     def of(cls, section: dict[str, Any]) -> Self:
         values = {}
         for f in fields(cls):
+            if f.name not in section and f.default is not MISSING:
+                continue  # a key newer than the dict (a test's or an old caller's)
             v = section[f.name]
             values[f.name] = tuple(v) if isinstance(v, list) else v
         return cls(**values)
@@ -58,6 +60,7 @@ class SchedulerSection(_Section):
     max_tasks_per_job: int
     followup_workers: int
     max_output_mib: int
+    policy: str
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,18 @@ class SlaveDef(_Section):
     watts_idle: float = 0.0  # 0: unknown
     watts_busy: float = 0.0
     price: float = 0.0
+    speed: float = 0.0  # frames/s from a benchmark; 0: unknown
+    properties: tuple[tuple[str, float], ...] = ()
+
+    @classmethod
+    def of(cls, section: dict[str, Any]) -> "SlaveDef":
+        return super().of({**section, "properties": tuple(sorted(
+            section.get("properties", {}).items()))})
+
+    def ranking(self) -> dict[str, float]:
+        """The properties this definition gives the ranking (0, unknown, left out)."""
+        fixed = {k: getattr(self, k) for k in ("watts_idle", "watts_busy", "price", "speed")}
+        return {**dict(self.properties), **{k: v for k, v in fixed.items() if v}}
 
 
 @dataclass(frozen=True)
@@ -108,7 +123,9 @@ class MasterConfig:
     sandbox: dict[str, Any]  # runner.sandbox.SandboxSettings.from_config reads it
     slaves: dict[str, SlaveDef]
     energy: EnergySection
-    acceptance: dict[str, Any]  # master.slaves.acceptance.AcceptanceSettings reads it
+    local_properties: dict[str, dict[str, float]] = field(default_factory=dict)
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    acceptance: dict[str, Any] = field(default_factory=dict)  # AcceptanceSettings
 
     @classmethod
     def of(cls, cfg: dict[str, Any], slaves: dict[str, dict[str, Any]],
@@ -122,6 +139,9 @@ class MasterConfig:
                    sandbox=dict(cfg["sandbox"]),
                    slaves={n: SlaveDef.of(c) for n, c in slaves.items()},
                    energy=EnergySection.of(cfg["energy"]),
+                   local_properties={n: dict(v) for n, v in cfg["local_slaves"].items()
+                                     if isinstance(v, dict)},
+                   policies=dict(cfg.get("policies", {})),
                    acceptance=dict(cfg["acceptance"]))
         made.listen("job_port")  # a bad address is a config error at load, not at start
         made.listen("results_port")

@@ -30,6 +30,8 @@ from afarm.master.http.limits import (
 from afarm.master.http.lograte import QuietBadRequests, RateLimit
 from afarm.master.http_util import errors
 from afarm.master.metering import Power, Site
+from afarm.master.scheduling.properties import Properties
+from afarm.master.scheduling.ranking import PRESETS, Policy, make_policy
 from afarm.master.slaves.acceptance import AcceptanceSettings
 from afarm.master.slaves.definitions import slave_definitions, transport_for
 from afarm.notify import notify
@@ -63,6 +65,34 @@ def site_of(cfg: MasterConfig) -> Site:
     return Site(e.watts_busy, e.watts_idle, e.price_per_kwh, e.currency, tariff)
 
 
+def ranking_setup(cfg: MasterConfig) -> tuple[Properties, str, dict[str, Policy]]:
+    """The slaves' ranking properties and the policies of master.conf, checked."""
+    problems = []
+    policies: dict[str, Policy] = {}
+    for name, conf in cfg.policies.items():
+        try:
+            policies[name] = make_policy(name, conf["kind"], list(conf["keys"]),
+                                         dict(conf.get("weights", {})))
+        except ValueError as exc:
+            problems.append(f"[policies] [[{name}]]: {exc}")
+    known = {**PRESETS, **policies}
+    if cfg.scheduler.policy not in known:
+        problems.append(f"[scheduler] policy = {cfg.scheduler.policy!r} is not a policy;"
+                        " give one of " + ", ".join(sorted(known)))
+    if problems:
+        raise ConfigError(cfg.where, problems)
+    static = {n: d.ranking() for n, d in cfg.slaves.items()}
+    local = cfg.local_slaves
+    shared = {k: v for k, v in (("watts_busy", local.watts_busy),
+                                ("watts_idle", local.watts_idle), ("price", local.price)) if v}
+    for i in range(1, local.count + 1):
+        static[f"local-{i}"] = {**shared, **cfg.local_properties.get(f"local-{i}", {})}
+    site = site_of(cfg)
+    props = Properties(static, price=site.price_per_kwh, tariff=site.tariff,
+                       watts_busy=site.watts_busy, watts_idle=site.watts_idle)
+    return props, cfg.scheduler.policy, policies
+
+
 def build_farm(cfg: MasterConfig) -> Farm:
     sched = cfg.scheduler
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
@@ -74,6 +104,7 @@ def build_farm(cfg: MasterConfig) -> Farm:
                 followup_workers=sched.followup_workers,
                 file_retention=cfg.master.file_retention_days * 86400.0,
                 sandbox=Sandbox(sandbox), max_output_bytes=sched.max_output_mib << 20)
+    farm.scheduler.configure_ranking(*ranking_setup(cfg))
     local = cfg.local_slaves
     for i in range(1, local.count + 1):
         name = f"local-{i}"
@@ -222,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger().setLevel(cfg.master.log_level.upper())
         if a.command == "check-config":
             load_applications(Path(cfg.master.applications_dir))
+            ranking_setup(cfg)
             token_policy(cfg)
             print(f"{a.config}: OK")
             return EX_OK

@@ -91,6 +91,17 @@ def routes(farm: Farm) -> list[web.RouteDef]:
             out.append(row)
         return web.json_response(out)
 
+    async def slave_rank(request: web.Request) -> web.Response:
+        job_id = int_query(request, "job")
+        name = request.query.get("policy")
+        sched = farm.scheduler
+        policy = sched.policies.get(name) if name else sched.ranking_policy
+        if policy is None:
+            raise UsageError(f"policy {str(name)[:40]!r} is not defined on this master; it has: "
+                             + ", ".join(sorted(sched.policies)))
+        job = job_or_404(store, job_id) if job_id is not None else None
+        return web.json_response(sched.ranking(policy, job).to_json())
+
     async def events(request: web.Request) -> web.StreamResponse:
         after = int_query(request, "after") or 0
         job_id = int_query(request, "job")
@@ -177,6 +188,7 @@ def routes(farm: Farm) -> list[web.RouteDef]:
         web.get("/api/v1/jobs/{job}/log", log),
         web.get("/api/v1/jobs/{job}/outputs/{path:.+}", output),
         web.get("/api/v1/slaves", slaves),
+        web.get("/api/v1/slaves/rank", slave_rank),
         web.get("/api/v1/events", events),
         web.get("/api/v1/report", report),
     ]

@@ -42,6 +42,8 @@ class JobSpec:
     priority: int = 50
     timeout: int | None = None
     tags: frozenset[str] = frozenset()  # a slave must have all of them to take its tasks
+    # policy (a ranking policy's name), deadline (epoch seconds), min_memory_mib, gpus
+    scheduling: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Job:
     timeout: int | None
     files: list[InputFile]
     tags: list[str] = field(default_factory=list)
+    scheduling: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

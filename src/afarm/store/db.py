@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ class JobRow:
     job_id: int
     priority: int
     tags: frozenset[str]
+    scheduling: dict[str, Any] = field(default_factory=dict)
 
 
 def _marks(values: Iterable[Any]) -> tuple[str, list[Any]]:
@@ -205,9 +206,10 @@ class Store:
         with self.transaction() as db:
             cur = db.execute(
                 "INSERT INTO jobs(name, application, params, priority, status, created,"
-                " updated, error, timeout, tags) VALUES (?,?,?,?,?,?,?,'',?,?)",
+                " updated, error, timeout, tags, scheduling) VALUES (?,?,?,?,?,?,?,'',?,?,?)",
                 (spec.name, spec.application, json.dumps(spec.params), spec.priority,
-                 SUBMITTING, now, now, spec.timeout, json.dumps(sorted(spec.tags))),
+                 SUBMITTING, now, now, spec.timeout, json.dumps(sorted(spec.tags)),
+                 json.dumps(spec.scheduling)),
             )
             job_id = int(cur.lastrowid or 0)
             db.executemany(
@@ -266,7 +268,8 @@ class Store:
             (row["id"],))]
         return Job(row["id"], row["name"], row["application"], json.loads(row["params"]),
                    row["priority"], JobStatus(row["status"]), row["created"], row["updated"],
-                   row["error"], row["timeout"], files, tags=json.loads(row["tags"]))
+                   row["error"], row["timeout"], files, tags=json.loads(row["tags"]),
+                   scheduling=json.loads(row["scheduling"]))
 
     def job(self, job_id: int) -> Job | None:
         row = self.db.execute("SELECT * FROM jobs WHERE id=? AND status!=?",
@@ -282,13 +285,14 @@ class Store:
         """Order and constraints of runnable jobs (queued or active), or of the given ones."""
         if job_ids is None:
             marks, vals = _marks([JobStatus.QUEUED, JobStatus.ACTIVE])
-            rows = self.db.execute(f"SELECT id, priority, tags FROM jobs WHERE status IN"
-                                   f" {marks}", vals)
+            rows = self.db.execute(f"SELECT id, priority, tags, scheduling FROM jobs WHERE"
+                                   f" status IN {marks}", vals)
         else:
             marks, vals = _marks(job_ids)
-            rows = self.db.execute(f"SELECT id, priority, tags FROM jobs WHERE id IN {marks}",
-                                   vals)
-        return [JobRow(r[0], r[1], frozenset(json.loads(r[2]))) for r in rows]
+            rows = self.db.execute(f"SELECT id, priority, tags, scheduling FROM jobs WHERE id"
+                                   f" IN {marks}", vals)
+        return [JobRow(r[0], r[1], frozenset(json.loads(r[2])), json.loads(r[3]))
+                for r in rows]
 
     def _counts_of(self, job_id: int) -> _Counts:
         c = self._counts.get(job_id)

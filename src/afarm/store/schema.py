@@ -116,7 +116,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX usage_job ON usage(job_id);
     CREATE INDEX usage_ended ON usage(ended);
     """,
-    # 4: each slave's benchmarks with their history; seconds_per_frame NULL: it failed
+    # 4: how a job wants its slaves ranked and limited: policy, deadline, minimums (JSON)
+    """
+    ALTER TABLE jobs ADD COLUMN scheduling TEXT NOT NULL DEFAULT '{}';
+    """,
+    # 5: each slave's benchmarks with their history; seconds_per_frame NULL: it failed
     """
     CREATE TABLE benchmarks (
         id INTEGER PRIMARY KEY,

@@ -65,3 +65,23 @@ def test_task_counts_match_what_the_applications_plan(params: dict[str, Any],
 
 def test_frame_counts_are_upper_bounds_of_the_spec() -> None:
     assert frame_count("1-10,5,20-30x2,bad") == 10 + 1 + 6
+
+
+@pytest.mark.parametrize(("over", "words"), [
+    ({"policy": "../x"}, "--policy"), ({"policy": 3}, "--policy"),
+    ({"policy": "p" * 65}, "--policy"), ({"deadline": "tomorrow"}, "deadline"),
+    ({"deadline": -1}, "deadline"), ({"deadline": True}, "deadline"),
+    ({"deadline": 1e12}, "deadline"), ({"min_memory_mib": -1}, "--min-memory"),
+    ({"gpus": 65}, "--gpus"), ({"gpus": 1.5}, "--gpus"),
+])
+def test_bad_ranking_settings_are_refused_naming_them(over: dict[str, Any],
+                                                      words: str) -> None:
+    with pytest.raises(UsageError, match=words):
+        check(body(**over), 50_000)
+
+
+def test_ranking_settings_are_kept_as_given() -> None:
+    out = check(body(policy="pareto", deadline=2e9, min_memory_mib=8192, gpus=1), 50_000)
+    assert out["scheduling"] == {"policy": "pareto", "deadline": 2e9,
+                                 "min_memory_mib": 8192, "gpus": 1}
+    assert check(body(), 50_000)["scheduling"] == {}

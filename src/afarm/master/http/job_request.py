@@ -15,7 +15,10 @@ from afarm.applications.base import int_param
 from afarm.errors import UsageError
 from afarm.model.frames import parse_tiles
 
-KEYS = {"name", "application", "params", "files", "priority", "timeout", "require_tags"}
+KEYS = {"name", "application", "params", "files", "priority", "timeout", "require_tags",
+        "policy", "deadline", "min_memory_mib", "gpus"}
+POLICY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MAX_DEADLINE = 1e11  # epoch seconds (the year 5138): anything later is a mistake
 MAX_NAME = 200
 APP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_TIMEOUT = 7 * 24 * 3600  # a task may run a week at most
@@ -68,12 +71,37 @@ def check(body: Any, max_tasks: int) -> dict[str, Any]:
         raise UsageError("--require-tag must be a list of at most 64 tags of 1 to 64"
                          " characters")
     out["require_tags"] = tags
+    out["scheduling"] = scheduling(body)
     n = task_count(params)
     if n > max_tasks:
         raise UsageError(
             f"this job would make {n} tasks; this master plans at most {max_tasks} per job"
             " ([scheduler] max_tasks_per_job): use a larger --chunk, fewer --tiles or fewer"
             " frames or items, or split it into several jobs")
+    return out
+
+
+def scheduling(body: dict[str, Any]) -> dict[str, Any]:
+    """The job's ranking policy, deadline and slave minimums, as given (the policy's
+    existence is checked by the caller, which knows the master's policies)."""
+    out: dict[str, Any] = {}
+    policy = body.get("policy")
+    if policy is not None:
+        if not isinstance(policy, str) or not POLICY_RE.match(policy):
+            raise UsageError("--policy must name a ranking policy (letters, digits, '.', '_',"
+                             " '-'; at most 64): see afarmctl slaves --rank")
+        out["policy"] = policy
+    deadline = body.get("deadline")
+    if deadline is not None:
+        if isinstance(deadline, bool) or not isinstance(deadline, int | float) \
+                or not 0 < deadline < MAX_DEADLINE:
+            raise UsageError("deadline must be a time as seconds since 1970 (afarmctl"
+                             " --deadline takes 2h, 90m or 2026-12-24T18:00)")
+        out["deadline"] = float(deadline)
+    for key, hi, flag in (("min_memory_mib", 1 << 30, "--min-memory"),
+                          ("gpus", 64, "--gpus")):
+        if body.get(key) is not None:
+            out[key] = _int(body, key, 0, hi, flag)
     return out
 
 

@@ -59,6 +59,20 @@ REPORT = {"type": "object", "required": ["since", "until", "currency", "total", 
 DATE = {"type": "string", "maxLength": 40,
         "description": "ISO 8601 date or date and time (2026-12-01, 2026-12-01T18:00,"
                        " 2026-12-01T18:00+01:00); without an offset the master's local time"}
+RANKING = {
+    "type": "object", "required": ["policy", "kind", "description", "columns", "slaves"],
+    "properties": {
+        "policy": {"type": "string"}, "kind": {"type": "string"},
+        "description": {"type": "string"},
+        "columns": {"type": "array", "items": {"type": "string"}},
+        "slaves": {"type": "array", "items": {
+            "type": "object", "required": ["slave", "position", "why", "held", "properties"],
+            "properties": {
+                "slave": {"type": "string"},
+                "position": {"type": "integer", "minimum": 1, "nullable": True},
+                "why": {"type": "string"}, "held": {"type": "boolean"},
+                "properties": {"type": "object", "additionalProperties": {
+                    "type": "number", "nullable": True}}}}}}}
 JOB_REQUEST = {
     "type": "object", "required": ["name", "application"], "additionalProperties": False,
     "properties": {
@@ -73,7 +87,18 @@ JOB_REQUEST = {
             "properties": {"name": {"type": "string"}, "sha256": SHA}}},
         "priority": {"type": "integer", "minimum": 0, "maximum": 100, "default": 50},
         "timeout": {"type": "integer", "minimum": 1, "maximum": 604800, "nullable": True,
-                    "description": "seconds a task may run"}}}
+                    "description": "seconds a task may run"},
+        "require_tags": {"type": "array", "maxItems": 64, "items": {
+            "type": "string", "minLength": 1, "maxLength": 64}},
+        "policy": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                   "description": "the ranking policy for this job's tasks"},
+        "deadline": {"type": "number", "exclusiveMinimum": True, "minimum": 0,
+                     "maximum": 1e11, "description": "when the job must be done (seconds"
+                     " since 1970), for the cheapest-within-deadline policy"},
+        "min_memory_mib": {"type": "integer", "minimum": 0, "maximum": 1 << 30,
+                           "description": "only slaves with this much memory"},
+        "gpus": {"type": "integer", "minimum": 0, "maximum": 64,
+                 "description": "only slaves with at least this many GPUs"}}}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -216,6 +241,15 @@ def results_port(secured: bool) -> dict[str, Any]:
             "parameters": [{"name": "since", "in": "query", "required": True, "schema": DATE},
                            {"name": "until", "in": "query", "schema": DATE}],
             "responses": _responses({"200": _json(REPORT, "the totals")})}},
+        "/api/v1/slaves/rank": {"get": {
+            "summary": "the slaves ranked by a policy: the matrix, the order and why",
+            "parameters": [{"name": "job", "in": "query", "schema": ID,
+                            "description": "rank for this job (its tags, application and"
+                                           " inputs)"},
+                           {"name": "policy", "in": "query",
+                            "schema": {"type": "string", "maxLength": 64},
+                            "description": "a policy name (default: the master's)"}],
+            "responses": _responses({"200": _json(RANKING, "the ranking")})}},
         "/api/v1/events": {"get": {
             "summary": "live events as server-sent events (a stream that does not end)",
             "parameters": [{"name": "after", "in": "query", "schema": ID},

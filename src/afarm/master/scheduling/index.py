@@ -60,6 +60,7 @@ class RunnableIndex:
         self._dependents: dict[int, list[int]] = {}  # dependency -> waiting tasks
         self._failed_on: dict[int, set[str]] = {}
         self._blocked: dict[int, set[str]] = {}  # job -> blocklisted slaves
+        self._excluded: dict[int, frozenset[str]] = {}  # job -> slaves its rules leave out
 
     # -- loading --------------------------------------------------------------------------
     def load(self, jobs: Iterable[JobRow], rows: Iterable[RunnableRow],
@@ -110,6 +111,7 @@ class RunnableIndex:
         for t in gone:
             del self._waiting[t]
         self._blocked.pop(job_id, None)
+        self._excluded.pop(job_id, None)
 
     # -- decisions ------------------------------------------------------------------------
     def take(self, runs_on: str, slave: SlaveView | None = None,
@@ -126,6 +128,8 @@ class RunnableIndex:
                 continue
             if slave is not None:
                 if slave.name in self._blocked.get(job.job_id, ()):
+                    continue
+                if slave.name in self._excluded.get(job.job_id, ()):
                     continue
                 if not job.tags <= slave.tags:
                     continue
@@ -206,6 +210,26 @@ class RunnableIndex:
             self._ensure_key(job)
             released.append(t)
         return released
+
+    def exclude(self, job_id: int, slaves: frozenset[str]) -> None:
+        """Slaves that may not take this job's tasks for now (its minimums, or held back
+        by its ranking policy); replaces the previous set."""
+        if slaves:
+            self._excluded[job_id] = slaves
+        else:
+            self._excluded.pop(job_id, None)
+
+    def has_job(self, job_id: int) -> bool:
+        return job_id in self._jobs
+
+    def first_job(self) -> int | None:
+        """The most urgent job with runnable work (its policy orders the pass)."""
+        return self._order[0][1] if self._order else None
+
+    def runnable(self, job_id: int, runs_on: str = "slave") -> int:
+        """How many tasks of a job could start now on `runs_on` (tail avoidance asks)."""
+        job = self._jobs.get(job_id)
+        return len(job.heaps.get(runs_on, ())) if job else 0
 
     def job_tags(self, job_id: int) -> frozenset[str] | None:
         job = self._jobs.get(job_id)

@@ -10,11 +10,18 @@ runnable work sits in a RunnableIndex, not in a query.
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+import numpy as np
 
 from afarm.master.scheduling.index import Candidate, RunnableIndex, SlaveView
+from afarm.master.scheduling.placement import Placement
+from afarm.master.scheduling.properties import Properties
+from afarm.master.scheduling.ranking import Policy, Ranking, tail_defers
 from afarm.master.slaves.link import Outcome
 from afarm.model.job import Job, Task
 from afarm.model.policy import FailurePolicy, decide_failure
@@ -85,6 +92,24 @@ class Scheduler:
         self._jobs: dict[int, Job] = {}  # jobs with tasks running, for their files
         # Told of every attempt's outcome inside the transaction that applies it (energy).
         self.meter: Callable[[str, Task, int, Outcome], None] | None = None
+        self.placement = Placement(store.clock)
+
+    def configure_ranking(self, properties: Properties, policy: str,
+                          policies: dict[str, Policy] | None = None) -> None:
+        """The slaves' properties and the site's policy (master.conf [scheduler] policy)."""
+        self.placement.configure(properties, policy, policies)
+
+    @property
+    def properties(self) -> Properties:
+        return self.placement.properties
+
+    @property
+    def policies(self) -> dict[str, Policy]:
+        return self.placement.policies
+
+    @property
+    def ranking_policy(self) -> Policy:
+        return self.placement.site_policy
 
     # -- life cycle -----------------------------------------------------------------------
     def load(self) -> None:
@@ -93,7 +118,10 @@ class Scheduler:
         rows = s.runnable_rows()
         waiting = [r.task_id for r in rows if r.waiting]
         self.index = RunnableIndex()
-        self.index.load(s.job_rows(), rows, s.dependents(waiting),
+        jobs = s.job_rows()
+        for j in jobs:
+            self._job_settings(j.job_id, j.scheduling)
+        self.index.load(jobs, rows, s.dependents(waiting),
                         s.failed_on([r.task_id for r in rows]), s.blocklist())
 
     def start(self) -> None:
@@ -134,6 +162,8 @@ class Scheduler:
         s = self.store
         self.index.drop_job(job_id)
         jobs = s.job_rows([job_id])
+        for j in jobs:
+            self._job_settings(j.job_id, j.scheduling)
         job = s.job(job_id)
         if job is None or job.status.value not in ("queued", "active"):
             self.wake()
@@ -145,6 +175,16 @@ class Scheduler:
 
     def drop_job(self, job_id: int) -> None:
         self.index.drop_job(job_id)
+        self.placement.drop_job(job_id)
+
+    def _job_settings(self, job_id: int, scheduling: dict[str, Any]) -> None:
+        """A job's ranking settings, with its frames per task (speed is in frames/s)."""
+        if not scheduling:
+            self.placement.drop_job(job_id)
+            return
+        p = self.store.job_progress(job_id)
+        per_task = p["frames_total"] / p["tasks"] if p["tasks"] and p["frames_total"] else 1
+        self.placement.set_job(job_id, {**scheduling, "frames_per_task": per_task})
 
     def cancel_running(self, tasks: list[Task]) -> None:
         for task in tasks:
@@ -177,15 +217,49 @@ class Scheduler:
             place.mark_busy(task.id, asyncio.create_task(
                 self._execute(place, task, attempt, job)))
 
+    # -- ranking --------------------------------------------------------------------------
+    def ranking(self, policy: Policy | None = None, job: Job | None = None) -> Ranking:
+        """The slaves ranked now (by the site's policy unless another is given), for a
+        job if given: what `afarmctl slaves --rank` shows."""
+        return self.placement.ranking(self.places, self.index, policy, job)
+
+    def ranked_places(self) -> tuple[list[Place], dict[str, float]]:
+        """The slaves best first under the most urgent job's policy, and their speeds."""
+        first = self.index.first_job()
+        policy = self.placement.policy_of(first)
+
+        def head() -> Job | None:
+            if first is None:
+                return None
+            job = self._jobs.get(first) or self.store.job(first)
+            if job is not None:
+                self._jobs[first] = job
+            return job
+
+        names, speed = self.placement.order(self.places, policy, head)
+        return [self.places[n] for n in names], speed
+
     def _decide(self) -> list[tuple[Place, Candidate]]:
         decisions: list[tuple[Place, Candidate]] = []
-        slaves = sorted((p for p in self.places.values() if p.free_slots > 0),
-                        key=lambda p: (-p.free_slots, p.name))
-        for place in slaves:
+        self.placement.apply_job_rules(self.places, self.index)
+        ranked, speeds = self.ranked_places()
+        # Speeds of the busy slots, ascending, for tail avoidance.
+        busy = np.sort(np.array([speeds.get(p.name, math.nan) for p in ranked
+                                 for _ in range(len(p.running))], dtype=float))
+        busy = busy[np.isfinite(busy)]
+        for place in ranked:
+            if place.free_slots <= 0:
+                continue
             view = SlaveView(place.name, frozenset(place.tags), place.applications)
+            speed = speeds.get(place.name, math.nan)
             for _ in range(place.free_slots):
                 cand = self.index.take("slave", view)
                 if cand is None:
+                    break
+                if len(busy) and tail_defers(speed, self.index.runnable(cand.job_id) + 1,
+                                             busy):
+                    self.index.put_back(cand.job_id, cand.task_id, cand.idx, "slave",
+                                        cand.application)
                     break
                 decisions.append((place, cand))
         if self.master is not None:
@@ -197,6 +271,7 @@ class Scheduler:
         return decisions
 
     async def _execute(self, place: Place, task: Task, attempt: int, job: Job) -> None:
+        started = time.monotonic()
         try:
             outcome = await place.run(task, attempt, job, self.timeout_of(task, job),
                                       self.results.partial_for(task, attempt))
@@ -205,6 +280,9 @@ class Scheduler:
         except Exception as exc:  # a bug in a link must not strand the task
             log.exception("running task %d on %s failed", task.id, place.name)
             outcome = Outcome("failed", f"internal error on the master: {exc!r}")
+        if place is not self.master and outcome.kind in ("done", "failed"):
+            self.properties.record(place.name, time.monotonic() - started, task.frames,
+                                   outcome.kind == "done")
         self._outcomes.append((place, task, attempt, outcome))
         self.wake()
 
