@@ -107,8 +107,8 @@ def test_a_command_application_passes_by_its_test_argv(tmp_path: Path, test: str
             report.reason and "broken" in report.reason
 
 
-def test_reports_survive_the_wire_and_lies_are_refused() -> None:
-    report = acceptance.run_tests({}, Path("/tmp"), Sandbox(), 0, 0)
+def test_reports_survive_the_wire_and_lies_are_refused(tmp_path: Path) -> None:
+    report = acceptance.run_tests({}, tmp_path, Sandbox(), 0, 0)
     back = TestReport.from_wire(report.to_wire())
     assert back == report and back.passed
     with pytest.raises(ProtocolError):
