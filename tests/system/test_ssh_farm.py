@@ -18,6 +18,7 @@ from tests.farm import MasterProcess
 from tests.fixtures.blends import make_scene
 from tests.system.test_slave_shell_ssh import install_shell
 from tests.system.testnet import Host, TestNet
+from tests.system.testnet import TestNetError as NetError
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
@@ -42,10 +43,11 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_scene(tmp_path_factory.mktemp("scene"), frames=8, width=64, height=36)
 
 
-def ssh_master(base: Path, net: TestNet, hosts: list[Host]) -> MasterProcess:
+def ssh_master(base: Path, net: TestNet, hosts: list[Host],
+               acceptance: str = "benchmark_frames = 0\n") -> MasterProcess:
     m = MasterProcess(base, slaves=0, apps={
         "sleep": APPS["sleep"],
-        "blender": APPS["blender"]})
+        "blender": APPS["blender"]}, acceptance=acceptance)
     slaves_d = base / "slaves.d"
     slaves_d.mkdir(exist_ok=True)
     for h in hosts:
@@ -205,7 +207,9 @@ def test_a_full_disk_fails_the_task_there_and_it_succeeds_elsewhere(
         tmp_path: Path, net: TestNet, scene: Path) -> None:
     h_full, h_ok = net[2], net[1]
     net.tmpfs_workdir(h_full, size=max(64 * 1024, scene.stat().st_size // 2))
-    m = ssh_master(tmp_path, net, [h_full, h_ok]).start()
+    # A disk that fills up after the slave passed its acceptance test (one this full is
+    # quarantined at once: test_a_slave_with_too_little_disk_is_quarantined).
+    m = ssh_master(tmp_path, net, [h_full, h_ok], acceptance="enabled = no\n").start()
     try:
         job = m.submit(str(scene), "--frames", "1-4")
         assert m.wait(job)["status"] == "completed", m.logtext()[-3000:]
@@ -213,6 +217,27 @@ def test_a_full_disk_fails_the_task_there_and_it_succeeds_elsewhere(
         failures = [f for t in tasks_of(m, job) for f in t["failures"]]
         assert failures and all(f["slave"] == h_full.name for f in failures)
         assert any("disk" in f["reason"] or "space" in f["reason"] for f in failures), failures
+        assert {t["slave"] for t in tasks_of(m, job)} == {h_ok.name}
+    finally:
+        m.stop()
+
+
+def test_a_slave_with_too_little_disk_is_quarantined_and_takes_no_task(
+        tmp_path: Path, net: TestNet, scene: Path) -> None:
+    h_full, h_ok = net[2], net[1]
+    try:
+        net.tmpfs_workdir(h_full, size=64 * 1024)
+    except NetError:  # the full-disk test left its (as small) tmpfs there
+        pass
+    m = ssh_master(tmp_path, net, [h_full, h_ok], acceptance="min_disk_mib = 16\n"
+                   "benchmark_frames = 0\n").start()
+    try:
+        full, ok = slave_state(m, h_full.name), slave_state(m, h_ok.name)
+        assert full["state"] == "quarantined" and "min_disk_mib = 16" in full["last_error"]
+        assert ok["state"] == "online"
+        assert all(c["ok"] for c in ok["info"]["acceptance"]["checks"])
+        job = m.submit(str(scene), "--frames", "1-2")
+        assert m.wait(job)["status"] == "completed"
         assert {t["slave"] for t in tasks_of(m, job)} == {h_ok.name}
     finally:
         m.stop()

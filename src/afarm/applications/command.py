@@ -44,6 +44,7 @@ class CommandApp(ConfiguredApp):
         # ("factor --version"): refused unless the definition says the program takes none
         # there (e.g. {item} after "--").
         self.items_may_start_with_dash = bool(conf.get("items_may_start_with_dash", False))
+        self.test: list[str] = [str(a) for a in conf.get("test", [])]
         if not any("{item}" in a for a in self.template):
             raise ConfigError(f"application {name}", [
                 "argv: a command application needs {item} in its argv, e.g."
@@ -109,6 +110,13 @@ class CommandApp(ConfiguredApp):
         for arg in self.template:
             argv.append(_expand(arg, values))
         return argv
+
+    def test_argv(self, out_dir: str) -> list[str]:
+        """The acceptance test's argv ({out} filled in); empty when none is defined."""
+        if not self.test:
+            return []
+        return [resolve_executable(self.test[0]),
+                *(a.replace("{out}", out_dir) for a in self.test[1:])]
 
     def commands(self, kind: str, params: dict[str, Any], ctx: RunContext) -> list[Command]:
         return [Command(self.argv_for(int(i), str(item), ctx),

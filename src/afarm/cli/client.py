@@ -102,10 +102,10 @@ class Client:
         with self._request(self.results_url + path) as resp:
             return str(resp.read().decode("utf-8", errors="replace"))
 
-    def post(self, path: str, data: dict[str, Any]) -> Any:
+    def post(self, path: str, data: dict[str, Any], timeout: float = 60) -> Any:
         body = json.dumps(data).encode()
         with self._request(self.job_url + path, "POST", body,
-                           {"Content-Type": "application/json"}) as resp:
+                           {"Content-Type": "application/json"}, timeout) as resp:
             return json.loads(resp.read())
 
     def upload(self, path: Path) -> str:

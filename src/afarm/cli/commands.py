@@ -260,12 +260,15 @@ def cmd_slaves(args: argparse.Namespace, client: Client) -> int:
         raise UsageError("--job and --policy go with --rank: afarmctl slaves --rank"
                          " --job ID")
     slaves = ops.slaves(client)
-    lines = [f"{'NAME':<14} {'STATE':<12} {'RUNNING':<10} {'BLOCKLISTED FOR':<16} LAST ERROR"]
+    lines = [f"{'NAME':<14} {'STATE':<12} {'S/FRAME':>8} {'RUNNING':<10} "
+             f"{'BLOCKLISTED FOR':<16} LAST ERROR"]
     for s in slaves:
         running = ",".join(map(str, s["running"])) or "-"
         blocked = ",".join(f"job {j}" for j in s.get("blocklisted_for", [])) or "-"
-        lines.append(f"{s['name']:<14} {s['state']:<12} {running:<10} {blocked:<16}"
-                     f" {s.get('last_error') or '-'}")
+        spf = (s.get("benchmark") or {}).get("seconds_per_frame")
+        bench = f"{spf:.3g}" if isinstance(spf, int | float) else "-"
+        lines.append(f"{s['name']:<14} {s['state']:<12} {bench:>8} {running:<10}"
+                     f" {blocked:<16} {s.get('last_error') or '-'}")
     _print(args, slaves, "\n".join(lines) if slaves else "no slaves defined")
     return 0
 
@@ -311,6 +314,16 @@ def cmd_gc(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_slave(args: argparse.Namespace, client: Client) -> int:
+    if args.action == "test":
+        rec = ops.test_slave(client, args.name)
+        checks = [f"  {'ok  ' if c.get('ok') else 'FAIL'} {c.get('name')}: {c.get('detail')}"
+                  for c in rec.get("checks", [])]
+        head = (f"{rec['name']}: passed, {rec['state']}" if rec.get("passed")
+                else f"{rec['name']}: {rec['state']}: {rec.get('reason')}")
+        _print(args, rec, "\n".join([head, *checks]))
+        return 0 if rec.get("passed") else 1
+    if args.name:
+        raise UsageError("slave token takes no NAME (did you mean: slave test NAME?)")
     answer = ops.enroll_token(client, args.ttl, args.replace)
     _print(args, answer, f"one-time token, valid {args.ttl} s: {answer['token']}\n"
                          f"on the slave, as root: {answer['command']}")

@@ -90,18 +90,23 @@ def start_master(conf: Path, log: Path) -> subprocess.Popen[bytes]:
 
 
 def wait_ready(client: Client, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
+    # The slaves are tested and benchmarked before they take work (a few seconds each).
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise OperationFailed("the demo master exited:\n" + log.read_text()[-2000:])
         try:
             slaves = client.get("/api/v1/slaves")
+            bad = [s for s in slaves if s["state"] == "quarantined"]
+            if bad:
+                raise OperationFailed(f"slave {bad[0]['name']} failed its acceptance test: "
+                                      f"{bad[0].get('last_error')}")
             if slaves and all(s["state"] in ("online", "busy") for s in slaves):
                 return
         except OperationFailed:
             pass
         time.sleep(0.1)
-    raise OperationFailed("the demo master did not come up in 30 s:\n"
+    raise OperationFailed("the demo master did not come up in 120 s:\n"
                           + log.read_text()[-2000:])
 
 

@@ -146,6 +146,16 @@ def collect_garbage(client: Client, older_than_days: float | None = None) -> dic
     return result
 
 
+def test_slave(client: Client, name: str) -> dict[str, Any]:
+    """Run a slave's acceptance test again; its record (passed, reason, checks)."""
+    if not name:
+        raise UsageError("give the slave's name: afarmctl slave test NAME")
+    # The test renders and encodes on the slave: it may take minutes ([acceptance] timeout).
+    answer: dict[str, Any] = client.post(
+        f"/api/v1/slaves/{urllib.parse.quote(name, safe='')}/test", {}, timeout=3600)
+    return answer
+
+
 def enroll_token(client: Client, ttl: int, replace: str | None = None) -> dict[str, Any]:
     body: dict[str, object] = {"ttl": ttl}
     if replace:

@@ -87,10 +87,12 @@ VERBS: tuple[Verb, ...] = (
          " lines of output of every attempt.",
          (JOB, Arg(("--task",), "only this task (its id or index)", {}))),
     Verb("slaves", "list slaves",
-         "List the slaves: state (online, busy, unreachable, ...), running tasks, the jobs"
-         " they are blocklisted for, and their last error. With --rank: the order in which"
-         " free slaves take tasks, as a matrix of their properties (speed, watts, cost per"
-         " frame, reliability, ...), the policy, and why each slave stands where it does.",
+         "List the slaves: state (testing, online, busy, quarantined, unreachable, ...),"
+         " the seconds per frame of their last benchmark, running tasks, the jobs they are"
+         " blocklisted for, and their last error (a quarantined slave's: why). With --rank:"
+         " the order in which free slaves take tasks, as a matrix of their properties"
+         " (speed, watts, cost per frame, reliability, ...), the policy, and why each slave"
+         " stands where it does.",
          (Arg(("--rank",), "show the ranking instead of the list", {"action": "store_true"}),
           Arg(("--job",), "with --rank: rank for this job (only slaves that may take its"
               " tasks; locality of its inputs)", {"type": int, "metavar": "ID"}),
@@ -98,12 +100,17 @@ VERBS: tuple[Verb, ...] = (
               " ([scheduler] policy): fastest, cheapest, greenest, lexicographic, weighted,"
               " pareto, cheapest-within-deadline or one of [policies]", {"metavar": "NAME"})),
          "afarmctl slaves --rank --policy pareto"),
-    Verb("slave", "enroll slaves",
+    Verb("slave", "enroll and test slaves",
          "slave token: make a token with which one slave can enroll with this master, once,"
          " within --ttl seconds, and print the command to run on the slave as root"
          " (afarm-slave enroll --master HOST:PORT --token TOKEN). The job port must listen"
-         " on an address the slave reaches.",
-         (Arg(("action",), "what to do: token", {"choices": ["token"]}),
+         " on an address the slave reaches. slave test NAME: run the slave's acceptance"
+         " test again now (each application's test in the sandbox, an rsync round trip,"
+         " scratch, disk, memory, GPUs); it is online when it passes and quarantined (no"
+         " tasks) with the reason when not. Exits 1 when it failed.",
+         (Arg(("action",), "what to do: token or test", {"choices": ["token", "test"]}),
+          Arg(("name",), "the slave to test (slave test NAME)",
+              {"nargs": "?", "default": ""}),
           Arg(("--ttl",), "seconds the token stays valid, 60 to 604800 (default 3600)",
               {"type": int, "default": 3600}),
           Arg(("--replace",), "let the token enrol the known slave NAME again under a new"

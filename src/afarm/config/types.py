@@ -125,6 +125,7 @@ class MasterConfig:
     energy: EnergySection
     local_properties: dict[str, dict[str, float]] = field(default_factory=dict)
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    acceptance: dict[str, Any] = field(default_factory=dict)  # AcceptanceSettings
 
     @classmethod
     def of(cls, cfg: dict[str, Any], slaves: dict[str, dict[str, Any]],
@@ -140,7 +141,8 @@ class MasterConfig:
                    energy=EnergySection.of(cfg["energy"]),
                    local_properties={n: dict(v) for n, v in cfg["local_slaves"].items()
                                      if isinstance(v, dict)},
-                   policies=dict(cfg.get("policies", {})))
+                   policies=dict(cfg.get("policies", {})),
+                   acceptance=dict(cfg["acceptance"]))
         made.listen("job_port")  # a bad address is a config error at load, not at start
         made.listen("results_port")
         return made

@@ -32,6 +32,7 @@ from afarm.master.http_util import errors
 from afarm.master.metering import Power, Site
 from afarm.master.scheduling.properties import Properties
 from afarm.master.scheduling.ranking import PRESETS, Policy, make_policy
+from afarm.master.slaves.acceptance import AcceptanceSettings
 from afarm.master.slaves.definitions import slave_definitions, transport_for
 from afarm.notify import notify
 from afarm.protocol.net import is_loopback, join_hostport
@@ -119,6 +120,7 @@ def build_farm(cfg: MasterConfig) -> Farm:
                                  list(conf.tags)))
         farm.meter.places[name] = Power.of(conf)
     farm.meter.site = site_of(cfg)
+    farm.acceptance.settings = AcceptanceSettings.from_config(cfg.acceptance)
     return farm
 
 

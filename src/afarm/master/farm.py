@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from afarm.applications.base import Application, relative_name
-from afarm.errors import UsageError
+from afarm.errors import OperationFailed, UsageError
 from afarm.master.files import FileStore, JobDir, check_sha
 from afarm.master.metering import Meter
 from afarm.master.results import Results
 from afarm.master.scheduling.scheduler import Scheduler
-from afarm.master.slaves.link import SlaveLink
+from afarm.master.slaves.acceptance import Acceptance
+from afarm.master.slaves.link import SlaveGone, SlaveLink
 from afarm.master.slaves.master_runner import MasterRunner
 from afarm.model.job import InputFile, Job, JobSpec, Task
 from afarm.model.policy import FailurePolicy
@@ -60,6 +61,7 @@ class Farm:
                                              sandbox)
         self.meter = Meter(self.store, clock)  # the daemon sets watts and prices
         self.scheduler.meter = self.meter.record
+        self.acceptance = Acceptance(self.store, clock=clock)  # the daemon sets its settings
         self.bytes_sent: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
@@ -74,7 +76,7 @@ class Farm:
     def link(self, name: str, transport: Any, slots: int,
              tags: list[str] | None = None) -> SlaveLink:
         return SlaveLink(name, transport, slots, self, self.files, tags=tags,
-                         max_output_bytes=self.max_output_bytes)
+                         max_output_bytes=self.max_output_bytes, acceptance=self.acceptance)
 
     def add_slave(self, link: SlaveLink) -> None:
         self.scheduler.places[link.name] = link
@@ -116,6 +118,23 @@ class Farm:
     def slave_state(self, name: str, state: str, error: str | None,
                     info: dict[str, Any] | None) -> None:
         self.store.set_slave(name, state, error, info)
+
+    async def test_slave(self, name: str) -> dict[str, Any]:
+        """Run a connected slave's acceptance test again now (afarmctl slave test NAME)."""
+        link = self.scheduler.places.get(name)
+        if not isinstance(link, SlaveLink):
+            raise UsageError(f"no slave {name!r}; afarmctl slaves lists them")
+        if link.channel is None or link.state in ("offline", "connecting", "unreachable",
+                                                  "refused"):
+            raise UsageError(f"slave {name} is {link.state}, not connected; it is tested"
+                             " when it connects")
+        try:
+            record = await self.acceptance.admit(link, force=True)
+        except SlaveGone as exc:
+            raise OperationFailed(f"slave {name} went away during its test: {exc}; it is"
+                                  " tested again when it reconnects") from None
+        self.wake()
+        return {"name": name, "state": link.state, **record}
 
     def slave_ready(self, name: str) -> None:
         self.wake()

@@ -20,7 +20,7 @@ from afarm.master.http_util import (
     job_or_404,
     time_query,
 )
-from afarm.store import usage
+from afarm.store import benchmarks, usage
 
 _log = logging.getLogger("afarm.master.http")
 # Events one stream may have waiting for its client; a client that falls this far behind
@@ -80,12 +80,14 @@ def routes(farm: Farm) -> list[web.RouteDef]:
 
     async def slaves(request: web.Request) -> web.Response:
         rows = {s["name"]: s for s in store.slaves()}
+        measured = benchmarks.latest(store.db)
         out = []
         for name, d in sorted(farm.dispatchers.items()):
             row: dict[str, Any] = rows.get(name, {"name": name, "last_error": ""})
             row.update({"name": name, "state": d.state, "slots": d.slots,
                         "running": sorted(d.running), "tags": d.tags,
-                        "bytes_sent": farm.bytes_sent.get(name, 0)})
+                        "bytes_sent": farm.bytes_sent.get(name, 0),
+                        "benchmark": measured[name].as_json() if name in measured else None})
             out.append(row)
         return web.json_response(out)
 

@@ -80,6 +80,9 @@ class Hello:
     memory: int = 0
     disk_free: int = 0
     pid: int = 0
+    # A digest of what the slave runs with (afarm, application definitions, programs): a
+    # change makes the master test the slave again.
+    software: str = ""
 
     @classmethod
     def from_wire(cls, msg: dict[str, Any]) -> "Hello":
@@ -94,7 +97,7 @@ class Hello:
         return cls(name=_str(msg, "name"), version=_str(msg, "version", 64),
                    protocol=protocol, applications=apps[:1000], cpus=_int(msg, "cpus"),
                    memory=_int(msg, "memory"), disk_free=_int(msg, "disk_free"),
-                   pid=_int(msg, "pid"))
+                   pid=_int(msg, "pid"), software=_text(msg.get("software"), 64))
 
     def to_wire(self) -> dict[str, Any]:
         return {"op": "hello", **asdict(self)}
@@ -195,3 +198,111 @@ class Progress:
     @classmethod
     def from_wire(cls, msg: dict[str, Any]) -> "Progress":
         return cls(_int(msg, "task"), _int(msg, "attempt"), _str(msg, "saved"))
+
+
+MAX_CHECKS = 100
+MAX_GPUS = 64
+
+
+def _text(value: Any, limit: int) -> str:
+    return str(value)[:limit] if value is not None else ""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One acceptance check on a slave: its name, whether it passed, and what was seen."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class TestReport:
+    """`test`: what the slave's acceptance checks found (the master adds its own, rsync)."""
+
+    checks: list[Check] = field(default_factory=list)
+    gpus: list[str] = field(default_factory=list)  # "nvidia: ...", "dri: renderD128", ...
+    cycles_devices: list[str] = field(default_factory=list)  # "CUDA: RTX 3080", "CPU: ..."
+    blender: str = ""  # Blender's version; "" where the slave has no Blender application
+
+    __test__ = False  # not a pytest class
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    @property
+    def reason(self) -> str:
+        """What failed, in one line; "" when it passed."""
+        bad = [f"{c.name}: {c.detail}" if c.detail else c.name
+               for c in self.checks if not c.ok]
+        if not self.checks:
+            return "the slave ran no acceptance checks"
+        return "; ".join(bad)[:MAX_LINE]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"op": "test", **asdict(self)}
+
+    @classmethod
+    def from_wire(cls, msg: dict[str, Any]) -> "TestReport":
+        raw = msg.get("checks")
+        if not isinstance(raw, list) or len(raw) > MAX_CHECKS:
+            raise ProtocolError(f"test: checks must be a list of at most {MAX_CHECKS}")
+        checks = []
+        for c in raw:
+            if not isinstance(c, dict) or not isinstance(c.get("name"), str) \
+                    or not isinstance(c.get("ok"), bool):
+                raise ProtocolError("test: each check needs a name and ok (true/false)")
+            secs = c.get("seconds")
+            checks.append(Check(c["name"][:64], c["ok"], _text(c.get("detail"), MAX_LINE),
+                                float(secs) if isinstance(secs, int | float)
+                                and not isinstance(secs, bool) and math.isfinite(secs)
+                                else 0.0))
+        return cls(checks=checks, gpus=_lines(msg.get("gpus"), MAX_GPUS),
+                   cycles_devices=_lines(msg.get("cycles_devices"), MAX_GPUS),
+                   blender=_text(msg.get("blender"), 64))
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Seconds per frame of afarm's benchmark scene on one engine and device."""
+
+    application: str
+    version: str
+    engine: str
+    device: str
+    seconds_per_frame: float
+    frames: int
+
+
+@dataclass
+class BenchReport:
+    """`bench`: the benchmark's figures, or why it could not run."""
+
+    results: list[BenchResult] = field(default_factory=list)
+    error: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"op": "bench", **asdict(self)}
+
+    @classmethod
+    def from_wire(cls, msg: dict[str, Any]) -> "BenchReport":
+        raw = msg.get("results") or []
+        if not isinstance(raw, list) or len(raw) > MAX_CHECKS:
+            raise ProtocolError(f"bench: results must be a list of at most {MAX_CHECKS}")
+        results = []
+        for r in raw:
+            if not isinstance(r, dict):
+                raise ProtocolError("bench: each result must be an object")
+            spf = r.get("seconds_per_frame")
+            if isinstance(spf, bool) or not isinstance(spf, int | float) \
+                    or not math.isfinite(spf) or not 0 < spf <= MAX_TIMEOUT:
+                raise ProtocolError("bench: seconds_per_frame must be a number of seconds"
+                                    f" above 0 and at most {MAX_TIMEOUT}")
+            results.append(BenchResult(_str(r, "application"), _str(r, "version", 64),
+                                       _str(r, "engine", 64), _str(r, "device", 255),
+                                       float(spf), _int(r, "frames", 1, 100_000)))
+        error = msg.get("error")
+        return cls(results=results, error=str(error)[:MAX_LINE] if error else None)

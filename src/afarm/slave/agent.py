@@ -33,6 +33,7 @@ from afarm.protocol.messages import (
 from afarm.runner.sandbox import Sandbox, SandboxSettings
 from afarm.runner.task import TaskRun
 from afarm.runner.workspace import Input, Workspace
+from afarm.slave import acceptance
 
 log = logging.getLogger("afarm.agent")
 MAX_REQUEST = 64 << 20  # one JSON line from the master; a million-item chunk fits
@@ -48,8 +49,9 @@ class Refused(AfarmError):
 class Agent:
     def __init__(self, name: str, work_dir: Path, applications: dict[str, Application],
                  out: IO[bytes], *, cache_max_bytes: int = 0,
-                 sandbox: Sandbox | None = None) -> None:
+                 sandbox: Sandbox | None = None, software: str = "") -> None:
         self.name = name
+        self.software = software
         self.work = work_dir.resolve()
         self.apps = applications
         self.out = out
@@ -150,10 +152,13 @@ class Agent:
             removed = self.gc(set(keep))
             self.send({"op": "gc", "id": msg.get("id"), "removed": removed,
                        "evicted": self.evict_cache()})
+        elif op in ("test", "bench"):
+            self._start_check(op, msg)
         elif op == "ping":
             self.send({"op": "pong", "id": msg.get("id"), "at": time.time()})
         else:
-            raise Refused(f"unknown op {op!r}; known: hello, run, cancel, has, gc, ping")
+            raise Refused(f"unknown op {op!r}; known: hello, run, cancel, has, gc, ping,"
+                          " test, bench")
 
     def hello(self) -> dict[str, Any]:
         usage = shutil.disk_usage(self.work)
@@ -164,7 +169,41 @@ class Agent:
         return {"op": "hello", "name": self.name, "version": __version__,
                 "protocol": PROTOCOL_VERSION, "applications": sorted(self.apps),
                 "cpus": os.cpu_count() or 1, "memory": mem, "disk_free": usage.free,
-                "pid": os.getpid()}
+                "pid": os.getpid(), "software": self.software}
+
+    def _start_check(self, op: str, msg: dict[str, Any]) -> None:
+        """`test` and `bench` take seconds: they run in a thread, the channel stays open."""
+        def whole(key: str, lo: int, hi: int) -> int:
+            v = msg.get(key, lo)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise Refused(f"{op}: {key} must be a whole number from {lo} to {hi}")
+            return v
+
+        rid = msg.get("id")
+        if op == "test":
+            disk, memory = whole("min_disk_mib", 0, 1 << 40), whole("min_memory_mib", 0, 1 << 40)
+
+            def work() -> dict[str, Any]:
+                return acceptance.run_tests(self.apps, self.work, self.sandbox, disk,
+                                            memory).to_wire()
+        else:
+            frames = whole("frames", 1, 100)
+
+            def work() -> dict[str, Any]:
+                return acceptance.run_bench(self.apps, self.work, self.sandbox,
+                                            frames).to_wire()
+
+        def run() -> None:
+            try:
+                reply = work()
+            except Exception as exc:  # a bug must not kill the agent or strand the master
+                log.exception("%s failed inside the agent", op)
+                reply = {"op": op, "checks": [{"name": "agent", "ok": False,
+                                               "detail": f"internal error: {exc!r}"}],
+                         "error": f"internal error: {exc!r}"}
+            self.send({**reply, "id": rid})
+
+        threading.Thread(target=run, daemon=True, name=op).start()
 
     def _progress(self, req: RunRequest) -> Any:
         last = [0.0]
@@ -299,7 +338,8 @@ def serve(name: str, work_dir: Path, applications_dir: Path,
     """Run the agent on this process's stdin/stdout until the master goes away."""
     apps = load_applications(applications_dir)
     agent = Agent(name, work_dir, apps, sys.stdout.buffer, cache_max_bytes=cache_max_bytes,
-                  sandbox=Sandbox(sandbox))
+                  sandbox=Sandbox(sandbox),
+                  software=acceptance.software_digest(applications_dir, apps))
     agent.serve(sys.stdin.buffer)
     return 0
 

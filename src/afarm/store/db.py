@@ -28,6 +28,7 @@ from afarm.model.status import (
     job_transition_is_legal,
     may_move,
 )
+from afarm.store import benchmarks
 from afarm.store.schema import migrate
 
 EventHook = Callable[[dict[str, Any]], None]
@@ -623,6 +624,22 @@ class Store:
         if old is None or old["state"] != state:
             self._event("slave-state", f"{name} is {state}" + (f": {error}" if error else ""),
                         slave=name, data={"state": state})
+
+    def add_benchmarks(self, rows: list[benchmarks.Benchmark]) -> None:
+        """Record one benchmark run (a row per engine and device) and say so in the events."""
+        with self.transaction():
+            for b in rows:
+                benchmarks.record(self.db, b)
+                what = (f"{b.seconds_per_frame:.3g} s per frame ({b.application} {b.version},"
+                        f" {b.engine} {b.device})" if b.seconds_per_frame is not None
+                        else f"failed: {b.error}")
+                self._event("slave-benchmarked", f"{b.slave} benchmarked: {what}",
+                            slave=b.slave, data={"benchmark": b.as_json()})
+
+    def latest_benchmarks(self) -> dict[str, float]:
+        """Each slave's latest measured seconds per frame of afarm's benchmark scene."""
+        return {s: b.seconds_per_frame for s, b in benchmarks.latest(self.db).items()
+                if b.seconds_per_frame is not None}
 
     def slaves(self) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT * FROM slaves ORDER BY name").fetchall()

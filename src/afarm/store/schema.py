@@ -120,6 +120,22 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN scheduling TEXT NOT NULL DEFAULT '{}';
     """,
+    # 5: each slave's benchmarks with their history; seconds_per_frame NULL: it failed
+    """
+    CREATE TABLE benchmarks (
+        id INTEGER PRIMARY KEY,
+        slave TEXT NOT NULL,
+        application TEXT NOT NULL,
+        version TEXT NOT NULL,
+        engine TEXT NOT NULL,
+        device TEXT NOT NULL,
+        seconds_per_frame REAL,
+        fingerprint TEXT NOT NULL,
+        at REAL NOT NULL,
+        error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX benchmarks_slave ON benchmarks(slave, id);
+    """,
 ]
 
 

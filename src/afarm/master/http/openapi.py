@@ -168,6 +168,23 @@ def job_port() -> dict[str, Any]:
                      "requestBody": {"content": {"application/json": {
                          "schema": {"type": "object"}}}},
                      "responses": _responses({"200": _json(JOB, "the job afterwards")})}},
+        "/api/v1/slaves/{name}/test": {
+            "post": {"summary": "run a slave's acceptance test again now: it is online when"
+                                " it passes, quarantined (no tasks) with the reason when not",
+                     "parameters": [{"name": "name", "in": "path", "required": True,
+                                     "schema": {"type": "string", "minLength": 1,
+                                                "maxLength": 255}}],
+                     "requestBody": {"content": {"application/json": {
+                         "schema": {"type": "object"}}}},
+                     "responses": _responses({"200": _json({
+                         "type": "object", "required": ["name", "state", "passed"],
+                         "properties": {"name": {"type": "string"},
+                                        "state": {"type": "string"},
+                                        "passed": {"type": "boolean"},
+                                        "reason": {"type": "string"},
+                                        "checks": {"type": "array",
+                                                   "items": {"type": "object"}}}},
+                         "the acceptance record")})}},
         "/api/v1/enroll-tokens": {
             "post": {"summary": "make a one-time slave enrolment token",
                      "requestBody": {"content": {"application/json": {"schema": {

@@ -73,11 +73,19 @@ class FileSource(Protocol):
     def path(self, sha: str) -> Path: ...
 
 
+class Admission(Protocol):
+    """Runs between a slave's hello and its first task (master/slaves/acceptance.py)."""
+
+    async def admit(self, link: "SlaveLink", force: bool = False) -> dict[str, Any]: ...
+
+
 class SlaveLink:
     def __init__(self, name: str, transport: Transport, slots: int, hooks: LinkHooks,
                  files: FileSource, *, tags: list[str] | None = None,
-                 max_output_bytes: int = 16 << 30) -> None:
+                 max_output_bytes: int = 16 << 30,
+                 acceptance: Admission | None = None) -> None:
         self.name = name
+        self.acceptance = acceptance
         self.max_output_bytes = max_output_bytes
         self.transport = transport
         self.slots = slots
@@ -151,7 +159,11 @@ class SlaveLink:
         self.info = {k: v for k, v in reply.items() if k not in ("op", "id")}
         self.applications = frozenset(hello.applications)
         self.cached.clear()
-        self._set_state("online")
+        if self.acceptance is None:
+            self._set_state("online")
+        else:
+            # testing, then online or quarantined; free_slots is 0 until it is online.
+            await self.acceptance.admit(self)
         self.hooks.slave_ready(self.name)
 
     def _reader(self, channel: Channel, loop: asyncio.AbstractEventLoop, gen: int) -> None:
@@ -223,6 +235,15 @@ class SlaveLink:
         self._waiters[rid] = fut
         self._send({**msg, "id": rid})
         return await fut
+
+    def set_state(self, state: str, error: str | None = None) -> None:
+        self._set_state(state, error)
+
+    def accepted(self, error: str | None = "") -> None:
+        """Passed acceptance: online (busy when its slots are full); "" clears last_error."""
+        state = "busy" if len(self.running) >= self.slots else "online"
+        self.state = ""  # always recorded, with the acceptance in the info
+        self._set_state(state, error)
 
     def _set_state(self, state: str, error: str | None = None) -> None:
         if state != self.state or error:
