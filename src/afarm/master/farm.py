@@ -95,6 +95,8 @@ class Farm:
         for partial in self.jobs_root.glob("*/.partial/*"):
             partial.unlink(missing_ok=True)
         self.scheduler.load()
+        for slave, seconds in self.store.latest_benchmarks().items():
+            self.scheduler.properties.benchmarked(slave, seconds)
         self._started = True
         for link in self.scheduler.places.values():
             self._tasks.append(asyncio.create_task(link.keep_connected()))  # type: ignore
@@ -290,6 +292,10 @@ class Farm:
 
     # -- events ---------------------------------------------------------------------------
     def _broadcast(self, event: dict[str, Any]) -> None:
+        bench = event.get("benchmark") if event.get("kind") == "slave-benchmarked" else None
+        if isinstance(bench, dict) and isinstance(bench.get("seconds_per_frame"), int | float):
+            self.scheduler.properties.benchmarked(str(event.get("slave")),
+                                                  bench["seconds_per_frame"])
         if event.get("kind") in ("job-completed", "job-failed", "job-canceled"):
             try:
                 self.job_finished()

@@ -47,6 +47,7 @@ class Properties:
                                              ("watts_idle", watts_idle)) if v}
         self.clock = clock
         self.measured: dict[str, _Measured] = {}
+        self.benchmarks: dict[str, float] = {}  # slave -> frames/s of afarm's scene
         self.version = 0
         self._tariff_price = self.site_price()
 
@@ -68,6 +69,13 @@ class Properties:
         if _moved(before[0], m.seconds_per_frame) or _moved(before[1], _ratio(m.outcomes)):
             self.version += 1
 
+    def benchmarked(self, slave: str, seconds_per_frame: float) -> None:
+        """afarm's benchmark scene took this long per frame on `slave` (acceptance): its
+        `benchmark` property, and its speed until its own tasks have measured one."""
+        if seconds_per_frame > 0 and math.isfinite(seconds_per_frame):
+            self.benchmarks[slave] = 1.0 / seconds_per_frame
+            self.version += 1
+
     def check_tariff(self) -> None:
         """A new tariff period changes every slave's price: re-rank."""
         if self.tariff.periods:
@@ -81,6 +89,10 @@ class Properties:
         """Every property of one slave; `place` is its link (or any object with slots,
         running, info and cached), `job_files` the sha256s of a job's inputs."""
         row = {**self.site_watts, **self.static.get(name, {})}
+        bench = self.benchmarks.get(name)
+        if bench is not None:
+            row["benchmark"] = bench
+            row.setdefault("speed", bench)
         m = self.measured.get(name)
         if m is not None and m.seconds_per_frame:
             row["speed"] = 1.0 / m.seconds_per_frame

@@ -197,3 +197,14 @@ def test_a_policy_with_locality_prefers_slaves_that_hold_the_jobs_inputs(
     sched.places["b"].cached = {"ab" * 32}  # type: ignore[attr-defined]
     add_job(store, sched, 1)
     assert first_tasks(sched) == [("b", 0)]
+
+
+def test_a_benchmark_gives_a_slave_its_speed_until_its_tasks_measure_one() -> None:
+    props = Properties()
+    before = props.version
+    props.benchmarked("fast", 0.25)
+    props.benchmarked("slow", 1.0)
+    assert props.version > before
+    assert props.row("fast")["speed"] == 4.0 and props.row("slow")["benchmark"] == 1.0
+    props.record("fast", 2.0, 1, True)  # its own task: 2 s a frame
+    assert props.row("fast")["speed"] == 0.5 and props.row("fast")["benchmark"] == 4.0
