@@ -71,6 +71,8 @@ def submission(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
         request["policy"] = args.policy
     if args.deadline is not None:
         request["deadline"] = parse_deadline(args.deadline)
+    if getattr(args, "device", None) == "GPU":
+        request["device"] = "GPU"
     for key in ("min_memory_mib", "gpus"):
         if getattr(args, key) is not None:
             request[key] = getattr(args, key)

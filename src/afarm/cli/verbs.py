@@ -63,6 +63,10 @@ VERBS: tuple[Verb, ...] = (
           Arg(("--min-memory",), "only slaves with at least this much memory, in MiB",
               {"type": int, "dest": "min_memory_mib", "metavar": "MIB"}),
           Arg(("--gpus",), "only slaves with at least this many GPUs", {"type": int}),
+          Arg(("--device",), "render on CPU (the default) or GPU: a GPU job's tasks each"
+              " take one of a slave's GPU slots (one per GPU, besides its CPU slots) and"
+              " are pinned to that device (CUDA_VISIBLE_DEVICES, the Cycles device)",
+              {"choices": ["CPU", "GPU"], "type": str.upper}),
           Arg(("--wait",), "wait for the job and show its progress",
               {"action": "store_true"})),
          "afarmctl submit shot.blend --frames 1-240 --chunk 4 --encode mp4"),

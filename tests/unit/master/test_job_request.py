@@ -85,3 +85,16 @@ def test_ranking_settings_are_kept_as_given() -> None:
     assert out["scheduling"] == {"policy": "pareto", "deadline": 2e9,
                                  "min_memory_mib": 8192, "gpus": 1}
     assert check(body(), 50_000)["scheduling"] == {}
+
+
+def test_a_gpu_job_asks_for_a_slave_with_a_gpu_and_cpu_is_the_default() -> None:
+    assert check(body(device="GPU"), 50_000)["scheduling"] == {"device": "GPU", "gpus": 1}
+    assert check(body(device="GPU", gpus=2), 50_000)["scheduling"] == {
+        "device": "GPU", "gpus": 2}
+    assert check(body(device="CPU"), 50_000)["scheduling"] == {}
+
+
+@pytest.mark.parametrize("device", ["gpu0", "", 1, "TPU"])
+def test_an_unknown_device_is_refused_naming_the_choices(device: Any) -> None:
+    with pytest.raises(UsageError, match="--device must be CPU or GPU"):
+        check(body(device=device), 50_000)

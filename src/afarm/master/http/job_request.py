@@ -16,7 +16,8 @@ from afarm.errors import UsageError
 from afarm.model.frames import parse_tiles
 
 KEYS = {"name", "application", "params", "files", "priority", "timeout", "require_tags",
-        "policy", "deadline", "min_memory_mib", "gpus"}
+        "policy", "deadline", "min_memory_mib", "gpus", "device"}
+DEVICES = ("CPU", "GPU")
 POLICY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_DEADLINE = 1e11  # epoch seconds (the year 5138): anything later is a mistake
 MAX_NAME = 200
@@ -82,7 +83,7 @@ def check(body: Any, max_tasks: int) -> dict[str, Any]:
 
 
 def scheduling(body: dict[str, Any]) -> dict[str, Any]:
-    """The job's ranking policy, deadline and slave minimums, as given (the policy's
+    """The job's ranking policy, deadline, slave minimums and device, as given (the policy's
     existence is checked by the caller, which knows the master's policies)."""
     out: dict[str, Any] = {}
     policy = body.get("policy")
@@ -102,6 +103,14 @@ def scheduling(body: dict[str, Any]) -> dict[str, Any]:
                           ("gpus", 64, "--gpus")):
         if body.get(key) is not None:
             out[key] = _int(body, key, 0, hi, flag)
+    device = body.get("device")
+    if device is not None:
+        if device not in DEVICES:
+            raise UsageError(f"--device must be CPU or GPU, not {str(device)[:20]!r}")
+        if device == "GPU":  # CPU is what every job gets without asking
+            out["device"] = device
+            # one GPU slot per task: only slaves with a GPU can take it
+            out["gpus"] = max(1, out.get("gpus", 0))
     return out
 
 

@@ -98,7 +98,10 @@ JOB_REQUEST = {
         "min_memory_mib": {"type": "integer", "minimum": 0, "maximum": 1 << 30,
                            "description": "only slaves with this much memory"},
         "gpus": {"type": "integer", "minimum": 0, "maximum": 64,
-                 "description": "only slaves with at least this many GPUs"}}}
+                 "description": "only slaves with at least this many GPUs"},
+        "device": {"type": "string", "enum": ["CPU", "GPU"], "default": "CPU",
+                   "description": "GPU: each task takes one of a slave's GPU slots (one"
+                   " per GPU) and renders on that device only"}}}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:

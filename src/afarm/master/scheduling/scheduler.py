@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from afarm.master.scheduling.gpu_slots import GpuSlots, gpu_count
 from afarm.master.scheduling.index import Candidate, RunnableIndex, SlaveView
 from afarm.master.scheduling.placement import Placement
 from afarm.master.scheduling.properties import Properties
@@ -93,6 +94,8 @@ class Scheduler:
         # Told of every attempt's outcome inside the transaction that applies it (energy).
         self.meter: Callable[[str, Task, int, Outcome], None] | None = None
         self.placement = Placement(store.clock)
+        self.gpu = GpuSlots()  # which device each running GPU task holds
+        self._gpu_jobs: set[int] = set()  # jobs that asked for GPU rendering
 
     def configure_ranking(self, properties: Properties, policy: str,
                           policies: dict[str, Policy] | None = None) -> None:
@@ -176,9 +179,14 @@ class Scheduler:
     def drop_job(self, job_id: int) -> None:
         self.index.drop_job(job_id)
         self.placement.drop_job(job_id)
+        self._gpu_jobs.discard(job_id)
 
     def _job_settings(self, job_id: int, scheduling: dict[str, Any]) -> None:
         """A job's ranking settings, with its frames per task (speed is in frames/s)."""
+        if scheduling.get("device") == "GPU":
+            self._gpu_jobs.add(job_id)
+        else:
+            self._gpu_jobs.discard(job_id)
         if not scheduling:
             self.placement.drop_job(job_id)
             return
@@ -205,13 +213,15 @@ class Scheduler:
                 attempt = self.store.start_task(cand.task_id, place.name)
                 if attempt is not None:
                     started.append((place, cand.task_id, attempt))
+                else:
+                    self.gpu.release(place.name, cand.task_id)
         self.decisions += len(started)
         for place, task_id, attempt in started:
             task = self.store.task(task_id)
-            if task is None:
-                continue
-            job = self._jobs.get(task.job_id) or self.store.job(task.job_id)
-            if job is None:
+            job = None if task is None else (
+                self._jobs.get(task.job_id) or self.store.job(task.job_id))
+            if task is None or job is None:
+                self.gpu.release(place.name, task_id)
                 continue
             self._jobs[job.id] = job
             place.mark_busy(task.id, asyncio.create_task(
@@ -247,13 +257,21 @@ class Scheduler:
         busy = np.sort(np.array([speeds.get(p.name, math.nan) for p in ranked
                                  for _ in range(len(p.running))], dtype=float))
         busy = busy[np.isfinite(busy)]
+        gpu_jobs = self._gpu_jobs
+        cpu_only = (lambda job_id, app: job_id not in gpu_jobs) if gpu_jobs else None
         for place in ranked:
-            if place.free_slots <= 0:
-                continue
             view = SlaveView(place.name, frozenset(place.tags), place.applications)
+            # GPU tasks run besides the CPU slots, not in them (those running are counted
+            # in place.running; those decided in this pass are not yet).
+            free = place.free_slots + self.gpu.held(place.name) \
+                if place.state in ("online", "busy") else 0
+            if gpu_jobs and place.state in ("online", "busy"):
+                decisions += self._decide_gpu(place, view)
+            if free <= 0:
+                continue
             speed = speeds.get(place.name, math.nan)
-            for _ in range(place.free_slots):
-                cand = self.index.take("slave", view)
+            for _ in range(free):
+                cand = self.index.take("slave", view, cpu_only)
                 if cand is None:
                     break
                 if len(busy) and tail_defers(speed, self.index.runnable(cand.job_id) + 1,
@@ -269,6 +287,23 @@ class Scheduler:
                     break
                 decisions.append((self.master, cand))
         return decisions
+
+    def _decide_gpu(self, place: Place, view: SlaveView) -> list[tuple[Place, Candidate]]:
+        """GPU tasks onto this slave's free GPUs, one task per device, each pinned to it."""
+        out: list[tuple[Place, Candidate]] = []
+        gpu_jobs = self._gpu_jobs
+        for device in self.gpu.free_devices(place.name, gpu_count(place)):
+            cand = self.index.take("slave", view, lambda job_id, app: job_id in gpu_jobs)
+            if cand is None:
+                break
+            self.gpu.take(place.name, cand.task_id, device)
+            out.append((place, cand))
+        return out
+
+    def gpu_device(self, slave: str, task_id: int) -> int | None:
+        """The GPU a running task is pinned to on `slave` (None: a CPU task); the link
+        sends it to the agent, which sets CUDA_VISIBLE_DEVICES and the Cycles device."""
+        return self.gpu.device_of(slave, task_id)
 
     async def _execute(self, place: Place, task: Task, attempt: int, job: Job) -> None:
         started = time.monotonic()
@@ -297,6 +332,7 @@ class Scheduler:
                     self._apply(place, task, attempt, outcome)
                 finally:
                     place.mark_free(task.id)
+                    self.gpu.release(place.name, task.id)
                     self.results.discard(task, attempt)
         if len(self._jobs) > 1000:
             self._jobs.clear()  # only a cache of job records; refilled on demand
