@@ -16,6 +16,7 @@ from afarm.applications.base import (
     script_path,
 )
 from afarm.errors import UsageError
+from afarm.gpu import gpu_device
 from afarm.model.frames import MAX_FRAME, chunk, parse_frames, parse_tiles, tiles
 from afarm.model.job import InputFile, TaskSpec
 
@@ -203,6 +204,9 @@ class BlenderApp(ConfiguredApp):
         argv += ["--", "--job-dirs", in_dir, str(ctx.out_dir), str(ctx.scratch)]
         if tile:
             argv += ["--tile", str(col), str(row), str(cols), str(rows)]
+        device = gpu_device(params)
+        if device is not None:
+            argv += ["--gpu-device", str(device)]
         return argv
 
     def failure(self, exit_code: int, log_lines: list[str]) -> str | None:

@@ -65,6 +65,8 @@ the agent refuses every task with that reason: a task never runs unsandboxed.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import glob
 import json
 import os
@@ -82,6 +84,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from afarm.errors import AfarmError
+from afarm.gpu import MAX_DEVICE, pinned_env
 
 BWRAP = "/usr/bin/bwrap"
 PRLIMIT = "/usr/bin/prlimit"
@@ -124,6 +127,9 @@ class SandboxSettings:
     file_size_mib: int = 16384
     tmp_mib: int = 256
     gpu: bool = False
+    # Set per task, never in a config file: the GPU a task is pinned to ("" none). Its
+    # device nodes pass through whatever `gpu` says, and only it is visible (CUDA/HIP).
+    gpu_pin: str = ""
     read_only_paths: tuple[str, ...] = ()
     # "auto": afarm-sandbox.service's socket when this non-root agent may open it; "": never;
     # a path: always that socket (tasks fail when it is not there).
@@ -149,6 +155,9 @@ class SandboxSettings:
             elif isinstance(default, bool) or isinstance(default, str):
                 if type(value) is not type(default):
                     raise ValueError(f"sandbox {key} must be a {type(default).__name__}")
+                if key == "gpu_pin" and value and not (
+                        value.isdigit() and int(value) <= MAX_DEVICE):
+                    raise ValueError(f"sandbox gpu_pin must be a GPU number 0-{MAX_DEVICE}")
                 if key == "helper" and value not in ("", "auto") and not value.startswith("/"):
                     raise ValueError("sandbox helper must be auto, empty or the absolute path "
                                      "of afarm-sandbox's socket")
@@ -194,6 +203,7 @@ class Plan:
     root_links: tuple[tuple[str, str], ...] = (("usr/bin", "/bin"), ("usr/sbin", "/sbin"),
                                                ("usr/lib", "/lib"), ("usr/lib64", "/lib64"))
     root_dirs: tuple[str, ...] = ()  # /bin etc. on a system that is not usrmerged
+    env: tuple[tuple[str, str], ...] = ()  # set inside besides PATH, HOME, TMPDIR, LANG
 
 
 def rewrite(argv: Sequence[str], mapping: Mapping[str, str]) -> list[str]:
@@ -230,6 +240,8 @@ def build_argv(argv: Sequence[str], in_dir: Path, out_dir: Path, scratch: Path,
                "--cap-add", "CAP_SETGID", "--cap-add", "CAP_DAC_OVERRIDE"]
     bw += ["--clearenv", "--setenv", "PATH", PATH, "--setenv", "HOME", INSIDE_SCRATCH,
            "--setenv", "TMPDIR", INSIDE_SCRATCH, "--setenv", "LANG", "C.UTF-8"]
+    for name, value in plan.env:
+        bw += ["--setenv", name, value]
     made = {"/", "/usr", "/proc", "/dev", "/tmp", JOB}
 
     def bind(flag: str, path: str) -> None:
@@ -388,6 +400,15 @@ class Sandbox:
         return f"the task sandbox cannot start here ({why}); {fix}"
 
     # -- one task ---------------------------------------------------------------------
+    def pinned(self, device: int | None) -> Sandbox:
+        """This sandbox for a task pinned to GPU `device` (None: itself): the GPU nodes
+        pass through even without [sandbox] gpu = yes, and only that device is visible."""
+        if device is None:
+            return self
+        other = copy.copy(self)
+        other.settings = dataclasses.replace(self.settings, gpu_pin=str(device))
+        return other
+
     def wrap_workspace(self, argv: list[str], ws: Any) -> list[str]:
         """wrap() for a runner Workspace (in/, out/, scratch/)."""
         return self.wrap(argv, ws.in_dir, ws.out_dir, ws.scratch)
@@ -434,7 +455,10 @@ class Sandbox:
             kept.append(real)
         devices: list[str] = []
         gpu_read: tuple[str, ...] = ()
-        if s.gpu:
+        env: tuple[tuple[str, str], ...] = ()
+        if s.gpu_pin:
+            env = tuple(pinned_env(int(s.gpu_pin)).items())
+        if s.gpu or s.gpu_pin:
             devices = [d for d in (*_GPU_NODES, *sorted(glob.glob(_GPU_GLOB)))
                        if os.path.exists(d)]
             gpu_read = _GPU_READ if devices else ()
@@ -449,7 +473,7 @@ class Sandbox:
                     file_size_bytes=s.file_size_mib * MIB, tmp_bytes=s.tmp_mib * MIB,
                     user=self._user if self.privileged else None, read_only=tuple(kept),
                     devices=tuple(devices), gpu_read=gpu_read, root_links=tuple(links),
-                    root_dirs=tuple(dirs))
+                    root_dirs=tuple(dirs), env=env)
 
     def _prepare(self, in_dir: Path, out_dir: Path, scratch: Path) -> None:
         """A root agent's task user gets out/ and scratch, and can read in/."""

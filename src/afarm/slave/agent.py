@@ -23,6 +23,7 @@ from afarm.applications.base import Application, plain_name, relative_name
 from afarm.applications.registry import load_applications
 from afarm.digest import sha256_file
 from afarm.errors import AfarmError
+from afarm.gpu import gpu_device, pinned_env
 from afarm.protocol.messages import (
     PROTOCOL_VERSION,
     InputRef,
@@ -266,8 +267,12 @@ class Agent:
         ws = Workspace(self.task_dir(req.job, req.task, req.attempt))
         ws.create()
         inputs = [ws.link(Input(i.name, self._cached(i))) for i in req.inputs]
+        # A GPU task sees only the device the master pinned it to (afarm/gpu.py).
+        device = gpu_device(req.params)
+        env = {**ws.env(), **(pinned_env(device) if device is not None else {})}
         result = run.execute(app, req.kind, req.params, ws, inputs, expected,
-                             float(req.timeout), ws.env(), wrap=self.sandbox.wrap_workspace)
+                             float(req.timeout), env,
+                             wrap=self.sandbox.pinned(device).wrap_workspace)
         return TaskReply(task=req.task, attempt=req.attempt, exit_code=result.exit_code,
                          error=result.error, timed_out=result.timed_out,
                          outputs=result.outputs,

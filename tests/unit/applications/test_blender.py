@@ -146,3 +146,17 @@ def test_the_slave_side_argv_builder_refuses_malformed_parameters(tmp_path: Path
     params = {**APP.validate({"frames": "1"}, BLEND), **bad}
     with pytest.raises(UsageError, match="refused"):
         APP.argv("render", params, ctx(tmp_path))
+
+
+def test_a_task_pinned_to_a_gpu_tells_render_prep_its_device(tmp_path: Path) -> None:
+    params = APP.validate({"frames": "1"}, BLEND)
+    assert "--gpu-device" not in APP.argv("render", params, ctx(tmp_path))
+    argv = APP.argv("render", {**params, "gpu_device": 1}, ctx(tmp_path))
+    assert argv[-2:] == ["--gpu-device", "1"] and argv.index("--") < len(argv) - 2
+
+
+@pytest.mark.parametrize("bad", [-1, 64, "1", "1 --python-expr x", True])
+def test_a_malformed_gpu_device_is_refused_on_the_slave(tmp_path: Path, bad: object) -> None:
+    params = {**APP.validate({"frames": "1"}, BLEND), "gpu_device": bad}
+    with pytest.raises(UsageError, match="refused"):
+        APP.argv("render", params, ctx(tmp_path))

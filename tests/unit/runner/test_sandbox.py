@@ -294,3 +294,28 @@ def test_with_a_helper_the_master_runs_only_the_small_client(
 def test_an_unreachable_helper_is_reported_with_the_fix(tmp_path: Path) -> None:
     reason = _unprivileged(SandboxSettings(helper=str(tmp_path / "socket"))).check()
     assert reason is not None and "systemctl enable --now afarm-sandbox" in reason
+
+
+def test_a_task_pinned_to_a_gpu_gets_its_nodes_and_sees_only_that_device(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    node = tmp_path / "nvidia1"
+    node.touch()
+    monkeypatch.setattr(sb, "_GPU_NODES", (str(node),))
+    box = Sandbox(SandboxSettings())  # [sandbox] gpu = no: a GPU task still gets its GPU
+    assert box.pinned(None) is box
+    p = box.pinned(1).plan(["/usr/bin/true"])
+    assert p.devices == (str(node),)
+    assert p.env == (("CUDA_VISIBLE_DEVICES", "1"), ("HIP_VISIBLE_DEVICES", "1"))
+    assert box.plan(["/usr/bin/true"]).env == ()  # the agent's own sandbox is unchanged
+    argv = bwrap_part(build_argv(["/usr/bin/true"], IN, OUT, SCRATCH, p))
+    assert ("CUDA_VISIBLE_DEVICES", "1") in pairs(argv, "--setenv")
+    assert ("HIP_VISIBLE_DEVICES", "1") in pairs(argv, "--setenv")
+    assert argv.index("--clearenv") < argv.index("CUDA_VISIBLE_DEVICES")
+    # The helper gets the pin with the settings it is sent.
+    assert SandboxSettings.from_json(box.pinned(1).settings.to_json()).gpu_pin == "1"
+
+
+@pytest.mark.parametrize("pin", ["-1", "64", "0 1", "x"])
+def test_a_gpu_pin_that_is_not_a_device_number_is_refused(pin: str) -> None:
+    with pytest.raises(ValueError, match="gpu_pin"):
+        SandboxSettings.from_config({"gpu_pin": pin})

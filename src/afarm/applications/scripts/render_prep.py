@@ -6,7 +6,7 @@ The slave runs (see afarm.applications.blender; arguments apply left to right):
 
     blender -b -Y --python-exit-code 1 --python render_prep.py FILE.blend [-S ..] [-E ..] \
         --python render_prep.py [--python tile_border.py] -o .. -F .. -x 1 -f N \
-        -- --job-dirs IN OUT SCRATCH [--tile ..]
+        -- --job-dirs IN OUT SCRATCH [--tile ..] [--gpu-device N]
 
 The first run, before FILE, registers a load_post handler. Blender calls it once FILE is read
 and *before* it evaluates the scene: no image, movie, sound, cache or volume has been opened
@@ -97,6 +97,49 @@ def parse_job_dirs(argv: Sequence[str]) -> JobDirs:
             raise PrepError(f"render_prep.py: --job-dirs {value!r} is not an absolute path"
                             " of an existing directory")
     return JobDirs(*values)
+
+
+def parse_gpu_device(argv: Sequence[str]) -> int | None:
+    """``--gpu-device N`` after Blender's ``--``: the GPU the agent pinned this task to (its
+    only visible one, through CUDA_VISIBLE_DEVICES/HIP_VISIBLE_DEVICES); None: CPU."""
+    args = list(argv)
+    ours = args[args.index("--") + 1:] if "--" in args else []
+    if "--gpu-device" not in ours:
+        return None
+    i = ours.index("--gpu-device")
+    value = ours[i + 1] if i + 1 < len(ours) else ""
+    if ours.count("--gpu-device") != 1 or not value.isdigit() or int(value) > 63:
+        raise PrepError(f"render_prep.py: --gpu-device takes one device number, got {value!r}")
+    return int(value)
+
+
+# Cycles' GPU back-ends, best first; the first one that lists a device is used.
+GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
+
+
+def use_gpu(bpy: Any, device: int) -> str:
+    """Cycles renders on the GPU: the pinned device is the only one the process sees, so
+    every GPU device Cycles lists is it. Returns the back-end used; raises PrepError when
+    Cycles finds no GPU (rendering on the CPU would silently break the job's request)."""
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    for backend in GPU_BACKENDS:
+        try:
+            prefs.compute_device_type = backend
+        except TypeError:  # this Blender was built without it
+            continue
+        (getattr(prefs, "refresh_devices", None) or prefs.get_devices)()
+        gpus = [d for d in prefs.devices if d.type == backend]
+        if not gpus:
+            continue
+        for d in prefs.devices:
+            d.use = d.type == backend
+        for scene in bpy.data.scenes:
+            scene.cycles.device = "GPU"
+        print(f"afarm: Cycles renders on {backend} device {device}: "
+              + ", ".join(d.name for d in gpus), flush=True)
+        return backend
+    raise PrepError(f"render_prep.py: this task was given GPU {device}, but Cycles finds no"
+                    " GPU here (check the driver and the sandbox's GPU access)")
 
 
 # -- the rule, without Blender ------------------------------------------------------------
@@ -539,6 +582,7 @@ def main(argv: Sequence[str]) -> None:
     import bpy
 
     dirs = parse_job_dirs(argv)
+    gpu = parse_gpu_device(argv)
     state = sys.modules.get(_STATE_MODULE)
     if state is None:
         if bpy.data.filepath:
@@ -557,6 +601,8 @@ def main(argv: Sequence[str]) -> None:
                         " refusing to render it")
     # Here, not on load: -E and -S, which decide whether Cycles renders, apply in between.
     fix_denoising(bpy)
+    if gpu is not None:
+        use_gpu(bpy, gpu)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from afarm.master.accounting import Tariff, price_at
+from afarm.master.scheduling.gpu_slots import gpu_count
 from afarm.master.scheduling.ranking import Matrix
 
 EMA_WEIGHT = 0.3  # weight of the newest attempt in the speed average
@@ -115,6 +116,9 @@ class Properties:
                 if isinstance(v, int | float) and not isinstance(v, bool) \
                         and math.isfinite(v) and v >= 0:
                     row.setdefault(prop, float(v))
+            gpus = gpu_count(place)  # what its acceptance report found
+            if gpus:
+                row.setdefault("gpus", float(gpus))
             if job_files is not None:
                 cached: set[str] = getattr(place, "cached", set())
                 row["locality"] = 1.0 if job_files and job_files <= cached else 0.0

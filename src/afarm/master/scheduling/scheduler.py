@@ -9,6 +9,7 @@ runnable work sits in a RunnableIndex, not in a query.
 """
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from afarm.gpu import PARAM as GPU_PARAM
 from afarm.master.scheduling.gpu_slots import GpuSlots, gpu_count
 from afarm.master.scheduling.index import Candidate, RunnableIndex, SlaveView
 from afarm.master.scheduling.placement import Placement
@@ -224,6 +226,9 @@ class Scheduler:
                 self.gpu.release(place.name, task_id)
                 continue
             self._jobs[job.id] = job
+            device = self.gpu.device_of(place.name, task.id)
+            if device is not None:  # the slave pins the task to it (afarm/gpu.py)
+                task = dataclasses.replace(task, params={**task.params, GPU_PARAM: device})
             place.mark_busy(task.id, asyncio.create_task(
                 self._execute(place, task, attempt, job)))
 
@@ -292,7 +297,11 @@ class Scheduler:
         """GPU tasks onto this slave's free GPUs, one task per device, each pinned to it."""
         out: list[tuple[Place, Candidate]] = []
         gpu_jobs = self._gpu_jobs
-        for device in self.gpu.free_devices(place.name, gpu_count(place)):
+        # A definition's own `gpus` first, as the ranking's properties take it.
+        count = int(self.properties.static.get(place.name, {}).get("gpus", 0)) \
+            or gpu_count(place)
+        count = min(count, 64)
+        for device in self.gpu.free_devices(place.name, count):
             cand = self.index.take("slave", view, lambda job_id, app: job_id in gpu_jobs)
             if cand is None:
                 break
