@@ -34,7 +34,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def scheduler(store: Store, places: list[InstantPlace]) -> Scheduler:
     sched = Scheduler(store, NoResults(), FailurePolicy(), lambda t, j: 60)
     for p in places:
-        sched.places[p.name] = p  # type: ignore[assignment]
+        sched.places[p.name] = p
     sched.configure_ranking(Properties({p.name: {"speed": 1.0, "gpus": float(
         getattr(p, "gpus", 0))} for p in places}), "fastest")
     sched.load()
@@ -80,7 +80,7 @@ def test_a_finished_gpu_task_frees_its_device_for_the_next(store: Store) -> None
     assert task is not None and store.start_task(task.id, "g") is not None
     task = store.task(first.task_id)
     assert task is not None
-    sched._outcomes.append((place, task, task.attempt, Outcome("done")))  # type: ignore
+    sched._outcomes.append((place, task, task.attempt, Outcome("done")))
     sched.apply_outcomes()
     assert [d for _, _, d in start(sched)] == [0]  # device 0 again, not a third device
 
