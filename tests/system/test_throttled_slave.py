@@ -5,6 +5,7 @@ tasks of a job."""
 
 import json
 import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -119,3 +120,21 @@ def test_a_cpu_throttled_slave_ranks_lower_and_the_other_takes_the_first_tasks(
                   f"tasks on {fast.name}: {on_fast}/{len(tasks)}")
         finally:
             m.stop()
+
+
+def test_the_throttle_cgroup_is_removed_even_when_the_test_fails_its_processes_kept(
+        testnet_factory: Callable[..., TestNet]) -> None:
+    # testnet_factory only for its check that this runs as root; it makes no host here.
+    proc = subprocess.Popen(["sleep", "30"])
+    name = f"afarm-test-{os.getpid()}-fail"
+    try:
+        with pytest.raises(RuntimeError), CpuThrottle(name, QUOTA) as cg:
+            cg.add(proc.pid)
+            assert cg.pids() == [proc.pid]
+            raise RuntimeError("the test failed here")
+        assert not cg.dir.exists()
+        assert proc.poll() is None  # moved back to the parent, still running
+        assert str(proc.pid) in (cg.parent / "cgroup.procs").read_text().split()
+    finally:
+        proc.kill()
+        proc.wait()
