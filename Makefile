@@ -19,7 +19,8 @@ RUN_DEPS := blender ffmpeg rsync openssh-client openssh-server bubblewrap \
 TEST_DEPS := $(RUN_DEPS) python3-pytest python3-pytest-timeout python3-hypothesis python3-venv python3-pip mypy \
 	iproute2 procps util-linux passwd git systemd strace \
 	debhelper dh-python pybuild-plugin-pyproject python3-setuptools python3-all lintian \
-	groff-base man-db devscripts fakeroot build-essential
+	groff-base man-db devscripts fakeroot build-essential \
+	python3-zstandard
 
 .PHONY: demo test deps-run deps-test lint unit clean
 
@@ -42,6 +43,12 @@ deps-test:
 		$(TOOLS)/bin/pip install -q ruff==$(RUFF_VERSION); }
 	@test -d $(PYLIB)/schemathesis || \
 		$(PYTHON) -m pip install -q --target $(PYLIB) $(SCHEMATHESIS)
+	@# blender-asset-tracer (afarmctl's dependency tracer) is not in Debian 12: build its .deb
+	@# from the pinned upstream release as debian/README.source says, and install it.
+	@$(PYTHON) -I -c 'import blender_asset_tracer' 2>/dev/null || { \
+		$(PYTHON) debian/build-bat-deb $(TOOLS)/debs && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			./$(TOOLS)/debs/python3-blender-asset-tracer_1.23-0afarm1_all.deb; }
 
 demo: deps-run
 	$(PYTHON) -m afarm.cli.main demo

@@ -7,7 +7,9 @@ and check that nothing of afarm is left but the users (which the test then remov
 Needs root, dpkg-buildpackage, lintian, Blender and what tests/system needs (network
 namespaces, sshd). It installs and purges the packages python3-afarm, afarm-master,
 afarm-slave, afarmctl and python3-wakeonlan, and removes the users afarm and afarm-master:
-leftovers of an earlier, killed run are removed first. Runs of it on one machine take
+leftovers of an earlier, killed run are removed first. python3-blender-asset-tracer (which
+afarmctl depends on) is built and installed too, and purged again only when it was not
+installed before (make deps-test installs it for the other tests). Runs of it on one machine take
 turns (a lock file), since dpkg allows one at a time anyway.
 
 The slave host: namespace hosts share the filesystem and users with this machine, so the
@@ -52,6 +54,7 @@ pytestmark = [pytest.mark.system, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("python3-afarm", "afarm-master", "afarm-slave", "afarmctl")
 WAKEONLAN = "python3-wakeonlan"
+BAT = "python3-blender-asset-tracer"
 USERS = ("afarm-master", "afarm")
 # Made by afarm-master's postinst for afarm-sandbox.service; tests of root agents make it
 # on demand too, so the test removes it only when nothing runs as it, and leaves it.
@@ -131,6 +134,7 @@ class Build:
     tree: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     task_user_was_made: bool = False  # afarm-task was absent before the install
+    bat_was_installed: bool = True  # python3-blender-asset-tracer was there before the test
     dirs: list[Path] = field(default_factory=list)  # made outside pytest's tmp dirs
 
 
@@ -156,6 +160,9 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Build]:
         # Debian 12 lacks the wakeonlan module that python3-afarm recommends; build it as
         # debian/README.source says, and install it with the rest.
         run([sys.executable, str(tree / "debian" / "build-wakeonlan-deb"), str(base)],
+            timeout=300, env={**CLEAN_ENV, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+        # Nor blender-asset-tracer, which afarmctl depends on (same README).
+        run([sys.executable, str(tree / "debian" / "build-bat-deb"), str(base)],
             timeout=300, env={**CLEAN_ENV, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
         debs = sorted(base.glob("*.deb"))
         changes = next(base.glob("afarm_*.changes"))
@@ -188,6 +195,7 @@ def installed(build: Build) -> Iterator[Build]:
     if _user_exists(TASK_USER) and not _runs_as(TASK_USER):
         run(["userdel", TASK_USER], check=False)
     build.task_user_was_made = not _user_exists(TASK_USER)
+    build.bat_was_installed = _installed(BAT)
     try:
         run(["apt-get", "install", "-y", *map(str, build.debs)], timeout=900)
         yield build
@@ -198,6 +206,8 @@ def installed(build: Build) -> Iterator[Build]:
             shutil.rmtree(d, ignore_errors=True)
         _purge()
         _remove_users()
+        if not build.bat_was_installed and _installed(BAT):
+            run(["apt-get", "purge", "-y", BAT])
         assert not any(map(_user_exists, USERS)), "the users afarm and afarm-master stay"
 
 
@@ -230,14 +240,15 @@ def _stop(p: subprocess.Popen[bytes]) -> None:
 
 def test_the_four_packages_and_python3_wakeonlan_are_built(build: Build) -> None:
     names = sorted(p.name.split("_")[0] for p in build.debs)
-    assert names == sorted([*PACKAGES, WAKEONLAN])
+    assert names == sorted([*PACKAGES, WAKEONLAN, BAT])
     assert not (ROOT / "debian" / "tmp").exists(), "the build littered the checkout"
 
 
 def test_lintian_pedantic_finds_nothing(build: Build) -> None:
     wol = next(p for p in build.debs if p.name.startswith(WAKEONLAN))
+    bat = next(p for p in build.debs if p.name.startswith(BAT))
     cp = run(["lintian", "--pedantic", "--display-info", "--display-experimental",
-              "--fail-on", "none", str(build.changes), str(wol)], timeout=600)
+              "--fail-on", "none", str(build.changes), str(wol), str(bat)], timeout=600)
     tags = [ln for ln in cp.stdout.splitlines() if re.match(r"^[EWIPX]: ", ln)]
     assert tags == [], "\n".join(tags)
 
@@ -288,7 +299,7 @@ def test_installing_again_keeps_the_key_the_users_and_edited_configuration(
     uids = [run(["id", "-u", u]).stdout for u in USERS]
     conf = Path("/etc/afarm/slave.conf")
     conf.write_text(conf.read_text() + "# edited by the admin\n")
-    debs = [str(p) for p in installed.debs if not p.name.startswith(WAKEONLAN)]
+    debs = [str(p) for p in installed.debs if not p.name.startswith((WAKEONLAN, BAT))]
     run(["dpkg", "-i", "--force-confold", *debs], timeout=600)
     assert Path("/var/lib/afarm-master/.ssh/id_ed25519.pub").read_text() == key
     assert [run(["id", "-u", u]).stdout for u in USERS] == uids
@@ -521,6 +532,10 @@ def test_docs_examples_and_wakeonlan_are_where_the_admin_looks(installed: Build)
     cp = run(["/usr/bin/python3", "-I", "-c", "import wakeonlan; print(len("
               "wakeonlan.create_magic_packet('00:11:22:33:44:55')))"], cwd=Path("/"))
     assert cp.stdout.strip() == "102"
+    # afarmctl traces .blend dependencies with the packaged blender-asset-tracer.
+    cp = run(["/usr/bin/python3", "-I", "-c", "import afarm.project.trace, blender_asset_tracer;"
+              " print(blender_asset_tracer.__version__)"], cwd=Path("/"))
+    assert cp.stdout.strip() == "1.23"
 
 
 def test_purging_leaves_nothing_of_afarm_but_its_users(installed: Build) -> None:

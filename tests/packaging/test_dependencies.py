@@ -6,14 +6,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # Debian package -> the module it provides, where the names differ.
-MODULES = {"python3-dbus": "dbus", "python3-debian": "debian", "python3-systemd": "systemd"}
+MODULES = {"python3-dbus": "dbus", "python3-debian": "debian", "python3-systemd": "systemd",
+           "python3-blender-asset-tracer": "blender_asset_tracer"}
 
 
-def _declared() -> set[str]:
+def _declared(package: str = "python3-afarm") -> set[str]:
     control = (ROOT / "debian" / "control").read_text()
-    stanza = control.split("Package: python3-afarm", 1)[1].split("\n\n", 1)[0]
+    stanza = control.split(f"Package: {package}\n", 1)[1].split("\n\n", 1)[0]
     depends = stanza.split("Depends:", 1)[1].split("\nRecommends:", 1)[0]
-    return set(re.findall(r"python3-[a-z0-9.-]+", depends))
+    depends = depends.split("\nDescription:", 1)[0]
+    return set(re.findall(r"python3-[a-z0-9.-]+", depends)) - {"python3-afarm"}
 
 
 def _imported() -> set[str]:
@@ -30,3 +32,10 @@ def test_every_declared_python_dependency_is_imported_by_afarm() -> None:
     unused = sorted(p for p in declared
                     if MODULES.get(p, p.removeprefix("python3-")) not in _imported())
     assert not unused, f"declared in debian/control but imported nowhere in src: {unused}"
+
+
+def test_afarmctl_declares_the_dependency_tracer_it_imports() -> None:
+    """afarmctl (not the master or a slave) traces .blend dependencies with BAT."""
+    declared = _declared("afarmctl")
+    assert declared == {"python3-blender-asset-tracer"}
+    assert all(MODULES[p] in _imported() for p in declared)
