@@ -19,6 +19,7 @@ from afarm.errors import UsageError
 from afarm.gpu import gpu_device
 from afarm.model.frames import MAX_FRAME, chunk, parse_frames, parse_tiles, tiles
 from afarm.model.job import InputFile, TaskSpec
+from afarm.project.header import BadBlend, check_file
 
 ENGINES = ("CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH")
 FORMATS = {"PNG": "png", "OPEN_EXR": "exr"}
@@ -55,8 +56,10 @@ class BlenderApp(ConfiguredApp):
     def validate(self, params: dict[str, Any], files: list[InputFile]) -> dict[str, Any]:
         check_keys(params, PARAMS, self.name)
         # The first file is the scene; the others (textures, linked libraries, caches) sit
-        # beside it at the paths the scene refers to as //relative/paths.
-        if not files or "/" in files[0].name or not files[0].name.lower().endswith(".blend"):
+        # at the paths the scene refers to as //relative/paths. The scene may sit in a
+        # folder of the project (shots/a.blend beside assets/): names are checked relative
+        # paths (InputFile), so it never leaves the job.
+        if not files or not files[0].name.lower().endswith(".blend"):
             raise UsageError(f"application {self.name!r} renders a .blend file;"
                              " give the path of a .blend first")
         if "frames" not in params:
@@ -143,13 +146,13 @@ class BlenderApp(ConfiguredApp):
         return plan
 
     def check_inputs(self, paths: list[Path]) -> None:
-        with open(paths[0], "rb") as f:
-            head = f.read(7)
-        # Blender writes plain files ("BLENDER"), and compressed ones with gzip (older
-        # versions) or zstd (3.0 and later).
-        if not head.startswith((b"BLENDER", b"\x1f\x8b", b"\x28\xb5\x2f\xfd")):
-            raise UsageError("the input is not a .blend file (it does not start with"
-                             " Blender's header); check that you gave the right file")
+        # Blender writes plain files ("BLENDER" ... "ENDB"), and compressed ones with gzip
+        # (older versions) or zstd (3.0 and later, with a seek table at the end): a file
+        # that is none of these, or is cut short, fails here, not on every slave.
+        try:
+            check_file(paths[0], "the input .blend")
+        except BadBlend as exc:
+            raise UsageError(str(exc)) from None
 
     # -- on the slave ---------------------------------------------------------------------
     def commands(self, kind: str, params: dict[str, Any], ctx: RunContext) -> list[Command]:

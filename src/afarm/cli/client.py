@@ -108,18 +108,24 @@ class Client:
                            {"Content-Type": "application/json"}, timeout) as resp:
             return json.loads(resp.read())
 
-    def upload(self, path: Path) -> str:
-        """Send a file unless the master has it already; returns its sha256."""
-        sha = sha256_file(path)
+    def has_file(self, sha: str) -> bool:
         try:
             with self._request(f"{self.job_url}/api/v1/files/{sha}", "HEAD"):
-                return sha  # already there: nothing to send
+                return True
         except UsageError:
-            pass  # 404: not there yet
+            return False  # 404: not there yet
+
+    def upload(self, path: Path, sha: str | None = None, blend: bool = False) -> str:
+        """Send a file unless the master has it already; returns its sha256. `blend`: ask
+        the master to check it is a complete .blend (a broken one is refused, not kept)."""
+        sha = sha or sha256_file(path)
+        if self.has_file(sha):
+            return sha  # already there: nothing to send
         size = path.stat().st_size
+        query = "?kind=blend" if blend else ""
         with open(path, "rb") as f:
             req_body: Any = f
-            with self._request(f"{self.job_url}/api/v1/files/{sha}", "PUT", req_body,
+            with self._request(f"{self.job_url}/api/v1/files/{sha}{query}", "PUT", req_body,
                                {"Content-Length": str(size),
                                 "Content-Type": "application/octet-stream"},
                                timeout=3600):

@@ -103,10 +103,74 @@ def parse_deadline(text: str, now: float | None = None) -> float:
                          " or a local time (2026-12-24T18:00)") from None
 
 
+def size_text(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def missing_text(p: Any) -> list[str]:
+    return [f"missing: {m.path} (wanted by the {m.wanted_by} in {m.blend})"
+            for m in p.missing]
+
+
+def dependencies_text(p: Any, new: set[str] | None) -> str:
+    """The files a packed project carries, one a line: size, new or on the master, name."""
+    lines = [f"project root: {p.root}"]
+    for f in p.files:
+        state = "" if new is None else ("new    " if f.sha256 in new else "present")
+        note = " (paths rewritten)" if f.rewritten else ""
+        lines.append(f"  {size_text(f.size):>10}  {state}  {f.name}{note}")
+    upload = sum(f.size for f in p.files if new is None or f.sha256 in new)
+    lines.append(f"{len(p.files)} files, {size_text(p.size)}"
+                 + ("" if new is None else
+                    f"; {len({f.sha256 for f in p.files} & new)} new to the master"
+                    f" ({size_text(upload)} to upload)")
+                 + f"; traced in {p.trace.seconds:.2f} s")
+    return "\n".join(lines + missing_text(p))
+
+
 def cmd_submit(args: argparse.Namespace, client: Client) -> int:
     request, path = submission(args)
+    if path is not None and path.suffix.lower() == ".blend":
+        return _submit_project(args, client, request, path)
+    if getattr(args, "dry_run", False) or getattr(args, "project_root", None):
+        raise UsageError("--dry-run and --project-root go with a .blend FILE")
     inputs = [(path.name, path), *ops.extra_inputs(path, args.extra)] if path else None
     job = ops.submit(client, request, inputs)
+    return _submitted(args, client, job)
+
+
+def _submit_project(args: argparse.Namespace, client: Client, request: dict[str, Any],
+                    path: Path) -> int:
+    root = Path(args.project_root) if getattr(args, "project_root", None) else None
+    with ops.pack_project(path, root, args.extra) as p:
+        if args.dry_run:
+            new = ops.new_files(client, [f.sha256 for f in p.files])
+            data = {"root": str(p.root), "main": p.main, "seconds": p.trace.seconds,
+                    "files": [{"name": f.name, "size": f.size, "sha256": f.sha256,
+                               "new": f.sha256 in new, "rewritten": f.rewritten,
+                               "wanted_by": list(f.wanted_by)} for f in p.files],
+                    "missing": [{"path": str(m.path), "wanted_by": m.wanted_by,
+                                 "blend": str(m.blend)} for m in p.missing]}
+            _print(args, data, dependencies_text(p, new))
+            return 1 if p.missing and not args.allow_missing else 0
+        if p.missing:
+            for line in missing_text(p):
+                print(line, file=sys.stderr)
+            if not args.allow_missing:
+                print(f"{len(p.missing)} file(s) {path.name} needs are missing; nothing was"
+                      " submitted. Restore them, or pass --allow-missing to render without"
+                      " them", file=sys.stderr)
+                return 1
+        job = ops.submit(client, request, p.inputs(),
+                         shas={f.name: f.sha256 for f in p.files})
+    return _submitted(args, client, job)
+
+
+def _submitted(args: argparse.Namespace, client: Client, job: dict[str, Any]) -> int:
     _print(args, job, f"job {job['id']} accepted: {job['progress']['tasks']} tasks"
                       + (f", {job['progress']['frames_total']} frames"
                          if job["progress"]["frames_total"] else ""))

@@ -38,15 +38,34 @@ def extra_inputs(main: Path, extra: list[str]) -> list[tuple[str, Path]]:
     return sorted(found.items())
 
 
+def pack_project(blend: Path, project_root: Path | None = None,
+                 extra: list[str] | None = None) -> Any:
+    """The .blend and every file it needs, laid out for the job (afarm.project.pack.Pack;
+    close it, or use it in a with block, to remove its rewritten copies)."""
+    from afarm.project.pack import pack  # imports blender-asset-tracer: only when needed
+
+    return pack(blend, project_root, list(extra or []))
+
+
+def new_files(client: Client, shas: list[str]) -> set[str]:
+    """Which of `shas` the master does not have yet."""
+    return {sha for sha in dict.fromkeys(shas) if not client.has_file(sha)}
+
+
 def submit(client: Client, request: dict[str, Any],
-           inputs: list[tuple[str, Path]] | None = None) -> Job:
-    """Submit `request` with `inputs` (name, path) uploaded first; returns the new job."""
+           inputs: list[tuple[str, Path]] | None = None,
+           shas: dict[str, str] | None = None) -> Job:
+    """Submit `request` with `inputs` (name, path) uploaded first; returns the new job.
+    `shas`: the sha256 of inputs already hashed, by name."""
     request = dict(request)
     if inputs:
+        known = shas or {}
         # A dry run first, so a typo in --frames never costs a multi-GB upload.
         request["files"] = [{"name": name, "sha256": "0" * 64} for name, _ in inputs]
         client.post("/api/v1/jobs?dry_run=1", request)
-        request["files"] = [{"name": name, "sha256": client.upload(p)} for name, p in inputs]
+        request["files"] = [{"name": name, "sha256": client.upload(p, known.get(name),
+                                                                    blend=name.endswith(".blend"))}
+                            for name, p in inputs]
     job: Job = client.post("/api/v1/jobs", request)
     return job
 

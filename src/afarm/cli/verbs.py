@@ -27,11 +27,19 @@ VERBS: tuple[Verb, ...] = (
     Verb("submit", "submit a job",
          "Upload the input file (once: the master keeps files by sha256) and submit a job. "
          "Blender jobs render FILE.blend with scripts in the file disabled; command "
-         "applications run once per item.",
+         "applications run once per item. "
+         "A .blend is traced first (blender-asset-tracer): the libraries it links and theirs,"
+         " images with UDIM tiles and sequences, movie clips, sounds, fonts, caches,"
+         " volumes and sequencer strips are carried with it at their places relative to the"
+         " project root, .blend copies get //relative paths where needed, and only files the"
+         " master lacks are uploaded. A missing file is listed with the datablock that"
+         " wants it and stops the submission (exit 1) unless --allow-missing; a truncated or"
+         " corrupt .blend is refused (exit 2) before anything is uploaded.",
          (Arg(("file",), "the input file (a .blend for Blender jobs)", {"nargs": "?"}),
           Arg(("--with",), "another input the job needs (a texture, a linked .blend, a"
-              " directory of them), given beside FILE: it reaches the slave at the same path"
-              " relative to FILE; repeat for more", {"action": "append", "default": [],
+              " directory of them) that tracing cannot see, e.g. a path a driver or script"
+              " builds: it reaches the slave at the same path relative to the project root"
+              " (for a .blend) or to FILE; repeat for more", {"action": "append", "default": [],
                                                       "dest": "extra", "metavar": "PATH"}),
           Arg(("--app",), "application name (default: blender)", {"default": "blender"}),
           Arg(("--name",), "job name (default: the file name)", {}),
@@ -68,7 +76,17 @@ VERBS: tuple[Verb, ...] = (
               " are pinned to that device (CUDA_VISIBLE_DEVICES, the Cycles device)",
               {"choices": ["CPU", "GPU"], "type": str.upper}),
           Arg(("--wait",), "wait for the job and show its progress",
-              {"action": "store_true"})),
+              {"action": "store_true"}),
+          Arg(("--project-root",), "for a .blend: carry the project from this directory"
+              " (default: the nearest directory holding FILE and every file it needs); each"
+              " file keeps its path relative to it, files outside it go to _outside/",
+              {"metavar": "DIR"}),
+          Arg(("--dry-run",), "for a .blend: list the files the job would carry (sizes,"
+              " which the master lacks, missing ones with the datablock that wants them)"
+              " and submit nothing", {"action": "store_true"}),
+          Arg(("--allow-missing",), "submit even when files FILE needs are missing (they"
+              " are listed, and the render shows them missing); without it a missing file"
+              " stops the submission with exit 1", {"action": "store_true"})),
          "afarmctl submit shot.blend --frames 1-240 --chunk 4 --encode mp4"),
     Verb("jobs", "list jobs", "List the master's jobs, newest first, with their progress,"
          " energy (kWh) and cost; ? where a slave's watts or the price are unknown."),

@@ -13,6 +13,7 @@ from afarm.master.http.limits import json_body
 from afarm.master.http_util import int_arg, job_json, job_or_404
 from afarm.model.job import JobSpec
 from afarm.model.status import JobStatus
+from afarm.project.header import BadBlend, StreamCheck
 
 ACTIONS = ("cancel", "pause", "resume", "requeue")
 # The job statuses each action may start from; anything else is a conflict, not a no-op.
@@ -41,6 +42,11 @@ def routes(farm: Farm, max_upload: int, *, idle_timeout: float = 60.0,
             raise UsageError(f"the file is {request.content_length} bytes; this master takes"
                              f" at most {max_upload} (raise [job_port] max_upload_mib)")
         upload = farm.files.writer(sha)
+        # ?kind=blend: afarmctl says this is a .blend; a broken one (truncated, corrupt,
+        # compressed in a way Blender does not read) is refused now and not kept, so it
+        # never reaches a slave.
+        blend = StreamCheck("the uploaded .blend") if request.query.get("kind") == "blend" \
+            else None
         try:
             while True:
                 try:
@@ -51,9 +57,16 @@ def routes(farm: Farm, max_upload: int, *, idle_timeout: float = 60.0,
                 if not data:
                     break
                 upload.write(data)
+                if blend is not None:
+                    blend.feed(data)
                 if upload.size > max_upload:
                     raise UsageError(f"the file is larger than {max_upload} bytes; raise"
                                      " [job_port] max_upload_mib")
+            if blend is not None:
+                try:
+                    blend.done()
+                except BadBlend as exc:
+                    raise UsageError(str(exc)) from None
             size = upload.commit()
         except BaseException:
             upload.abort()

@@ -162,7 +162,7 @@ def trace(blend: Path, project_root: Path | None = None) -> Trace:
             if u.owner.startswith("library ") and u.files:
                 check(u.files[0], main)
     except blendfile.exceptions.BlendFileError as exc:
-        raise UsageError(f"{exc.filepath}: cannot be read as a .blend file ({exc.message});"
+        raise UsageError(f"{exc.filepath}: cannot be read as a .blend file ({exc.args[0]});"
                          " save it again from Blender") from None
     except (EOFError, OSError, ValueError, KeyError, NotImplementedError) as exc:
         if isinstance(exc, UsageError):
