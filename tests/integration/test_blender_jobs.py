@@ -80,8 +80,21 @@ def test_tiles_are_stitched_into_the_same_pixels_as_a_full_frame(farm: MasterPro
 
 def test_a_blend_blender_cannot_open_fails_with_its_error_and_harms_nothing_else(
         farm: MasterProcess, scene: Path, tmp_path: Path) -> None:
+    from afarm.cli import ops
+
     broken = make_broken_blend(tmp_path)
-    bad = farm.submit(str(broken), "--frames", "1")
+    # afarmctl refuses it before uploading (issue 14: its parse fails)...
+    cp = farm.ctl("submit", str(broken), "--frames", "1")
+    assert cp.returncode == 2 and "truncated or corrupt" in cp.stderr, cp.stderr
+    # Ending like a real .blend passes the quick header check, not afarmctl's parse.
+    broken.write_bytes(broken.read_bytes() + b"ENDB" + bytes(20))
+    cp = farm.ctl("submit", str(broken), "--frames", "1")
+    assert cp.returncode == 2 and "save it again from Blender" in cp.stderr, cp.stderr
+    assert str(broken) in cp.stderr
+    # A client that sends it anyway shows what the slaves do with it.
+    bad = ops.submit(farm.client, {"name": "broken.blend", "application": "blender",
+                                   "params": {"frames": "1"}},
+                     [("broken.blend", broken)])["id"]
     good = farm.submit(str(scene), "--frames", "2")
     assert farm.wait(bad)["status"] == "failed"
     assert farm.wait(good)["status"] == "completed"
@@ -263,15 +276,18 @@ def test_inputs_given_with_with_reach_the_slave_beside_the_blend(farm: MasterPro
     assert farm.wait(without)["status"] == "completed"
     r, g, b = centre_pixel(farm.job_dir(with_tex) / "out" / "frame_0001.png")
     assert r > 200 and g < 40 and b < 40, (r, g, b)  # the texture was there
+    # Since issue 14 the texture is traced and carried without --with, too.
     r, g, b = centre_pixel(farm.job_dir(without) / "out" / "frame_0001.png")
-    assert r > 200 and b > 200 and g < 40, (r, g, b)  # Blender's pink: texture missing
-    files = farm.client.get(f"/api/v1/jobs/{with_tex}")["files"]
-    assert [f["name"] for f in files] == ["shot.blend", "textures/red.png"]
+    assert r > 200 and g < 40 and b < 40, (r, g, b)
+    for job in (with_tex, without):
+        files = farm.client.get(f"/api/v1/jobs/{job}")["files"]
+        assert [f["name"] for f in files] == ["shot.blend", "textures/red.png"]
 
 
-def test_with_outside_the_blends_directory_is_a_usage_error(farm: MasterProcess, scene: Path,
-                                                            tmp_path: Path) -> None:
+def test_with_outside_the_project_root_is_a_usage_error(farm: MasterProcess, scene: Path,
+                                                        tmp_path: Path) -> None:
     elsewhere = tmp_path / "tex.png"
     elsewhere.write_bytes(b"x")
-    cp = farm.ctl("submit", str(scene), "--frames", "1", "--with", str(elsewhere))
-    assert cp.returncode == 2 and "not beside" in cp.stderr, cp.stderr
+    cp = farm.ctl("submit", str(scene), "--frames", "1", "--with", str(elsewhere),
+                  "--project-root", str(scene.parent))
+    assert cp.returncode == 2 and "not inside --project-root" in cp.stderr, cp.stderr
