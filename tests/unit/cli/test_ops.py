@@ -45,9 +45,9 @@ class ScriptedMaster:
         self.posted.append((path, dict(data)))
         return {"id": 7, "status": "queued"}
 
-    def upload(self, path: Path) -> str:
+    def upload(self, path: Path, sha: str | None = None, blend: bool = False) -> str:
         self.uploaded.append(path)
-        return "f" * 64
+        return sha or "f" * 64
 
     def download(self, path: str, dst: Path) -> int:
         dst.write_text(path)

@@ -1,0 +1,147 @@
+# SPDX-License-Identifier: MIT
+"""Where each traced file lands in the job tree, and what the .blend copies must say:
+names stay inside the job whatever the paths in a .blend say."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from afarm.errors import UsageError
+from afarm.project import pack as pack_mod
+from afarm.project.pack import check_name, expand_extra, job_name, pack_trace, project_root
+from afarm.project.rewrite import relative, wanted_path
+from afarm.project.trace import Dependency, Missing, Trace, Usage, lexical, trace
+
+
+def dep(path: Path, data: bytes = b"x") -> Dependency:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return Dependency(path, len(data), "0" * 64, (), path.suffix == ".blend")
+
+
+def usage(blend: Path, target: Path, raw: bytes) -> Usage:
+    return Usage(blend, "image 'x'", raw, target, False, 1, None, None, (target,))
+
+
+def test_files_keep_their_place_relative_to_the_nearest_common_root(tmp_path: Path) -> None:
+    main = dep(tmp_path / "film" / "shots" / "a.blend", b"BLENDER")
+    lib = dep(tmp_path / "film" / "assets" / "chars.blend")
+    tr = Trace(main.path, [main, lib], [], [])
+    assert project_root(tr, []) == tmp_path / "film"
+    p = pack_trace(tr)
+    assert [f.name for f in p.files] == ["shots/a.blend", "assets/chars.blend"]
+    assert p.main == "shots/a.blend" and not any(f.rewritten for f in p.files)
+    p.close()
+
+
+def test_a_given_root_must_hold_the_blend_and_the_with_files(tmp_path: Path) -> None:
+    main = dep(tmp_path / "film" / "shots" / "a.blend")
+    tr = Trace(main.path, [main], [], [])
+    (tmp_path / "film" / "assets").mkdir()
+    with pytest.raises(UsageError, match="not inside it"):
+        pack_trace(tr, tmp_path / "film" / "assets")
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("x")
+    with pytest.raises(UsageError, match="not inside --project-root"):
+        pack_trace(tr, tmp_path / "film" / "shots", [outside])
+    with pytest.raises(UsageError, match="not a directory"):
+        pack_trace(tr, tmp_path / "nowhere")
+
+
+def test_a_dependency_outside_a_given_root_goes_under_outside(tmp_path: Path) -> None:
+    root = tmp_path / "film"
+    assert job_name(Path("/srv/tex/wood.png"), root) == "_outside/srv/tex/wood.png"
+    assert job_name(root / "a" / "b.png", root) == "a/b.png"
+
+
+@pytest.mark.parametrize("name", ["", "/etc/passwd", "a/../b", "..", "a//b", "./a",
+                                  "a\\b", "a/\x01b", "x" * 256, "a/" * 600 + "b"])
+def test_names_the_master_would_refuse_are_refused_here_naming_the_file(name: str) -> None:
+    with pytest.raises(UsageError, match="cannot be carried"):
+        check_name(name, "the/file")
+
+
+def test_a_backslash_is_named_as_the_reason() -> None:
+    with pytest.raises(UsageError, match="backslash"):
+        check_name("tex\\wood.png", "tex\\wood.png")
+
+
+def test_dotdot_and_absolute_paths_in_a_blend_resolve_by_text_into_the_tree(
+        tmp_path: Path) -> None:
+    root = tmp_path / "film"
+    names = {root / "shots" / "a.blend": "shots/a.blend"}
+    # '..' is removed by the text, like Blender; the result is a //relative path.
+    target = lexical(f"{root}/shots/../../film/assets/x.png")
+    assert target == root / "assets" / "x.png"
+    u = usage(root / "shots" / "a.blend", target, b"//../../film/assets/x.png")
+    assert wanted_path(u, names, root) == b"//../assets/x.png"
+    # An absolute path is mapped into the job tree, relative to the .blend.
+    u = usage(root / "shots" / "a.blend", Path("/srv/plates/p.png"), b"/srv/plates/p.png")
+    assert wanted_path(u, names, root) == b"//../_outside/srv/plates/p.png"
+    # Deeper than the root: '..' can never climb out of the job.
+    u = usage(root / "shots" / "a.blend", lexical("/../../../etc/passwd"), b"//../../..")
+    assert wanted_path(u, names, root) == b"//../_outside/etc/passwd"
+
+
+def test_relative_paths_between_job_names() -> None:
+    assert relative("assets/chars.blend", "shots/a.blend") == b"//../assets/chars.blend"
+    assert relative("tex/x.png", "a.blend") == b"//tex/x.png"
+    assert relative("a/b/c.png", "a/b/d/e.blend") == b"//../c.png"
+
+
+def test_with_directories_are_walked_without_following_symlinked_directory_loops(
+        tmp_path: Path) -> None:
+    d = tmp_path / "extra"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub" / "f.txt").write_text("x")
+    (d / "sub" / "loop").symlink_to(d)  # a loop: must not be followed forever
+    (d / "dangling").symlink_to(tmp_path / "nothing")
+    found = expand_extra([d])
+    assert found == [d / "sub" / "f.txt"]
+    with pytest.raises(UsageError, match="no such file"):
+        expand_extra([tmp_path / "missing"])
+
+
+def test_more_files_than_a_job_takes_are_refused(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pack_mod, "MAX_FILES", 5)
+    d = tmp_path / "many"
+    d.mkdir()
+    for n in range(6):
+        (d / f"{n}.png").write_text("x")
+    with pytest.raises(UsageError, match="more than 5 files"):
+        expand_extra([d])
+
+
+def test_a_symlink_loop_as_the_blend_is_a_usage_error_naming_it(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.blend", tmp_path / "b.blend"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    with pytest.raises(UsageError, match=r"a\.blend: does not exist \(it is a symlink to"):
+        trace(a)
+
+
+def test_a_directory_or_missing_blend_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="is a directory"):
+        trace(tmp_path)
+    with pytest.raises(UsageError, match="does not exist"):
+        trace(tmp_path / "none.blend")
+
+
+def test_a_non_blend_is_refused_before_tracing(tmp_path: Path) -> None:
+    f = tmp_path / "x.blend"
+    f.write_bytes(b"PK\x03\x04" + bytes(100))
+    with pytest.raises(UsageError, match="zip"):
+        trace(f)
+
+
+def test_missing_files_are_kept_with_their_datablock(tmp_path: Path) -> None:
+    main = dep(tmp_path / "a.blend")
+    m = Missing(tmp_path / "tex" / "x.png", "image 'x'", main.path)
+    p = pack_trace(Trace(main.path, [main], [m], []))
+    assert p.missing == [m]
+    assert os.path.basename(p.files[0].source) == "a.blend"
+    p.close()
