@@ -43,7 +43,7 @@ def check_bytes(head: bytes, tail: bytes, size: int, name: str = "the file") -> 
     """Check an uncompressed or zstd file from its first and last bytes (the head needs 16
     bytes, the tail 64); gzip needs the whole stream (check_file)."""
     if size < 32:
-        raise BadBlend(f"{name} is {size} bytes: too short to be a .blend file")
+        raise BadBlend(f"{name} is not a .blend file: it is {size} bytes, too short")
     if head.startswith(ZSTD):
         if not tail.endswith(ZSTD_SEEKABLE):
             raise BadBlend(f"{name} is zstd-compressed but truncated or not written by"

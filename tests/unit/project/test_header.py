@@ -40,7 +40,7 @@ def test_a_complete_plain_gzip_or_zstd_blend_passes_whole_and_streamed(tmp_path:
     (b"\xfd7zXZ\x00" + bytes(100), "xz"),
     (b"PK\x03\x04" + bytes(100), "zip"),
     (b"hello world, this is text and not Blender at all", "not a .blend"),
-    (b"BLEND", "too short"),
+    (b"BLEND", "not a .blend file: it is 5 bytes, too short"),
     (b"", "too short"),
 ])
 def test_a_broken_or_foreign_file_is_refused_saying_why(tmp_path: Path, data: bytes,
