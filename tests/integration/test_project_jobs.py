@@ -160,3 +160,45 @@ def test_a_truncated_blend_is_refused_at_submit_and_by_the_master(
     sha = sha256_file(cut)
     assert not farm.client.has_file(sha)
     assert not list((farm.state / "files" / "tmp").iterdir())
+
+
+@pytest.fixture(scope="module")
+def kinds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.fixtures.kinds import make_kinds
+
+    return make_kinds(tmp_path_factory.mktemp("kinds") / "film")
+
+
+def test_clips_sounds_fonts_volumes_mesh_and_point_caches_and_strips_are_traced(
+        kinds: Path) -> None:
+    from afarm.project.pack import pack
+
+    with pack(kinds) as p:
+        owners = {f.name: f.wanted_by for f in p.files}
+        assert p.missing == []
+        assert owners["media/clip.mp4"] == ("movie clip 'clip.mp4' in kinds.blend",)
+        assert "sound 'tone.wav' in kinds.blend" in owners["media/tone.wav"]
+        assert "sequencer strip in kinds.blend" in owners["media/tone.wav"]
+        assert owners["fonts/title.ttf"] == ("font 'DejaVu Sans Book' in kinds.blend",)
+        assert owners["vdb/smoke.vdb"] == ("volume 'Smoke' in kinds.blend",)
+        assert owners["caches/wave.mdd"] == ("object 'Plane.modifiers[0]' in kinds.blend",)
+        assert [n for n in owners if n.startswith("media/strip/")] == [
+            f"media/strip/s_{n:04d}.png" for n in (1, 2, 3)]
+        cache = [n for n in owners if n.startswith("shots/blendcache_kinds/")]
+        assert len(cache) == 3 and all(n.endswith(".bphys") for n in cache)
+        # The font's and the strip's absolute paths were rewritten in a copy.
+        assert p.files[0].name == "shots/kinds.blend" and p.files[0].rewritten
+        assert p.files[0].source != kinds
+        assert p.files[0].source.read_bytes() != kinds.read_bytes()
+
+
+def test_a_sequencer_strip_with_an_absolute_directory_renders_like_local(
+        farm: MasterProcess, kinds: Path, tmp_path: Path) -> None:
+    local = render_local(kinds, tmp_path / "local")
+    remote = farm_frame(farm, kinds)
+    assert pixels(remote) == pixels(local)
+    # ... and the strip is what shows: orange in the middle, not black.
+    raw = pixels(remote)
+    i = (9 * 32 + 16) * 4
+    r, g, b = raw[i], raw[i + 1], raw[i + 2]
+    assert r > 200 and 100 < g < 200 and b < 40, (r, g, b)

@@ -83,7 +83,14 @@ def lexical(path: Path | str) -> Path:
     return Path(os.path.normpath(os.path.abspath(path)))
 
 
-def owner_name(block_name: bytes) -> str:
+# Structs that hold a path but are no datablock of their own (BAT names them "-unnamed-").
+STRUCTS = {"Strip": "sequencer strip", "StripElem": "sequencer strip",
+           "PointCache": "point cache", "bSound": "sound"}
+
+
+def owner_name(block_name: bytes, dna_type: str = "") -> str:
+    if block_name == b"-unnamed-" and dna_type:
+        return STRUCTS.get(dna_type, dna_type)
     text = block_name.decode("utf-8", "replace")
     code, name = text[:2], text[2:]
     kind = KINDS.get(code)
@@ -119,7 +126,8 @@ def _usages(main: Path) -> Iterable[Usage]:
         blend = lexical(bfile)
         raw = bytes(u.asset_path)
         target = lexical(os.fsdecode(bytes(u.block.bfile.abspath(u.asset_path))))
-        yield Usage(blend=blend, owner=owner_name(u.block_name), raw=raw, target=target,
+        owner = owner_name(u.block_name, str(getattr(u.block, "dna_type_name", "")))
+        yield Usage(blend=blend, owner=owner, raw=raw, target=target,
                     sequence=u.is_sequence, block_addr=u.block.addr_old,
                     full_field=u.path_full_field, dir_field=u.path_dir_field,
                     files=tuple(_expand(target, u.is_sequence)))
