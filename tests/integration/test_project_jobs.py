@@ -113,6 +113,34 @@ def test_absolute_paths_are_mapped_into_the_job_tree(farm: MasterProcess, projec
     assert pixels(remote) == pixels(local)
 
 
+def test_a_compressed_blend_with_absolute_paths_is_rewritten_and_renders_like_local(
+        farm: MasterProcess, project: Path, tmp_path: Path) -> None:
+    shot = copy_project(project, tmp_path / "copy")
+    packed = shot.with_name("packed.blend")
+    expr = ("import bpy\n"
+            "bpy.ops.file.make_paths_absolute()\n"
+            "bpy.context.preferences.filepaths.save_version = 0\n"
+            f"bpy.ops.wm.save_as_mainfile(filepath={str(packed)!r}, relative_remap=False,"
+            " compress=True)\n")
+    cp = run_blender(["-b", "-Y", str(shot), "--python-expr", expr])
+    assert cp.returncode == 0 and packed.read_bytes()[:4] == b"\x28\xb5\x2f\xfd", cp.stdout
+    local = render_local(packed, tmp_path / "local")
+    assert pixels(farm_frame(farm, packed)) == pixels(local)
+
+
+def test_files_outside_a_given_project_root_are_carried_under_outside(
+        farm: MasterProcess, project: Path, tmp_path: Path) -> None:
+    shot = copy_project(project, tmp_path / "copy")
+    local = render_local(shot, tmp_path / "local")
+    job = farm.submit(str(shot), "--frames", "2", "--project-root", str(shot.parent))
+    assert farm.wait(job)["status"].startswith("completed"), farm.ctl("logs", str(job)).stdout
+    names = [f["name"] for f in farm.client.get(f"/api/v1/jobs/{job}")["files"]]
+    assert names[0] == "shot.blend"
+    outside = "_outside" + str(shot.parent.parent)
+    assert f"{outside}/assets/chars.blend" in names and f"{outside}/caches/wave.pc2" in names
+    assert pixels(farm.job_dir(job) / "out" / "frame_0002.png") == pixels(local)
+
+
 def test_a_missing_dependency_stops_the_submission_naming_its_datablock(
         farm: MasterProcess, project: Path, tmp_path: Path) -> None:
     shot = copy_project(project, tmp_path / "copy")
