@@ -230,3 +230,17 @@ def test_a_sequencer_strip_with_an_absolute_directory_renders_like_local(
     i = (9 * 32 + 16) * 4
     r, g, b = raw[i], raw[i + 1], raw[i + 2]
     assert r > 200 and 100 < g < 200 and b < 40, (r, g, b)
+
+
+def test_a_dependency_leading_to_a_system_file_is_never_uploaded(
+        farm: MasterProcess, project: Path, tmp_path: Path) -> None:
+    shot = copy_project(project, tmp_path / "copy")
+    plate = shot.parent.parent / "plates" / "plate_0002.png"
+    plate.unlink()
+    plate.symlink_to("/etc/hostname")
+    cp = farm.ctl("submit", str(shot), "--frames", "2")
+    assert cp.returncode == 1, cp.stderr
+    assert f"not carried: a system file: {plate}" in cp.stderr, cp.stderr
+    listing = json.loads(farm.ctl("--json", "submit", str(shot), "--frames", "2",
+                                  "--dry-run").stdout)
+    assert "plates/plate_0002.png" not in {f["name"] for f in listing["files"]}

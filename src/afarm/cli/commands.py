@@ -112,7 +112,7 @@ def size_text(n: float) -> str:
 
 
 def missing_text(p: Any) -> list[str]:
-    return [f"missing: {m.path} (wanted by the {m.wanted_by} in {m.blend})"
+    return [f"{m.reason}: {m.path} (wanted by the {m.wanted_by} in {m.blend})"
             for m in p.missing]
 
 
@@ -154,15 +154,17 @@ def _submit_project(args: argparse.Namespace, client: Client, request: dict[str,
                                "new": f.sha256 in new, "rewritten": f.rewritten,
                                "wanted_by": list(f.wanted_by)} for f in p.files],
                     "missing": [{"path": str(m.path), "wanted_by": m.wanted_by,
-                                 "blend": str(m.blend)} for m in p.missing]}
+                                 "blend": str(m.blend), "reason": m.reason}
+                                for m in p.missing]}
             _print(args, data, dependencies_text(p, new))
             return 1 if p.missing and not args.allow_missing else 0
         if p.missing:
             for line in missing_text(p):
                 print(line, file=sys.stderr)
             if not args.allow_missing:
-                print(f"{len(p.missing)} file(s) {path.name} needs are missing; nothing was"
-                      " submitted. Restore them, or pass --allow-missing to render without"
+                print(f"{len(p.missing)} file(s) {path.name} needs are missing or not"
+                      " carried; nothing was submitted. Restore them (a private or system"
+                      " file only with --with), or pass --allow-missing to render without"
                       " them", file=sys.stderr)
                 return 1
         job = ops.submit(client, request, p.inputs(),

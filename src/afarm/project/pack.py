@@ -173,5 +173,7 @@ def pack_trace(tr: Trace, project_root_dir: Path | None = None,
     if len(files) > MAX_FILES:
         raise UsageError(f"the job would carry {len(files)} files; a job takes at most"
                          f" {MAX_FILES}")
-    return Pack(root, files[0].name, files, tr.missing, tr,
+    given = set(extras)  # --with carries what the trace would not (e.g. a private file)
+    missing = [m for m in tr.missing if m.path not in given]
+    return Pack(root, files[0].name, files, missing, tr,
                 tmp if workdir is None else None)

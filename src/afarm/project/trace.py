@@ -63,6 +63,36 @@ class Missing:
     path: Path  # what Blender would open (a pattern for UDIM tiles or a sequence)
     wanted_by: str  # the datablock, e.g. "image 'wood'"
     blend: Path  # the .blend that holds the path
+    reason: str = "missing"  # or why it is not carried (a private or system file)
+
+
+# A .blend from elsewhere may name any file; these are never uploaded for it, whatever the
+# path or symlink that leads there: pseudo and device file systems, and the dot-directories
+# of home directories (keys, tokens, shell history).
+SYSTEM_DIRS = (Path("/proc"), Path("/sys"), Path("/dev"), Path("/run"))
+
+
+def dot_dir(path: Path) -> Path | None:
+    """The dot-directory of a home directory `path` is in (/home/ann/.ssh), or None."""
+    parts = path.parts
+    home = 2 if parts[:2] == ("/", "root") else 3 if parts[:2] == ("/", "home") else 0
+    for i in range(home, len(parts) - 1) if home else ():
+        if parts[i].startswith("."):
+            return Path(*parts[:i + 1])
+    return None
+
+
+def private(path: Path, main: Path | None = None) -> str | None:
+    """Why `path` (or the file a symlink leads to) must not leave this machine, or None.
+    A project that itself lives in a dot-directory may carry files from that one."""
+    own = dot_dir(main) if main else None
+    for p in (path, path.resolve()):
+        if any(p.is_relative_to(d) for d in SYSTEM_DIRS) or p.parts[:2] == ("/", "etc"):
+            return "a system file"
+        dot = dot_dir(p)
+        if dot is not None and dot != own:
+            return "a private file (in a dot-directory of a home directory)"
+    return None
 
 
 @dataclass
@@ -181,6 +211,11 @@ def trace(blend: Path, project_root: Path | None = None) -> Trace:
         blendfile.close_all_cached()
     files = []
     for path, users in wanted.items():
+        why = None if path == main else private(path, main)
+        if why:
+            missing.append(Missing(path, users[0].split(" in ")[0] if users else "the scene",
+                                   main, f"not carried: {why}"))
+            continue
         try:
             size = path.stat().st_size
             digest = sha256_of(path)

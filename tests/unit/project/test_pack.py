@@ -13,7 +13,7 @@ from afarm.errors import UsageError
 from afarm.project import pack as pack_mod
 from afarm.project.pack import check_name, expand_extra, job_name, pack_trace, project_root
 from afarm.project.rewrite import relative, wanted_path
-from afarm.project.trace import Dependency, Missing, Trace, Usage, lexical, trace
+from afarm.project.trace import Dependency, Missing, Trace, Usage, lexical, private, trace
 
 
 def dep(path: Path, data: bytes = b"x") -> Dependency:
@@ -145,3 +145,34 @@ def test_missing_files_are_kept_with_their_datablock(tmp_path: Path) -> None:
     assert p.missing == [m]
     assert os.path.basename(p.files[0].source) == "a.blend"
     p.close()
+
+
+@pytest.mark.parametrize("path", ["/proc/self/environ", "/etc/shadow", "/dev/zero",
+                                  "/home/ann/.ssh/id_ed25519", "/root/.gnupg/x/y",
+                                  "/home/ann/.config/tok"])
+def test_private_and_system_files_are_never_carried(path: str) -> None:
+    assert private(Path(path))
+
+
+def test_a_symlink_into_a_private_place_is_not_carried(tmp_path: Path) -> None:
+    link = tmp_path / "tex.png"
+    link.symlink_to("/proc/self/environ")
+    assert private(link) == "a system file"
+    assert private(tmp_path / "plain.png") is None
+    assert private(Path("/home/ann/film/tex/.hidden.png")) is None  # a dot-file is fine
+
+
+def test_with_carries_what_the_trace_refused(tmp_path: Path) -> None:
+    main = dep(tmp_path / "a.blend")
+    extra = tmp_path / "lut.cube"
+    extra.write_text("x")
+    m = Missing(extra, "image 'x'", main.path, "not carried: a private file")
+    p = pack_trace(Trace(main.path, [main], [m], []), extra=[extra])
+    assert p.missing == [] and [f.name for f in p.files] == ["a.blend", "lut.cube"]
+    p.close()
+
+
+def test_a_project_inside_a_dot_directory_carries_its_own_files() -> None:
+    main = Path("/home/ann/.local/film/shots/a.blend")
+    assert private(Path("/home/ann/.local/film/assets/x.png"), main) is None
+    assert private(Path("/home/ann/.ssh/id_ed25519"), main)
