@@ -146,7 +146,10 @@ def job_port() -> dict[str, Any]:
                                    "404": {"description": "it does not"},
                                    "400": {"description": "not a sha256"},
                                    "401": {"description": "no valid token"}}},
-            "put": {"summary": "upload a file by its sha256", "parameters": [sha],
+            "put": {"summary": "upload a file by its sha256 (kind=blend: refused, and not"
+                               " kept, unless it is a complete .blend Blender reads)",
+                    "parameters": [sha, {"name": "kind", "in": "query",
+                                         "schema": {"type": "string", "enum": ["blend"]}}],
                     "requestBody": {"required": True, "content": {
                         "application/octet-stream": {"schema": {"type": "string",
                                                                 "format": "binary"}}}},
