@@ -212,6 +212,8 @@ def test_clips_sounds_fonts_volumes_mesh_and_point_caches_and_strips_are_traced(
         assert owners["caches/wave.mdd"] == ("object 'Plane.modifiers[0]' in kinds.blend",)
         assert [n for n in owners if n.startswith("media/strip/")] == [
             f"media/strip/s_{n:04d}.png" for n in (1, 2, 3)]
+        assert [n for n in owners if n.startswith("media/track/")] == [
+            f"media/track/t_{n:04d}.png" for n in (1, 2, 3)]
         cache = [n for n in owners if n.startswith("shots/blendcache_kinds/")]
         assert len(cache) == 3 and all(n.endswith(".bphys") for n in cache)
         # The font's and the strip's absolute paths were rewritten in a copy.

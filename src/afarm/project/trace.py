@@ -157,10 +157,24 @@ def _usages(main: Path) -> Iterable[Usage]:
         raw = bytes(u.asset_path)
         target = lexical(os.fsdecode(bytes(u.block.bfile.abspath(u.asset_path))))
         owner = owner_name(u.block_name, str(getattr(u.block, "dna_type_name", "")))
+        sequence = u.is_sequence or _clip_sequence(u.block)
         yield Usage(blend=blend, owner=owner, raw=raw, target=target,
-                    sequence=u.is_sequence, block_addr=u.block.addr_old,
+                    sequence=sequence, block_addr=u.block.addr_old,
                     full_field=u.path_full_field, dir_field=u.path_dir_field,
-                    files=tuple(_expand(target, u.is_sequence)))
+                    files=tuple(_expand(target, sequence)))
+
+
+MCLIP_SRC_SEQUENCE = 1  # DNA_movieclip_types.h
+
+
+def _clip_sequence(block: Any) -> bool:
+    """A movie clip made of numbered images (BAT 1.23 takes every clip for one file)."""
+    if block.code != b"MC":
+        return False
+    try:
+        return bool(block.get(b"source") == MCLIP_SRC_SEQUENCE)
+    except KeyError:
+        return False
 
 
 def trace(blend: Path, project_root: Path | None = None) -> Trace:
