@@ -246,3 +246,19 @@ def test_a_dependency_leading_to_a_system_file_is_never_uploaded(
     listing = json.loads(farm.ctl("--json", "submit", str(shot), "--frames", "2",
                                   "--dry-run").stdout)
     assert "plates/plate_0002.png" not in {f["name"] for f in listing["files"]}
+
+
+def test_a_broken_blend_sent_without_the_kind_is_refused_at_submit_and_dropped(
+        farm: MasterProcess, project: Path, tmp_path: Path) -> None:
+    from afarm.digest import sha256_file
+    from afarm.errors import UsageError
+
+    cut = tmp_path / "old-client.blend"
+    cut.write_bytes(project.read_bytes()[:5000])
+    sha = farm.client.upload(cut)  # no ?kind=blend: stored as any file
+    assert farm.client.has_file(sha) and sha == sha256_file(cut)
+    with pytest.raises(UsageError, match="truncated"):
+        farm.client.post("/api/v1/jobs", {"name": "x", "application": "blender",
+                                          "params": {"frames": "1"},
+                                          "files": [{"name": "x.blend", "sha256": sha}]})
+    assert not farm.client.has_file(sha)

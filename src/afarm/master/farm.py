@@ -165,7 +165,16 @@ class Farm:
                 raise UsageError(f"job needs application {t.application!r} for its"
                                  f" {t.kind} tasks, but this master does not define it")
         if not dry_run:
-            app.check_inputs([self.files.path(f.sha256) for f in spec.files])
+            try:
+                app.check_inputs([self.files.path(f.sha256) for f in spec.files])
+            except UsageError:
+                # A refused input (a broken .blend sent without ?kind=blend) is not kept
+                # for the next slave to trip over, unless another job uses it.
+                sha = spec.files[0].sha256 if spec.files else ""
+                if sha and sha in self.store.unreferenced_files(1e300):  # any age
+                    self.files.path(sha).unlink(missing_ok=True)
+                    self.store.forget_file(sha)
+                raise
         return plan
 
     def submit(self, spec: JobSpec, dry_run: bool = False) -> int:
