@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from afarm.errors import UsageError
 from afarm.project.pack import job_name
@@ -56,7 +56,7 @@ def rewrite_blends(tr: Trace, names: dict[Path, str], root: Path,
             bfile.copy_and_rebind(copy, mode="rb+")
             try:
                 for u, new in todo:
-                    _set(bfile, u, new, names[u.blend])
+                    _set(bfile, u, new)
             finally:
                 bfile.close()
             copies[blend] = copy
@@ -65,7 +65,7 @@ def rewrite_blends(tr: Trace, names: dict[Path, str], root: Path,
     return copies
 
 
-def _set(bfile: object, u: Usage, new: bytes, blend_name: str) -> None:
+def _set(bfile: object, u: Usage, new: bytes) -> None:
     block = bfile.dereference_pointer(u.block_addr)  # type: ignore[attr-defined]
     if block is None:
         raise UsageError(f"{u.blend}: the {u.owner} moved while packing; try again")
@@ -82,5 +82,3 @@ def _set(bfile: object, u: Usage, new: bytes, blend_name: str) -> None:
                          " root (--project-root) or shorter names")
     block.set(field.name.name_only, value)
 
-
-__all__ = ["relative", "rewrite_blends", "wanted_path", "PurePosixPath"]
