@@ -192,13 +192,13 @@ def trace(blend: Path, project_root: Path | None = None) -> Trace:
     from blender_asset_tracer import blendfile
 
     logging.getLogger("blender_asset_tracer").setLevel(logging.ERROR)
-    wanted: dict[Path, list[str]] = {main: []}
+    wanted: dict[Path, list[tuple[str, Path]]] = {main: []}  # file: (datablock, .blend)
     missing: list[Missing] = []
     usages: list[Usage] = []
     base = project_root or main.parent
 
     def where(p: Path) -> str:
-        return os.path.relpath(p, base) if p.is_relative_to(base) else str(p)
+        return os.path.relpath(p, base)
 
     try:
         for u in _usages(main):
@@ -207,7 +207,7 @@ def trace(blend: Path, project_root: Path | None = None) -> Trace:
                 missing.append(Missing(u.target, u.owner, u.blend))
                 continue
             for f in u.files:
-                wanted.setdefault(f, []).append(f"{u.owner} in {where(u.blend)}")
+                wanted.setdefault(f, []).append((u.owner, u.blend))
             if len(wanted) > MAX_FILES:
                 raise UsageError(f"{blend} needs more than {MAX_FILES} files; a job takes at"
                                  " most that many: pack fewer (bake caches into fewer files)")
@@ -217,28 +217,25 @@ def trace(blend: Path, project_root: Path | None = None) -> Trace:
         raise UsageError(f"{exc.filepath}: cannot be read as a .blend file ({exc.args[0]});"
                          " save it again from Blender") from None
     except (EOFError, OSError, ValueError, KeyError, NotImplementedError) as exc:
-        if isinstance(exc, UsageError):
-            raise
         raise UsageError(f"{blend}: reading it (or a library it links) failed: {exc!s:.200};"
                          " is it a complete .blend file? Save it again from Blender") from None
     finally:
         blendfile.close_all_cached()
     files = []
     for path, users in wanted.items():
+        owner, holder = users[0] if users else ("scene", main)
         why = None if path == main else private(path, main)
         if why:
-            missing.append(Missing(path, users[0].split(" in ")[0] if users else "the scene",
-                                   main, f"not carried: {why}"))
+            missing.append(Missing(path, owner, holder, f"not carried: {why}"))
             continue
         try:
             size = path.stat().st_size
             digest = sha256_of(path)
         except OSError as exc:
-            missing.append(Missing(path, users[0].split(" in ")[0] if users else "the scene",
-                                   main))
-            logging.getLogger(__name__).debug("unreadable %s: %s", path, exc)
+            missing.append(Missing(path, owner, holder, f"unreadable ({exc.strerror})"))
             continue
-        files.append(Dependency(path, size, digest, tuple(dict.fromkeys(users)),
+        names = (f"{o} in {where(b)}" for o, b in users)
+        files.append(Dependency(path, size, digest, tuple(dict.fromkeys(names)),
                                 path.suffix.lower() == ".blend" or path == main))
     files.sort(key=lambda d: (d.path != main, str(d.path)))
     missing = list({(m.path, m.wanted_by, m.blend): m for m in missing}.values())
