@@ -262,3 +262,13 @@ def test_a_broken_blend_sent_without_the_kind_is_refused_at_submit_and_dropped(
                                           "params": {"frames": "1"},
                                           "files": [{"name": "x.blend", "sha256": sha}]})
     assert not farm.client.has_file(sha)
+
+
+def test_a_dangling_symlink_is_refused_naming_where_it_leads(farm: MasterProcess,
+                                                             tmp_path: Path) -> None:
+    link = tmp_path / "shot.blend"
+    link.symlink_to(tmp_path / "moved" / "shot.blend")
+    cp = farm.ctl("submit", str(link), "--frames", "1")
+    assert cp.returncode == 2, cp.stderr
+    assert f"a symlink to {tmp_path / 'moved' / 'shot.blend'}, which does not exist" \
+        in cp.stderr, cp.stderr

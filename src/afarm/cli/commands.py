@@ -4,6 +4,7 @@
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import datetime
@@ -57,6 +58,9 @@ def submission(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
         path = Path(args.file)
         if not path.is_file():
             what = "is a directory" if path.is_dir() else "no such file"
+            if path.is_symlink():  # name where it leads, not only the link
+                what += f" (a symlink to {os.readlink(path)}, which"
+                what += " is a directory)" if path.is_dir() else " does not exist)"
             raise UsageError(f"{args.file}: {what}; give the path of the input file")
     request: dict[str, Any] = {
         "name": args.name or (path.name if path else args.app),
