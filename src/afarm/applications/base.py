@@ -96,7 +96,12 @@ def check_keys(params: dict[str, Any], allowed: set[str], app: str) -> None:
 
 def plain_name(name: str, what: str) -> str:
     """A file name with no directory part, so it can never leave the job's directory."""
-    if (not name or name in (".", "..") or "/" in name or "\0" in name or "\\" in name
+    if "\\" in name:
+        # Named on its own: Windows paths (textures\\wood.png) are the usual cause.
+        raise UsageError(f"{what} {name!r} holds a backslash ('\\'), which afarm does not"
+                         " allow in file names (on Windows it separates folders); rename the"
+                         " file or use '/' between folders")
+    if (not name or name in (".", "..") or "/" in name or "\0" in name
             or len(name.encode()) > 255 or any(ord(c) < 32 for c in name)):
         raise UsageError(f"{what} {name!r} must be a plain file name (no '/', no control "
                          "characters, at most 255 bytes)")

@@ -66,7 +66,8 @@ def routes(farm: Farm, max_upload: int, *, idle_timeout: float = 60.0,
         spec = JobSpec(name=body["name"], application=body["application"],
                        params=body["params"], files=farm.input_files(body["files"]),
                        priority=body["priority"], timeout=body["timeout"],
-                       tags=frozenset(body["require_tags"]), scheduling=body["scheduling"])
+                       tags=frozenset(body["require_tags"]), scheduling=body["scheduling"],
+                       strict=body["strict"])
         policy = spec.scheduling.get("policy")
         if policy is not None and policy not in farm.scheduler.policies:
             raise UsageError(f"--policy {policy}: no such ranking policy on this master; it"

@@ -22,11 +22,13 @@ as protocols). Every path a compositor File Output node writes must stay inside 
 SCRATCH. A movie or sound (read through ffmpeg) must not be text: ffmpeg follows playlists
 and manifests to the files and hosts they name. A refusal prints one line per path naming
 the datablock (PREFIX) and exits EXIT_REFUSED before anything renders. Missing files are not
-refused; they are warned about (WARNING). The scene's own output path needs no check:
-afarm's `-o` overrides it.
+refused; they are warned about: one WARNING line each, which afarm's runner stores as a task
+warning (the job then ends completed-with-warnings, or fails with --strict). The scene's own
+output path needs no check: afarm's `-o` overrides it.
 
 Debian's Blender is built without OpenImageDenoise, and Cycles then refuses to render any
-scene that has denoising on; such a render goes ahead without denoising and the log says so.
+scene that has denoising on; such a render goes ahead without denoising, with a WARNING line
+(a task warning, like a missing file).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ FILE = "file"  # one file it reads
 MEDIA = "media"  # one file it reads through ffmpeg (movies, sounds)
 FAMILY = "family"  # a file name standing for a numbered family (sequence, UDIM tiles)
 DIR = "dir"  # a directory it reads (and, for caches, may write)
+OPTDIR = "optdir"  # a cache directory it uses only if present (nothing baked, external off)
 WRITE = "write"  # a file prefix it writes (compositor File Output)
 
 
@@ -76,7 +79,7 @@ class Ref(NamedTuple):
     owner: str  # e.g. "image 'Secret'"
     raw: str  # as stored in the file
     base: str  # the directory '//' means for this datablock
-    use: str  # FILE, MEDIA, FAMILY, DIR or WRITE
+    use: str  # FILE, MEDIA, FAMILY, DIR, OPTDIR or WRITE
 
 
 def parse_job_dirs(argv: Sequence[str]) -> JobDirs:
@@ -276,15 +279,18 @@ def check_ref(ref: Ref, dirs: JobDirs, cwd: str) -> tuple[list[str], list[str]]:
         if not siblings:
             return [], [f"{said}: no such files in the job"]
         return refusals, []
-    problem = _kind_problem(path, want_dir=ref.use == DIR)
+    problem = _kind_problem(path, want_dir=ref.use in (DIR, OPTDIR))
     if problem:
         return [f"{said}: it is {problem}"], []
     if not os.path.exists(path):
-        return [], [f"{said}: no such file in the job"]
+        if ref.use == OPTDIR:
+            return [], []
+        return [], [f"{said}: no such {'directory' if ref.use == DIR else 'file'} in the"
+                    " job"]
     if ref.use == MEDIA and _is_text(path):
         return [f"{said}: it is text, not a movie or sound: ffmpeg would open whatever files"
                 " and addresses a playlist or manifest (HLS, DASH, SDP, ffconcat) names"], []
-    if ref.use == DIR:
+    if ref.use in (DIR, OPTDIR):
         refusals += [f"{said}: {p}" for p in _tree_problems(path, roots)]
     return refusals, []
 
@@ -407,14 +413,17 @@ def file_refs(bpy: Any, bases: _Bases) -> tuple[list[Ref], list[Ref]]:
             elif mod.type == "OCEAN":
                 (refs if mod.is_cached else unused).append(Ref(what, mod.filepath, base, DIR))
             elif mod.type == "FLUID" and mod.fluid_type == "DOMAIN":
+                # Missing only matters for a baked cache: an unbaked one is simulated anew.
+                baked = getattr(mod.domain_settings, "has_cache_baked_any", True)
                 refs.append(Ref(f"fluid cache of {what}", mod.domain_settings.cache_directory,
-                                base, DIR))
+                                base, DIR if baked else OPTDIR))
     for what, cache, idb in _point_caches(bpy):
         for item in cache.point_caches:
             # Internal disk caches live in //blendcache_NAME beside the file, inside the job.
             # The external path is checked even while use_external is off: a keyframe can
             # switch it on mid-render.
-            refs.append(Ref(f"point cache of {what}", item.filepath, bases.of(idb), DIR))
+            refs.append(Ref(f"point cache of {what}", item.filepath, bases.of(idb),
+                            DIR if getattr(item, "use_external", True) else OPTDIR))
     for owner, tree, idb in _node_trees(bpy):
         base = bases.of(idb)
         for node in tree.nodes:
@@ -468,8 +477,9 @@ def _strip_refs(scene: Any, bases: _Bases) -> list[Ref]:
 
 
 def _others(bpy: Any, refs: list[Ref], unused: list[Ref], dirs: JobDirs,
-            cwd: str) -> list[str]:
-    """Paths Blender itself lists that the walk above did not explain: refused, unnamed.
+            cwd: str) -> tuple[list[str], list[str]]:
+    """Paths Blender itself lists that the walk above did not explain: refused, unnamed,
+    when outside the job; warned about when missing (refusals, warnings).
 
     bpy.utils.blend_paths knows every kind of path Blender stores; this catches a kind the
     walk does not know (a newer Blender's), so the rule holds for it too.
@@ -482,16 +492,49 @@ def _others(bpy: Any, refs: list[Ref], unused: list[Ref], dirs: JobDirs,
             if checked:  # Blender lists an image strip's directory, the walk its files
                 explained.add(os.path.dirname(full))
     refusals = []
+    warnings = []
+    unpacked = set(bpy.utils.blend_paths(absolute=True, packed=False, local=False))
     for path in bpy.utils.blend_paths(absolute=True, packed=True, local=False):
         if path in explained or os.path.normpath(path) in explained:
             continue
         ref = Ref("a datablock", path, os.path.dirname(bpy.data.filepath), FILE)
-        if ":" in path or where_problem(blender_abspath(path, ref.base, cwd),
-                                        dirs.read_roots()):
+        full = blender_abspath(path, ref.base, cwd)
+        if ":" in path or where_problem(full, dirs.read_roots()):
             refusals.append(f"the file refers to {path!r}, outside the job's files (found"
                             " by bpy.utils.blend_paths; afarm does not know which datablock"
                             " holds it)")
-    return refusals
+        elif path in unpacked and not re.search(r"[<#]", path) \
+                and not os.path.lexists(full):
+            warnings.append(f"the file refers to {path!r}: no such file in the job (found"
+                            " by bpy.utils.blend_paths; afarm does not know which datablock"
+                            " holds it)")
+    return refusals, warnings
+
+
+def tile_path(path: str, number: int) -> str | None:
+    """The file of UDIM tile `number` for an image path with <UDIM> or <UVTILE>."""
+    if "<UDIM>" in path:
+        return path.replace("<UDIM>", str(number))
+    if "<UVTILE>" in path:
+        u, v = (number - 1001) % 10 + 1, (number - 1001) // 10 + 1
+        return path.replace("<UVTILE>", f"u{u}_v{v}")
+    return None
+
+
+def _tile_warnings(bpy: Any, bases: _Bases, cwd: str) -> list[str]:
+    """Each UDIM tile an unpacked tiled image lists whose file is not in the job: Blender
+    renders that tile's part of the model pink."""
+    out = []
+    for img in bpy.data.images:
+        if img.source != "TILED" or img.packed_file is not None:
+            continue
+        path = blender_abspath(img.filepath, bases.of(img), cwd)
+        for tile in img.tiles:
+            wanted = tile_path(path, tile.number)
+            if wanted is not None and not os.path.exists(wanted):
+                out.append(f"{_name('image', img)} reads {img.filepath!r}: its UDIM tile"
+                           f" {tile.number} ({os.path.basename(wanted)!r}) is not in the job")
+    return out
 
 
 def _job_tree_problems(dirs: JobDirs) -> list[str]:
@@ -518,7 +561,9 @@ def check_loaded_file(bpy: Any, dirs: JobDirs) -> tuple[list[str], list[str]]:
         refused, warned = check_ref(ref, dirs, cwd)
         refusals += refused
         warnings += warned
-    refusals += _others(bpy, refs, unused, dirs, cwd)
+    refused, warned = _others(bpy, refs, unused, dirs, cwd)
+    refusals += refused
+    warnings += warned + _tile_warnings(bpy, bases, cwd)
     refusals += _job_tree_problems(dirs)
     return refusals, warnings
 
@@ -540,8 +585,8 @@ def fix_denoising(bpy: Any) -> None:
         if scene.render.engine == "CYCLES" and scene.cycles.use_denoising:
             scene.cycles.use_denoising = False
             print(f"{WARNING}scene {scene.name!r} asks for denoising, but this "
-                  "Blender is built without OpenImageDenoise; rendering without it",
-                  flush=True)
+                  "Blender is built without OpenImageDenoise; rendering without it (the"
+                  " frames are noisier than a render with denoising)", flush=True)
 
 
 def _exit_now(code: int, bpy: Any) -> None:

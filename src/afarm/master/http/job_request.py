@@ -16,7 +16,7 @@ from afarm.errors import UsageError
 from afarm.model.frames import parse_tiles
 
 KEYS = {"name", "application", "params", "files", "priority", "timeout", "require_tags",
-        "policy", "deadline", "min_memory_mib", "gpus", "device"}
+        "policy", "deadline", "min_memory_mib", "gpus", "device", "strict"}
 DEVICES = ("CPU", "GPU")
 POLICY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_DEADLINE = 1e11  # epoch seconds (the year 5138): anything later is a mistake
@@ -73,6 +73,10 @@ def check(body: Any, max_tasks: int) -> dict[str, Any]:
                          " characters")
     out["require_tags"] = tags
     out["scheduling"] = scheduling(body)
+    strict = body.get("strict", False)
+    if not isinstance(strict, bool):
+        raise UsageError("strict must be true or false (afarmctl submit --strict)")
+    out["strict"] = strict
     n = task_count(params)
     if n > max_tasks:
         raise UsageError(

@@ -27,7 +27,17 @@ JOB = {"type": "object",
            "id": {"type": "integer"}, "name": {"type": "string"},
            "application": {"type": "string"},
            "status": {"type": "string", "enum": ["queued", "active", "paused", "completed",
-                                                 "failed", "canceled"]},
+                                                 "completed-with-warnings", "failed",
+                                                 "canceled"],
+                      "description": "completed-with-warnings: every task completed, some"
+                                     " with task_warnings (a file the job needs was"
+                                     " missing); its frames may be wrong"},
+           "task_warnings": {"type": "array", "items": {
+               "type": "object", "properties": {"warning": {"type": "string"},
+                                                "tasks": {"type": "integer"},
+                                                "first_task": {"type": "integer"}}}},
+           "warned_tasks": {"type": "integer"},
+           "strict": {"type": "boolean"},
            "priority": {"type": "integer"}, "created": {"type": "number"},
            "updated": {"type": "number"},
            "params": {"type": "object", "nullable": True},
