@@ -529,11 +529,14 @@ def _tile_warnings(bpy: Any, bases: _Bases, cwd: str) -> list[str]:
         if img.source != "TILED" or img.packed_file is not None:
             continue
         path = blender_abspath(img.filepath, bases.of(img), cwd)
-        for tile in img.tiles:
-            wanted = tile_path(path, tile.number)
-            if wanted is not None and not os.path.exists(wanted):
+        wanted = [(t.number, tile_path(path, t.number)) for t in img.tiles]
+        lacking = [(n, w) for n, w in wanted if w is not None and not os.path.exists(w)]
+        if len(lacking) == len(wanted):
+            continue  # none at all: check_ref said so in one line
+        for number, want in lacking:
+            if want is not None:
                 out.append(f"{_name('image', img)} reads {img.filepath!r}: its UDIM tile"
-                           f" {tile.number} ({os.path.basename(wanted)!r}) is not in the job")
+                           f" {number} ({os.path.basename(want)!r}) is not in the job")
     return out
 
 
