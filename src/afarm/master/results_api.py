@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from afarm import addon
 from afarm.applications.base import plain_name
 from afarm.errors import UsageError
 from afarm.master.farm import Farm
@@ -176,10 +177,18 @@ def routes(farm: Farm) -> list[web.RouteDef]:
                      for j, t in per_job.items()],
             "slaves": [{"slave": s, **entry(t)} for s, t in per_slave.items()]})
 
+    async def addon_zip(request: web.Request) -> web.Response:
+        # The Blender add-on, for Edit > Preferences > Add-ons > Install (no token needed:
+        # it is the code the package ships, and a browser must be able to download it).
+        return web.Response(body=addon.addon_zip(), content_type="application/zip",
+                            headers={"Content-Disposition":
+                                     f'attachment; filename="{addon.NAME}.zip"'})
+
     async def index(request: web.Request) -> web.Response:
         return web.json_response({"afarm": "results port", "jobs": "/api/v1/jobs",
                                   "slaves": "/api/v1/slaves", "events": "/api/v1/events",
-                                  "report": "/api/v1/report?since=DATE"})
+                                  "report": "/api/v1/report?since=DATE",
+                                  "blender_addon": addon.PATH})
 
     return [
         web.get("/", index),
@@ -191,6 +200,7 @@ def routes(farm: Farm) -> list[web.RouteDef]:
         web.get("/api/v1/slaves/rank", slave_rank),
         web.get("/api/v1/events", events),
         web.get("/api/v1/report", report),
+        web.get(addon.PATH, addon_zip),
     ]
 
 
