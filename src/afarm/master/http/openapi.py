@@ -269,6 +269,11 @@ def results_port(secured: bool) -> dict[str, Any]:
                            {"name": "job", "in": "query", "schema": ID}],
             "responses": _responses({"200": {"description": "the stream", "content": {
                 "text/event-stream": {"schema": {"type": "string"}}}}})}},
+        "/addon/afarm_blender.zip": {"get": {
+            "summary": "the Blender add-on, to install with Blender's add-on preferences",
+            "security": [],
+            "responses": {"200": {"description": "the add-on", "content": {
+                "application/zip": {"schema": {"type": "string", "format": "binary"}}}}}}},
     }, secured=secured)
 
 
