@@ -45,6 +45,11 @@ img.tiles.new(1002)
 img.source = "TILED"
 img.filepath = "//textures/u.<UDIM>.png"
 udim.image = img
+seq = nodes.new("ShaderNodeTexImage")
+seq.image = bpy.data.images.load("//plates/p_0001.png", check_existing=False)
+seq.image.source = "SEQUENCE"
+seq.image_user.frame_duration = 2
+seq.image_user.frame_start = 1
 mat.node_tree.links.new(flat.outputs["Color"], nodes["Principled BSDF"].inputs["Base Color"])
 cube.data.materials.append(mat)
 mod = cube.modifiers.new("Cache", "MESH_CACHE")
@@ -64,6 +69,8 @@ EXPECTED = [
     " not in the job",
     "scene 'Scene' asks for denoising, but this Blender is built without OpenImageDenoise",
 ]
+SEQUENCE = ("image 'p_0001.png' reads '//plates/p_0001.png': the sequence's file"
+            " 'p_0002.png' for the frames of this task is not in the job")
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +79,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     library; of these only tile 1001 exists (the others were deleted after saving)."""
     top = tmp_path_factory.mktemp("project")
     make_png(top / "textures" / "red.png", "red")
+    make_png(top / "plates" / "p_0001.png", "lime")
     script = top / ".make.py"
     script.write_text(_PROJECT)
     cp = run_blender(["-b", "--factory-startup", "--python-exit-code", "1", "--python",
@@ -97,7 +105,8 @@ def submit(farm: MasterProcess, project: Path, **extra: object) -> int:
                "params": {"frames": "1-2", "chunk": 1}, **extra}
     job = ops.submit(farm.client, request,
                      [("shot.blend", project / "shot.blend"),
-                      ("textures/u.1001.png", project / "textures" / "u.1001.png")])
+                      ("textures/u.1001.png", project / "textures" / "u.1001.png"),
+                      ("plates/p_0001.png", project / "plates" / "p_0001.png")])
     return int(job["id"])
 
 
@@ -110,7 +119,11 @@ def test_missing_files_and_the_denoiser_become_task_warnings_of_a_job_that_rende
     texts = [w["warning"] for w in job["task_warnings"]]
     for want in EXPECTED:
         assert any(t.startswith(want) for t in texts), (want, texts)
-    assert all(w["tasks"] == 2 for w in job["task_warnings"])
+    # Frame 2 reads the plate's second file, which is missing; frame 1 has its own.
+    seq = [w for w in job["task_warnings"] if w["warning"] == SEQUENCE]
+    assert len(seq) == 1 and seq[0]["tasks"] == 1
+    assert seq[0]["first_task"] == job["tasks"][1]["id"]
+    assert all(w["tasks"] == 2 for w in job["task_warnings"] if w["warning"] != SEQUENCE)
     assert sorted(p.name for p in (farm.job_dir(job_id) / "out").iterdir()) == [
         "frame_0001.png", "frame_0002.png"]
 

@@ -50,3 +50,25 @@ def test_an_unbaked_cache_directory_that_is_missing_is_no_warning(tmp_path: Path
     assert rp.check_ref(ref, dirs(tmp_path), str(tmp_path / "scratch")) == ([], [])
     outside = rp.Ref("point cache of x", "/etc", str(tmp_path / "in"), rp.OPTDIR)
     assert rp.check_ref(outside, dirs(tmp_path), str(tmp_path / "scratch"))[0]
+
+
+def test_the_frames_a_task_renders_are_read_from_blenders_f_option() -> None:
+    argv = ["blender", "-b", "-Y", "x.blend", "-o", "/o/frame_####", "-f", "3,4,9", "--",
+            "--job-dirs", "/a", "/b", "/c", "-f", "7"]
+    assert rp.parse_frames(argv) == [3, 4, 9]
+    assert rp.parse_frames(["blender", "-b"]) == []
+
+
+def test_a_sequence_frame_is_computed_as_blender_computes_it() -> None:
+    assert rp.image_frame(1, 1, 10, 0, False) == 1
+    assert rp.image_frame(15, 1, 10, 0, False) == 10  # held on its last frame
+    assert rp.image_frame(15, 1, 10, 0, True) == 5  # cyclic: wraps
+    assert rp.image_frame(10, 1, 10, 0, True) == 10
+    assert rp.image_frame(5, 3, 10, 100, False) == 103  # start and offset
+    assert rp.image_frame(5, 1, 0, 0, False) is None  # no duration: no frame
+
+
+def test_a_sequence_file_keeps_the_digits_width_of_its_name() -> None:
+    assert rp.sequence_file("/j/in/plates/p_v2_0001.png", 17) == "/j/in/plates/p_v2_0017.png"
+    assert rp.sequence_file("/j/in/p1.exr", 123) == "/j/in/p123.exr"
+    assert rp.sequence_file("/j/in2/plate.png", 3) is None

@@ -511,6 +511,16 @@ def _others(bpy: Any, refs: list[Ref], unused: list[Ref], dirs: JobDirs,
     return refusals, warnings
 
 
+def _unread_libraries(bpy: Any, bases: _Bases) -> list[str]:
+    """Libraries that are in the job but Blender could not read (a newer Blender says so
+    with Library.is_missing; 3.4 has no such flag, and a missing file is warned about
+    already): their objects render as empty placeholders."""
+    return [f"{_name('library', lib)} reads {lib.filepath!r}: Blender could not read it"
+            " (not a .blend, damaged, or from a newer Blender); its objects are missing"
+            for lib in bpy.data.libraries
+            if getattr(lib, "is_missing", False) and os.path.exists(bases.library_file(lib))]
+
+
 def tile_path(path: str, number: int) -> str | None:
     """The file of UDIM tile `number` for an image path with <UDIM> or <UVTILE>."""
     if "<UDIM>" in path:
@@ -566,12 +576,99 @@ def check_loaded_file(bpy: Any, dirs: JobDirs) -> tuple[list[str], list[str]]:
         warnings += warned
     refused, warned = _others(bpy, refs, unused, dirs, cwd)
     refusals += refused
-    warnings += warned + _tile_warnings(bpy, bases, cwd)
+    warnings += warned + _tile_warnings(bpy, bases, cwd) + _unread_libraries(bpy, bases)
     refusals += _job_tree_problems(dirs)
     return refusals, warnings
 
 
 # -- running inside Blender ------------------------------------------------------------------
+
+# -- the frames of an image sequence a task renders ------------------------------------
+
+def parse_frames(argv: Sequence[str]) -> list[int]:
+    """The frames this Blender renders: afarm's ``-f A,B,C`` (the last one before '--')."""
+    args = list(argv)
+    args = args[:args.index("--")] if "--" in args else args
+    if "-f" not in args:
+        return []
+    i = len(args) - 1 - args[::-1].index("-f")
+    value = args[i + 1] if i + 1 < len(args) else ""
+    return [int(f) for f in value.split(",") if f.strip().lstrip("-").isdigit()]
+
+
+def image_frame(frame: int, start: int, duration: int, offset: int, cyclic: bool) -> int | None:
+    """The number of the sequence file Blender reads at scene frame `frame` (as
+    BKE_image_user_frame_get computes it); None when the image user shows no frame."""
+    if duration <= 0:
+        return None
+    n = frame - start + 1
+    if cyclic:
+        n %= duration
+        if n <= 0:
+            n += duration
+    n = min(max(n, 0), duration)
+    return n + offset
+
+
+def sequence_file(path: str, number: int) -> str | None:
+    """`path` with the last run of digits in its file name set to `number`, padded to the
+    same width (how Blender names the files of a sequence)."""
+    folder, name = os.path.split(path)
+    runs = list(re.finditer(r"\d+", name))
+    if not runs:
+        return None
+    last = runs[-1]
+    digits = str(number).zfill(len(last.group()))
+    return os.path.join(folder, name[:last.start()] + digits + name[last.end():])
+
+
+def _sequence_users(bpy: Any) -> Iterator[tuple[Any, Any]]:
+    """(image, its user: frame_start, frame_duration, frame_offset, use_cyclic) of every
+    image sequence a node or texture shows."""
+    for _owner, tree, _idb in _node_trees(bpy):
+        for node in tree.nodes:
+            img = getattr(node, "image", None)
+            if img is None or getattr(img, "source", "") != "SEQUENCE":
+                continue
+            user = getattr(node, "image_user", None)
+            # The compositor's Image node keeps its frame settings on the node itself.
+            yield img, (user if user is not None else node)
+    for tex in bpy.data.textures:
+        img = getattr(tex, "image", None)
+        if img is not None and img.source == "SEQUENCE":
+            yield img, tex.image_user
+
+
+def sequence_warnings(bpy: Any, frames: Sequence[int], cwd: str) -> list[str]:
+    """Files of image sequences that the frames of this task read and the job lacks:
+    Blender renders those frames black or without the image."""
+    bases = _Bases(bpy, cwd)
+    found: dict[tuple[str, str], list[str]] = {}
+    for img, user in _sequence_users(bpy):
+        if img.packed_file is not None or not img.filepath:
+            continue
+        path = blender_abspath(img.filepath, bases.of(img), cwd)
+        folder, name = os.path.split(path)
+        try:
+            pattern = family_pattern(name)
+            if not any(pattern.fullmatch(n) for n in os.listdir(folder)):
+                continue  # none at all: check_ref said so when the file loaded
+        except OSError:
+            continue
+        for frame in frames:
+            n = image_frame(frame, user.frame_start, user.frame_duration, user.frame_offset,
+                            user.use_cyclic)
+            wanted = sequence_file(path, n) if n is not None else None
+            if wanted is not None and not os.path.exists(wanted):
+                names = found.setdefault((_name("image", img), img.filepath), [])
+                if os.path.basename(wanted) not in names:
+                    names.append(os.path.basename(wanted))
+    return [f"{owner} reads {raw!r}: the sequence's file{'s' if len(names) > 1 else ''} "
+            + ", ".join(repr(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
+            + " for the frames of this task "
+            + ("are" if len(names) > 1 else "is") + " not in the job"
+            for (owner, raw), names in found.items()]
+
 
 def has_oidn() -> bool:
     try:
@@ -649,6 +746,12 @@ def main(argv: Sequence[str]) -> None:
                         " refusing to render it")
     # Here, not on load: -E and -S, which decide whether Cycles renders, apply in between.
     fix_denoising(bpy)
+    try:
+        lines = sequence_warnings(bpy, parse_frames(argv), os.getcwd())
+    except Exception as exc:  # noqa: BLE001 - a check that breaks must not stop the render
+        lines = [f"render_prep.py could not check the image sequences' frames: {exc!r}"]
+    for line in lines:
+        print(WARNING + line, flush=True)
     if gpu is not None:
         use_gpu(bpy, gpu)
 
