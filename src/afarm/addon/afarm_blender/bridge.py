@@ -23,8 +23,9 @@ from types import ModuleType
 from typing import Any
 
 DIST_PACKAGES = "/usr/lib/python3/dist-packages"  # where python3-afarm puts afarm
-NO_PROJECT = ("afarm.project is not installed here: the .blend is sent alone, without the"
-              " textures, libraries and caches it uses (install afarm 0.2 or later)")
+NO_PROJECT = ("this afarm cannot trace projects (afarm.project or blender-asset-tracer is"
+              " not installed): the .blend is sent alone, without the textures, libraries"
+              " and caches it uses; missing ones show as task warnings after the render")
 
 
 class BridgeError(Exception):
