@@ -137,6 +137,9 @@ def test_missing_files_and_the_denoiser_become_task_warnings_of_a_job_that_rende
     assert status.returncode == 0
     assert "task warnings (2 tasks; their frames may be wrong):" in status.stdout
     assert "library 'lib.blend' reads '//lib.blend'" in status.stdout
+    first, second = (t["warnings"] for t in job["tasks"])
+    assert second == first + 1 >= len(EXPECTED) + 1  # frame 2 also lacks its plate
+    assert f"({second} warnings)" in status.stdout
     as_json = json.loads(farm.ctl("--json", "status", str(job_id)).stdout)
     assert as_json["status"] == "completed-with-warnings" and as_json["warned_tasks"] == 2
 

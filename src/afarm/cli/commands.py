@@ -194,6 +194,8 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
     for t in job["tasks"]:
         where = f" on {t['slave']}" if t["slave"] else ""
         err = f"  ({t['error']})" if t["error"] and t["status"] != "completed" else ""
+        if t.get("warnings"):
+            err += f"  ({t['warnings']} warnings)"
         lines.append(f"  {t['id']:>6} {t['label']:<28} {t['status']:<11}{where}{err}")
     if job["outputs"]:
         lines.append(f"outputs: {len(job['outputs'])} files (afarmctl fetch {job['id']})")

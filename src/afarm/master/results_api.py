@@ -45,11 +45,13 @@ def routes(farm: Farm) -> list[web.RouteDef]:
         j = job_or_404(store, int_arg(request, "job"))
         data = job_json(store, j, farm.warnings(j), currency())
         failures = store.failures_of_job(j.id)
+        warned = store.task_warning_counts(j.id)
         data["tasks"] = [{
             "id": t.id, "index": t.idx, "kind": t.kind, "label": t.label,
             "application": t.application, "status": t.status.value, "attempt": t.attempt,
             "slave": t.slave, "started": t.started, "finished": t.finished,
             "error": t.error, "outputs": t.outputs, "failures": failures.get(t.id, []),
+            "warnings": warned.get(t.id, 0) if t.status.value == "completed" else 0,
         } for t in store.tasks(j.id)]
         data["outputs"] = JobDir(farm.jobs_root, j.id).outputs()
         data["blocklist"] = [s for _, s in store.blocklist(j.id)]

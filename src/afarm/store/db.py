@@ -448,6 +448,12 @@ class Store:
         return [{"warning": r[0], "tasks": r[1], "first_task": r[2]} for r in rows], \
             self.warned_tasks(job_id)
 
+    def task_warning_counts(self, job_id: int) -> dict[int, int]:
+        """How many warnings each of a job's tasks has (tasks without any are left out)."""
+        return {r[0]: r[1] for r in self.db.execute(
+            "SELECT task_id, COUNT(*) FROM task_warnings WHERE job_id=? GROUP BY task_id",
+            (job_id,))}
+
     def warned_tasks(self, job_id: int) -> int:
         """How many of a job's completed tasks have warnings."""
         return int(self.db.execute(
