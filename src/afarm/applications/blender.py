@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from afarm.applications.base import (
+    HARMLESS_LINE,
     Command,
     ConfiguredApp,
     RunContext,
@@ -233,7 +234,8 @@ class BlenderApp(ConfiguredApp):
         return argv
 
     def failure(self, exit_code: int, log_lines: list[str]) -> str | None:
-        errors = [ln for ln in log_lines if _ERROR_LINE.search(ln)]
+        errors = [ln for ln in log_lines
+                  if _ERROR_LINE.search(ln) and not HARMLESS_LINE.match(ln)]
         refused = [ln.removeprefix(PREP_REFUSED) for ln in log_lines
                    if ln.startswith(PREP_REFUSED)]
         if exit_code in PREP_EXIT_CODES and refused:

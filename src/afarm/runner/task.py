@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from afarm.applications.base import Application
+from afarm.applications.base import HARMLESS_LINE, Application
 from afarm.protocol.messages import MAX_ERRORS
 from afarm.protocol.messages import MAX_LOG_LINES as LOG_TAIL
 from afarm.runner import rapl
@@ -24,10 +24,6 @@ _ERROR = re.compile(r"(?i)(error|traceback|exception|cannot|failed|unable)")
 # render_prep.py's "afarm: warning: ..." lines (and the older "afarm warning: " spelling):
 # each is one task warning, stored with the task and shown by afarmctl status.
 _WARNING = re.compile(r"^afarm:? warning: (.+)$")
-# EEVEE and Workbench in background mode try the display's EGL first; these lines come
-# before "Managed to successfully fallback to surfaceless EGL rendering!" on every headless
-# slave and mean nothing went wrong (measured with Debian's Blender 3.4).
-_HARMLESS = re.compile(r"^EGL Error \(0x300[19]\): EGL_(NOT_INITIALIZED|BAD_MATCH):")
 MAX_TASK_WARNINGS = 20  # kept per attempt; the rest are counted in one closing line
 MAX_WARNING_CHARS = 1000
 
@@ -73,7 +69,7 @@ class TaskRun:
                     self.warnings.append(warn.group(1)[:MAX_WARNING_CHARS])
                 else:
                     self.more_warnings += 1
-            elif _ERROR.search(line) and not _HARMLESS.match(line):
+            elif _ERROR.search(line) and not HARMLESS_LINE.match(line):
                 self.errors.append(line)
         saved = _SAVED.search(line)
         if saved and self._on_saved is not None:

@@ -32,3 +32,14 @@ def test_warnings_are_bounded_in_number_and_length_and_the_rest_counted() -> Non
     assert len(run.warnings) == MAX_TASK_WARNINGS
     assert all(len(w) <= 1000 for w in run.warnings)
     assert run.more_warnings == 5
+
+
+def test_a_failed_eevee_render_is_not_explained_by_its_harmless_egl_lines() -> None:
+    from afarm.applications.blender import BlenderApp
+
+    app = BlenderApp("blender", {"executable": "blender"})
+    lines = ["EGL Error (0x3001): EGL_NOT_INITIALIZED: EGL is not initialized.",
+             "Error: Cannot read file '/job/in/x.blend': No such file",
+             "EGL Error (0x3009): EGL_BAD_MATCH: Arguments are inconsistent."]
+    assert app.failure(1, lines) == ("blender exited 1: Error: Cannot read file"
+                                     " '/job/in/x.blend': No such file")
