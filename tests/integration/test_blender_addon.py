@@ -4,6 +4,7 @@ from the master's results port (no token), Blender installs and enables it into 
 user config, its operators scan, submit and follow a job on a real master, and the job's
 frames are checked on the master."""
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -24,7 +25,7 @@ from tests.fixtures.blends import blender_executable, make_scene
 pytestmark = pytest.mark.slow
 
 _DRIVE = """
-import json, sys, time, bpy
+import hashlib, json, sys, time, bpy
 zip_path, master, results, token, afarm_path, report = sys.argv[sys.argv.index("--") + 1:]
 bpy.ops.preferences.addon_install(filepath=zip_path, overwrite=True)
 bpy.ops.preferences.addon_enable(module="afarm_blender")
@@ -45,12 +46,46 @@ while True:
                                      "canceled") or time.monotonic() > deadline:
         break
     time.sleep(0.5)
-json.dump({"job": job_id, "status": ui.state["job"]["status"],
-           "files": scan.files, "missing": scan.missing, "note": scan.note,
-           "frame_file": str(ui.state["frame_file"]), "preview": ui.state["frame_path"],
-           "addon_file": afarm_blender.__file__, "outcome": ui.state["outcome"],
-           "progress": afarm_blender.bridge.progress_text(ui.state["job"])},
-          open(report, "w"))
+got = {"job": job_id, "status": ui.state["job"]["status"],
+       "files": scan.files, "missing": scan.missing, "note": scan.note,
+       "frame_file": str(ui.state["frame_file"]), "preview": ui.state["frame_path"],
+       "frame_sha": hashlib.sha256(ui.state["frame_file"].read_bytes()).hexdigest(),
+       "addon_file": afarm_blender.__file__, "outcome": ui.state["outcome"],
+       "progress": afarm_blender.bridge.progress_text(ui.state["job"])}
+
+
+class Layout:
+    # Records what the panel draws (headless Blender draws no UI).
+    def __init__(self, texts):
+        self.texts = texts
+        self.alert = False
+
+    def label(self, text="", icon="NONE"):
+        self.texts.append(text)
+
+    def prop(self, data, name):
+        self.texts.append("prop " + name)
+
+    def operator(self, idname, icon="NONE"):
+        self.texts.append("operator " + idname)
+
+    def template_icon(self, icon_value=0, scale=1.0):
+        self.texts.append("icon")
+
+    def row(self, align=False):
+        return self
+
+    column = box = row
+
+
+got["drawn"] = []
+ui.AFARM_PT_panel.draw(type("P", (), {"layout": Layout(got["drawn"])})(), bpy.context)
+# The UI's worker thread and timer, run here in turn: submit and follow, then show.
+ui.state["busy"] = True
+ui._submit_and_follow(ui._farm(bpy.context), ui._blend(), ui._settings(bpy.context.scene))
+assert ui._redraw() is None and ui.state["error"] == "", ui.state["error"]
+got.update(second=s.job_id, second_status=ui.state["job"]["status"])
+json.dump(got, open(report, "w"))
 """
 
 
@@ -113,7 +148,9 @@ def test_headless_blender_installs_the_addon_and_renders_a_job_through_it(
         assert image_size(f) == (64, 36)
     assert [v.name for v in out.glob("*.mp4")] == [f"{scene.stem}.mp4"]
     last = Path(got["frame_file"])
-    assert last.name.endswith("frame_0003.png") and last.read_bytes() == frames[-1].read_bytes()
+    assert last.name.endswith("frame_0003.png")
+    assert got["frame_sha"] == hashlib.sha256(frames[-1].read_bytes()).hexdigest()
+    assert not last.parent.exists()  # the add-on removed its frames when Blender quit
     # Loaded into the panel's preview collection (headless Blender makes no icon of it).
     assert got["preview"] == str(last)
 
@@ -125,3 +162,9 @@ def test_headless_blender_installs_the_addon_and_renders_a_job_through_it(
         assert got["note"] == bridge.NO_PROJECT and got["files"] == [
             [scene.name, scene.stat().st_size]]
     assert got["missing"] == []
+    drawn = got["drawn"]
+    assert drawn[0].startswith("Master: 127.0.0.1:") and "prop frames" in drawn
+    assert "operator afarm.submit" in drawn and "operator afarm.refresh" in drawn
+    assert any(t.startswith(f"job {got['job']} [") and "3/3 frames" in t for t in drawn)
+    # The UI path (a worker thread and a timer) submitted and followed a second job.
+    assert got["second"] == got["job"] + 1 and got["second_status"] == "completed"

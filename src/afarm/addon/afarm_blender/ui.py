@@ -90,8 +90,16 @@ def _follow_once(farm: bridge.Farm) -> bool:
     return False
 
 
-def _follow(farm: bridge.Farm) -> None:
+def _submitted(job: dict[str, Any], scan: bridge.Scan) -> None:
+    state.update(job=job, scan=scan, error="", outcome=[], frame=None, frame_path=None,
+                 frame_file=None, new_job=int(job["id"]))
+
+
+def _submit_and_follow(farm: bridge.Farm, blend: Path, settings: bridge.Settings) -> None:
+    """The worker thread of a submit in the UI: upload and submit (which may take long for
+    a large project), then follow the job until it ends."""
     try:
+        _submitted(*farm.submit(blend, settings))
         while not _follow_once(farm):
             time.sleep(POLL_SECONDS)
     except bridge.BridgeError as exc:
@@ -102,6 +110,9 @@ def _follow(farm: bridge.Farm) -> None:
 
 def _redraw() -> float | None:
     """Timer: show what the worker thread found; stops once it is done."""
+    new_job = state.pop("new_job", None)
+    if new_job is not None:  # bpy data is written from the main thread only
+        bpy.context.scene.afarm.job_id = new_job
     _show_frame(state.get("frame_file"))
     for window in bpy.context.window_manager.windows:
         for area in window.screen.areas:
@@ -194,21 +205,25 @@ class AFARM_OT_submit(bpy.types.Operator):
             if bpy.data.is_dirty:
                 bpy.ops.wm.save_mainfile()
             farm = _farm(context)
-            job, scan = farm.submit(blend, _settings(context.scene))
+            settings = _settings(context.scene)
+            if not bpy.app.background:
+                # Uploads may take minutes: the UI stays live, a timer shows the outcome.
+                state.update(busy=True, error="", job=None, outcome=[])
+                threading.Thread(target=_submit_and_follow, args=(farm, blend, settings),
+                                 daemon=True).start()
+                bpy.app.timers.register(_redraw, first_interval=0.5)
+                self.report({"INFO"}, f"submitting {blend.name} to afarm")
+                return {"FINISHED"}
+            job, scan = farm.submit(blend, settings)
         except bridge.BridgeError as exc:
             state["error"] = str(exc)
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        state.update(job=job, scan=scan, error="", outcome=[], frame=None, frame_path=None,
-                     frame_file=None)
-        context.scene.afarm.job_id = int(job["id"])
+        _submitted(job, scan)
+        context.scene.afarm.job_id = state.pop("new_job")
         self.report({"INFO"}, f"afarm job {job['id']} accepted")
         if scan.note:
             self.report({"WARNING"}, scan.note)
-        if not bpy.app.background:
-            state["busy"] = True
-            threading.Thread(target=_follow, args=(farm,), daemon=True).start()
-            bpy.app.timers.register(_redraw, first_interval=1.0)
         return {"FINISHED"}
 
 
@@ -253,6 +268,9 @@ class AFARM_PT_panel(bpy.types.Panel):
         row = layout.row()
         row.operator("afarm.scan", icon="FILE_FOLDER")
         row.operator("afarm.submit", icon="RENDER_ANIMATION")
+        if state["busy"] and not state["job"]:
+            layout.label(text="Submitting: packing and uploading the project...",
+                         icon="SORTTIME")
         if state["error"]:
             box = layout.box()
             box.alert = True
