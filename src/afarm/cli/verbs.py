@@ -49,6 +49,9 @@ VERBS: tuple[Verb, ...] = (
           Arg(("--priority",), "0 to 100, higher runs first (default 50)", {"type": int}),
           Arg(("--timeout",), "seconds a task may run (default: the application's)",
               {"type": int}),
+          Arg(("--strict",), "a task warning (a file the .blend needs is missing on the"
+              " slave, the denoiser is off) fails the job instead of ending it"
+              " completed-with-warnings", {"action": "store_true"}),
           Arg(("--require-tag",), "only slaves with this tag (see tags in a slave's"
               " definition) may take the job's tasks; repeat for more",
               {"action": "append", "default": [], "dest": "require_tags", "metavar": "TAG"}),
@@ -68,10 +71,7 @@ VERBS: tuple[Verb, ...] = (
               " are pinned to that device (CUDA_VISIBLE_DEVICES, the Cycles device)",
               {"choices": ["CPU", "GPU"], "type": str.upper}),
           Arg(("--wait",), "wait for the job and show its progress",
-              {"action": "store_true"}),
-          Arg(("--strict",), "a task warning (a file the .blend needs is missing on the"
-              " slave, the denoiser is off) fails the job instead of ending it"
-              " completed-with-warnings", {"action": "store_true"})),
+              {"action": "store_true"})),
          "afarmctl submit shot.blend --frames 1-240 --chunk 4 --encode mp4"),
     Verb("jobs", "list jobs", "List the master's jobs, newest first, with their progress,"
          " energy (kWh) and cost; ? where a slave's watts or the price are unknown."),
