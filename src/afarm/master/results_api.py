@@ -81,6 +81,13 @@ def routes(farm: Farm) -> list[web.RouteDef]:
                 chunks.append(p.read_text("utf-8", errors="replace"))
         return web.Response(text="".join(chunks), content_type="text/plain")
 
+    async def addon_zip(request: web.Request) -> web.Response:
+        # The Blender add-on, for Edit > Preferences > Add-ons > Install (no token needed:
+        # it is the code the package ships, and a browser must be able to download it).
+        return web.Response(body=addon.addon_zip(), content_type="application/zip",
+                            headers={"Content-Disposition":
+                                     f'attachment; filename="{addon.NAME}.zip"'})
+
     async def slaves(request: web.Request) -> web.Response:
         rows = {s["name"]: s for s in store.slaves()}
         measured = benchmarks.latest(store.db)
@@ -179,18 +186,10 @@ def routes(farm: Farm) -> list[web.RouteDef]:
                      for j, t in per_job.items()],
             "slaves": [{"slave": s, **entry(t)} for s, t in per_slave.items()]})
 
-    async def addon_zip(request: web.Request) -> web.Response:
-        # The Blender add-on, for Edit > Preferences > Add-ons > Install (no token needed:
-        # it is the code the package ships, and a browser must be able to download it).
-        return web.Response(body=addon.addon_zip(), content_type="application/zip",
-                            headers={"Content-Disposition":
-                                     f'attachment; filename="{addon.NAME}.zip"'})
-
     async def index(request: web.Request) -> web.Response:
         return web.json_response({"afarm": "results port", "jobs": "/api/v1/jobs",
                                   "slaves": "/api/v1/slaves", "events": "/api/v1/events",
-                                  "report": "/api/v1/report?since=DATE",
-                                  "blender_addon": addon.PATH})
+                                  "report": "/api/v1/report?since=DATE"})
 
     return [
         web.get("/", index),

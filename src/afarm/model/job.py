@@ -41,10 +41,10 @@ class JobSpec:
     files: list[InputFile]
     priority: int = 50
     timeout: int | None = None
+    strict: bool = False  # submit --strict: a task warning (a missing file) fails the job
     tags: frozenset[str] = frozenset()  # a slave must have all of them to take its tasks
     # policy (a ranking policy's name), deadline (epoch seconds), min_memory_mib, gpus
     scheduling: dict[str, Any] = field(default_factory=dict)
-    strict: bool = False  # a task warning (a missing file) fails the job
 
 
 @dataclass
@@ -62,7 +62,6 @@ class Job:
     files: list[InputFile]
     tags: list[str] = field(default_factory=list)
     scheduling: dict[str, Any] = field(default_factory=dict)
-    strict: bool = False  # submitted with --strict: a task warning fails the job
 
 
 @dataclass

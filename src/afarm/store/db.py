@@ -273,7 +273,7 @@ class Store:
         return Job(row["id"], row["name"], row["application"], json.loads(row["params"]),
                    row["priority"], JobStatus(row["status"]), row["created"], row["updated"],
                    row["error"], row["timeout"], files, tags=json.loads(row["tags"]),
-                   scheduling=json.loads(row["scheduling"]), strict=bool(row["strict"]))
+                   scheduling=json.loads(row["scheduling"]))
 
     def job(self, job_id: int) -> Job | None:
         row = self.db.execute("SELECT * FROM jobs WHERE id=? AND status!=?",
@@ -453,6 +453,11 @@ class Store:
         return {r[0]: r[1] for r in self.db.execute(
             "SELECT task_id, COUNT(*) FROM task_warnings WHERE job_id=? GROUP BY task_id",
             (job_id,))}
+
+    def job_is_strict(self, job_id: int) -> bool:
+        """Whether the job was submitted with --strict (a task warning fails it)."""
+        row = self.db.execute("SELECT strict FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return bool(row and row[0])
 
     def warned_tasks(self, job_id: int) -> int:
         """How many of a job's completed tasks have warnings."""

@@ -85,4 +85,4 @@ def test_warnings_are_bounded_in_number_and_length(store: Store) -> None:
 def test_strict_is_kept_with_the_job(store: Store) -> None:
     store.add_job(spec(strict=True), [render(1)])
     store.add_job(spec(), [render(1)])
-    assert [j.strict for j in store.jobs()] == [False, True]
+    assert [store.job_is_strict(j.id) for j in store.jobs()] == [False, True]

@@ -385,8 +385,7 @@ class Scheduler:
         self.fail(task, attempt, None if place.name == MASTER else place.name, outcome.reason)
 
     def _strict(self, job_id: int) -> bool:
-        job = self.store.job(job_id)
-        return job is not None and job.strict
+        return self.store.job_is_strict(job_id)
 
     def fail_for_good(self, task: Task, attempt: int, reason: str) -> None:
         """A failure no other slave would avoid (the job's own input is at fault)."""
