@@ -132,7 +132,8 @@ class AfarmPreferences(bpy.types.AddonPreferences):
             " the job port + 1"),
         "token": bpy.props.StringProperty(
             name="Token", subtype="PASSWORD", description="The bearer token (afarm-master"
-            " --new-token); empty: $AFARM_TOKEN, or the local master's client token"),
+            " --config FILE new-token prints one); empty: $AFARM_TOKEN, or the local"
+            " master's client token. Kept in userpref.blend, as readable as that file"),
         "afarm_path": bpy.props.StringProperty(
             name="afarm folder", subtype="DIR_PATH", description="The folder holding the"
             " afarm package, when this Blender cannot import it (Debian's Blender needs"
