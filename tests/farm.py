@@ -127,7 +127,7 @@ class MasterProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             job: dict[str, Any] = self.client.get(f"/api/v1/jobs/{job_id}")
-            if job["status"] in ("completed", "failed", "canceled"):
+            if job["status"] in ("completed", "failed", "canceled", "completed-with-warnings"):
                 return job
             time.sleep(0.1)
         raise TimeoutError(f"job {job_id} did not finish:\n{self.logtext()[-3000:]}")

@@ -128,9 +128,13 @@ def test_a_path_blender_lists_but_no_walked_datablock_explains_is_refused(
         data=SimpleNamespace(filepath=str(job / "in" / "shot.blend")),
         utils=SimpleNamespace(blend_paths=lambda **_: listed))
     text = rp.Ref("text 'notes.py'", "/srv/text.py", str(job / "in"), rp.FILE)
-    refused = rp._others(bpy, [], [text], dirs, str(job / "scratch"))
+    refused, warned = rp._others(bpy, [], [text], dirs, str(job / "scratch"))
     assert refused == ["the file refers to '/etc/hostname', outside the job's files (found by"
                        " bpy.utils.blend_paths; afarm does not know which datablock holds it)"]
+    # Inside the job but not there: a task warning, not a refusal.
+    assert warned == [f"the file refers to '{job / 'in' / 'tex.png'}': no such file in the job"
+                      " (found by bpy.utils.blend_paths; afarm does not know which datablock"
+                      " holds it)"]
 
 
 def test_tile_border_reads_its_tile_beside_render_preps_job_dirs() -> None:

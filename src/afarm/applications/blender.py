@@ -3,10 +3,12 @@
 
 import os
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
 from afarm.applications.base import (
+    HARMLESS_LINE,
     Command,
     ConfiguredApp,
     RunContext,
@@ -38,9 +40,31 @@ def frame_file(frame: int, ext: str, suffix: str = "") -> str:
     return f"frame_{frame:04d}{suffix}.{ext}"
 
 
+MAX_STEM_BYTES = 100
+
+
+def _keeps(c: str) -> bool:
+    # ASCII: letters, digits and ._- as before. Beyond ASCII: letters, combining marks,
+    # digits and pictographs (ñ, ø, 日, ☃) are kept; separators, control and format
+    # characters (bidi overrides, zero-width joiners), punctuation and math symbols (which
+    # hold look-alike slashes such as U+2215) are not.
+    if c.isascii():
+        return c.isalnum() or c in "._-"
+    return unicodedata.category(c)[0] in "LMN" or unicodedata.category(c) == "So"
+
+
 def safe_stem(name: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "job"
-    return stem[:100]
+    """A file name stem from a job name: the user's own letters (any script) kept, every
+    run of anything else one '_', no leading or trailing '.' or '_' (so never '.' or '..'),
+    at most MAX_STEM_BYTES bytes of UTF-8, cut between characters."""
+    text = unicodedata.normalize("NFC", name)
+    stem = re.sub("_+", "_", "".join(c if _keeps(c) else "_" for c in text)).strip("._-")
+    out = ""
+    for c in stem:
+        if len((out + c).encode()) > MAX_STEM_BYTES:
+            break
+        out += c
+    return out.rstrip("._-") or "job"
 
 
 class BlenderApp(ConfiguredApp):
@@ -213,7 +237,8 @@ class BlenderApp(ConfiguredApp):
         return argv
 
     def failure(self, exit_code: int, log_lines: list[str]) -> str | None:
-        errors = [ln for ln in log_lines if _ERROR_LINE.search(ln)]
+        errors = [ln for ln in log_lines
+                  if _ERROR_LINE.search(ln) and not HARMLESS_LINE.match(ln)]
         refused = [ln.removeprefix(PREP_REFUSED) for ln in log_lines
                    if ln.startswith(PREP_REFUSED)]
         if exit_code in PREP_EXIT_CODES and refused:

@@ -77,6 +77,8 @@ def submission(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
         request["deadline"] = parse_deadline(args.deadline)
     if getattr(args, "device", None) == "GPU":
         request["device"] = "GPU"
+    if getattr(args, "strict", False):
+        request["strict"] = True
     for key in ("min_memory_mib", "gpus"):
         if getattr(args, key) is not None:
             request[key] = getattr(args, key)
@@ -206,16 +208,25 @@ def energy_text(energy: dict[str, Any] | None) -> str:
     return f"{kwh}, {cost}" + (how if energy.get("attempts") else "")
 
 
+WARNED = "!"  # marks a job with task warnings in afarmctl jobs
+
+
 def cmd_jobs(args: argparse.Namespace, client: Client) -> int:
     jobs = ops.jobs(client)
     lines = [f"{'ID':>5}  {'STATUS':<10} {'DONE':>11}  {'KWH':>8} {'COST':>8}  {'APP':<10}"
              " NAME"]
+    warned = False
     for j in jobs:
         p = j["progress"]
         e = j.get("energy") or {}
-        lines.append(f"{j['id']:>5}  {j['status']:<10} {p['completed']:>5}/{p['tasks']:<5}"
+        mark = WARNED if j.get("warned_tasks") else " "
+        warned = warned or bool(j.get("warned_tasks"))
+        lines.append(f"{j['id']:>5}{mark} {j['status']:<10} {p['completed']:>5}/{p['tasks']:<5}"
                      f"  {figure(e.get('kwh')):>8} {figure(e.get('cost'), 2):>8}"
                      f"  {j['application']:<10} {j['name']}")
+    if warned:
+        lines.append(f"{WARNED}: the job has task warnings (a file it needs was missing, the"
+                     " denoiser was off): afarmctl status ID")
     _print(args, jobs, "\n".join(lines) if jobs else "no jobs")
     return 0
 
@@ -237,6 +248,8 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
     if job.get("tags"):
         lines.append("requires tags: " + ", ".join(job["tags"]))
     sched = job.get("scheduling") or {}
+    if job.get("strict"):
+        lines.append("strict: a task warning fails the job")
     if sched:
         parts = [f"policy {sched['policy']}" if "policy" in sched else "",
                  "deadline " + time.strftime("%Y-%m-%d %H:%M", time.localtime(
@@ -247,9 +260,12 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
                      + f" (afarmctl slaves --rank --job {job['id']})")
     for w in job.get("warnings", []):
         lines.append(f"warning: {w}")
+    lines += task_warning_lines(job)
     for t in job["tasks"]:
         where = f" on {t['slave']}" if t["slave"] else ""
         err = f"  ({t['error']})" if t["error"] and t["status"] != "completed" else ""
+        if t.get("warnings"):
+            err += f"  ({t['warnings']} warnings)"
         lines.append(f"  {t['id']:>6} {t['label']:<28} {t['status']:<11}{where}{err}")
     if job["outputs"]:
         lines.append(f"outputs: {len(job['outputs'])} files (afarmctl fetch {job['id']})")
@@ -257,12 +273,67 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+EX_WARNINGS = 3  # the job completed, but some tasks reported warnings
+
+
+def task_warning_lines(job: dict[str, Any], most: int = 20) -> list[str]:
+    """The job's task warnings, one line each, with how many tasks gave each."""
+    warned = job.get("warned_tasks") or 0
+    if not warned:
+        return []
+    found = job.get("task_warnings") or []
+    lines = [f"task warnings ({warned} tasks; their frames may be wrong):"]
+    for w in found[:most]:
+        n = w.get("tasks", 1)
+        lines.append(f"  {w.get('warning')}" + (f"  [{n} tasks]" if n > 1 else
+                                                 f"  [task {w.get('first_task')}]"))
+    if len(found) > most:
+        lines.append(f"  ... {len(found) - most} more (afarmctl status {job['id']} --json)")
+    return lines
+
+
+def first_failure(job: dict[str, Any]) -> dict[str, Any] | None:
+    """The failed task to show for a failed job: the first (by index) with an error."""
+    failed = [t for t in job.get("tasks", []) if t.get("status") == "failed"]
+    return min(failed, key=lambda t: t.get("index", 0)) if failed else None
+
+
+def ending(job: dict[str, Any]) -> tuple[int, list[str]]:
+    """How a finished job ended: wait's exit code, and what to tell the user about it."""
+    status = job["status"]
+    if status == "completed":
+        return 0, []
+    if status == "completed-with-warnings":
+        return EX_WARNINGS, [f"job {job['id']} completed with warnings:",
+                             *task_warning_lines(job)[1:],
+                             f"see afarmctl status {job['id']}; submit --strict makes such"
+                             " a job fail"]
+    if status == "failed":
+        t = first_failure(job)
+        lines = [f"job {job['id']} failed"
+                 + (f": task {t['id']} ({t['label']}) failed: {t.get('error') or '?'}"
+                    if t else "")]
+        tries = (t or {}).get("failures") or []
+        if len(tries) > 1:
+            slaves = sorted({str(f.get("slave")) for f in tries})
+            lines.append(f"  it failed {len(tries)} times, on {', '.join(slaves)}")
+        task = f" --task {t['id']}" if t else ""
+        lines.append(f"see afarmctl logs {job['id']}{task} for the task's output")
+        return 1, lines
+    return 1, [f"job {job['id']} {status}"]
+
+
 def wait_for(client: Client, job_id: int, quiet: bool = False) -> int:
-    """Show a progress bar until the job ends; 0 if it completed, else 1."""
+    """Show a progress bar until the job ends; 0 if it completed, 3 if it completed with
+    warnings, else 1. Says why a job failed (unless quiet: --json)."""
     bar = ProgressBar(sys.stderr, enabled=not quiet)
     job = ops.wait(client, job_id, bar.update)
     bar.close(job)
-    return 0 if job["status"] == "completed" else 1
+    code, lines = ending(job)
+    if not quiet:
+        for line in lines:
+            print(line, file=sys.stderr, flush=True)
+    return code
 
 
 def cmd_wait(args: argparse.Namespace, client: Client) -> int:
@@ -274,9 +345,18 @@ def cmd_wait(args: argparse.Namespace, client: Client) -> int:
 
 def cmd_fetch(args: argparse.Namespace, client: Client) -> int:
     out = Path(args.output or f"afarm-job-{args.job}")
-    paths = ops.fetch(client, args.job, out)
+    job = ops.job(client, args.job)
+    paths = ops.fetch(client, args.job, out, force=getattr(args, "force", False), found=job)
     _print(args, [str(p) for p in paths],
            f"{len(paths)} files in {out}/" if paths else f"job {args.job} has no outputs yet")
+    if job["status"] in ("failed", "canceled"):
+        _, lines = ending(job)
+        for line in lines:
+            print(line, file=sys.stderr, flush=True)
+        return 1
+    if job["status"] == "completed-with-warnings" and not args.json:
+        print(f"note: job {args.job} completed with warnings; its frames may be wrong"
+              f" (afarmctl status {args.job})", file=sys.stderr, flush=True)
     return 0
 
 

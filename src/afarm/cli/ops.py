@@ -13,7 +13,7 @@ from urllib.parse import quote
 from afarm.cli.client import Client
 from afarm.errors import OperationFailed, UsageError
 
-FINISHED = ("completed", "failed", "canceled")
+FINISHED = ("completed", "failed", "canceled", "completed-with-warnings")
 
 Job = dict[str, Any]
 
@@ -113,19 +113,28 @@ def wait(client: Client, job_id: int,
     return current
 
 
-def fetch(client: Client, job_id: int, output: Path) -> list[Path]:
-    """Download every output of a job into `output`; returns the paths written."""
-    found = job(client, job_id)
-    output.mkdir(parents=True, exist_ok=True)
-    paths = []
+def fetch(client: Client, job_id: int, output: Path, force: bool = False,
+          found: Job | None = None) -> list[Path]:
+    """Download every output of a job into `output`; returns the paths written. A file
+    already there is an error (nothing is downloaded) unless `force`."""
+    found = found or job(client, job_id)
+    planned = []
     for rel in found["outputs"]:
         parts = Path(rel).parts
         if not parts or Path(rel).is_absolute() or any(p in ("..", ".") for p in parts):
             raise OperationFailed(f"the master listed an output {rel!r} outside the job;"
                                   " refusing to write it")
-        dst = output / rel
+        planned.append((rel, output / rel))
+    there = [dst for _, dst in planned if dst.exists() or dst.is_symlink()]
+    if there and not force:
+        raise UsageError(f"{there[0]} exists ({len(there)} of the job's {len(planned)} files"
+                         f" are already in {output}); fetch does not overwrite files: pass"
+                         " --force to replace them, or --output DIR for another directory")
+    output.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for rel, dst in planned:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        client.download(f"/api/v1/jobs/{job_id}/outputs/{rel}", dst)
+        client.download(f"/api/v1/jobs/{job_id}/outputs/{quote(rel)}", dst)
         paths.append(dst)
     return paths
 

@@ -37,6 +37,8 @@ class ProgressBar:
         extra = f", {p['active']} tasks running" if p.get("active") else ""
         if p.get("failed"):
             extra += f", {p['failed']} failed"
+        if job.get("warned_tasks"):
+            extra += f", {job['warned_tasks']} with warnings"
         return (f"job {job['id']} [{bar}] {done}/{total} {unit} {frac:4.0%} {eta}"
                 f" ({_clock(elapsed)} elapsed, {job['status']}{extra})")
 

@@ -57,6 +57,9 @@ VERBS: tuple[Verb, ...] = (
           Arg(("--priority",), "0 to 100, higher runs first (default 50)", {"type": int}),
           Arg(("--timeout",), "seconds a task may run (default: the application's)",
               {"type": int}),
+          Arg(("--strict",), "a task warning (a file the .blend needs is missing on the"
+              " slave, the denoiser is off) fails the job instead of ending it"
+              " completed-with-warnings", {"action": "store_true"}),
           Arg(("--require-tag",), "only slaves with this tag (see tags in a slave's"
               " definition) may take the job's tasks; repeat for more",
               {"action": "append", "default": [], "dest": "require_tags", "metavar": "TAG"}),
@@ -91,13 +94,25 @@ VERBS: tuple[Verb, ...] = (
     Verb("jobs", "list jobs", "List the master's jobs, newest first, with their progress,"
          " energy (kWh) and cost; ? where a slave's watts or the price are unknown."),
     Verb("status", "show a job", "Show a job, its tasks, its outputs, and the energy (kWh)"
-         " and cost its attempts used so far.", (JOB,)),
+         " and cost its attempts used so far, and its task warnings: files the .blend needs"
+         " that were missing on the slave (with the datablock that wants each) and a"
+         " denoiser switched off. A job whose tasks all completed, some with warnings, is"
+         " completed-with-warnings, not completed: its frames may be wrong. In --json the"
+         " status field says so too, with task_warnings and warned_tasks; afarmctl jobs"
+         " marks such a job with '!'.", (JOB,)),
     Verb("wait", "wait for a job",
          "Show a progress bar (frames done, total and ETA) until the job ends. Exits 0 if it"
-         " completed and 1 if it failed or was canceled.", (JOB,)),
+         " completed and 1 if it failed or was canceled. Also exits 3 if it completed with"
+         " warnings (listed). For a failed job it prints the first failed task's error and"
+         " the afarmctl logs command that shows its output.", (JOB,)),
     Verb("fetch", "download a job's outputs",
-         "Download every output of a job (frames, videos) into a directory.",
-         (JOB, Arg(("--output", "-o"), "directory to write to (default: ./afarm-job-ID)", {}))),
+         "Download every output of a job (frames, videos) into a directory. A file that is"
+         " already there is never overwritten unless --force is given: fetch then stops"
+         " before downloading anything. Exits 1 for a failed or canceled job, after"
+         " downloading whatever outputs it has.",
+         (JOB, Arg(("--output", "-o"), "directory to write to (default: ./afarm-job-ID)", {}),
+          Arg(("--force",), "replace files that are already in the directory",
+              {"action": "store_true"}))),
     Verb("cancel", "cancel a job", "Cancel a job; running tasks are stopped.", (JOB,)),
     Verb("pause", "pause a job", "Dispatch no new tasks of a job; running ones finish.",
          (JOB,)),
@@ -183,4 +198,6 @@ GLOBAL_ARGS: tuple[Arg, ...] = (
 )
 
 EXIT_CODES = ((0, "success"), (1, "the operation failed (a job failed, the master refused)"),
-              (2, "usage error: bad arguments or input; nothing was submitted"))
+              (2, "usage error: bad arguments or input; nothing was submitted"),
+              (3, "wait, submit --wait: the job completed with warnings (a file it needs was"
+                  " missing, the denoiser was off); its frames may be wrong"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from afarm import __version__
+from afarm import __version__, addon
 from afarm.applications.registry import load_applications
 from afarm.config.loader import load
 from afarm.config.types import MasterConfig
@@ -150,7 +150,7 @@ async def serve(cfg: MasterConfig) -> int:
     limits.fit_fd_limit(raise_fd_limit())
     max_upload = jp.max_upload_mib << 20
     max_json = jp.max_request_kib << 10
-    open_paths = frozenset({openapi.PATH})
+    open_paths = frozenset({openapi.PATH, addon.PATH})
     # Every job-port request needs a token, on loopback too; POST /api/v1/enroll carries
     # the enrolment token's signature instead.
     job_auth = auth.middleware(accepted, True, open_paths)

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from afarm.errors import AfarmError, IllegalTransition, OperationFailed, UsageError
 from afarm.model.job import Job
+from afarm.model.status import shown_job_status
 from afarm.store import usage
 from afarm.store.db import Store
 
@@ -106,10 +107,14 @@ def energy_json(totals: usage.Totals | None, currency: str) -> tuple[dict[str, A
 def job_json(store: Store, job: Job, warnings: list[str] | None = None,
              currency: str = "") -> dict[str, Any]:
     energy, unknown = energy_json(usage.of_jobs(store.db, [job.id]).get(job.id), currency)
+    task_warnings, warned = store.task_warnings(job.id)
     return {"id": job.id, "name": job.name, "application": job.application,
             "tags": job.tags, "scheduling": job.scheduling,
             "warnings": [*(warnings or []), *unknown], "energy": energy,
-            "status": job.status.value, "priority": job.priority, "created": job.created,
+            "task_warnings": task_warnings, "warned_tasks": warned,
+            "strict": store.job_is_strict(job.id),
+            "status": shown_job_status(job.status, warned), "priority": job.priority,
+            "created": job.created,
             "updated": job.updated, "params": job.params,
             "files": [{"name": f.name, "sha256": f.sha256, "size": f.size} for f in job.files],
             "progress": store.job_progress(job.id)}

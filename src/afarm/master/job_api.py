@@ -84,6 +84,7 @@ def routes(farm: Farm, max_upload: int, *, idle_timeout: float = 60.0,
         if policy is not None and policy not in farm.scheduler.policies:
             raise UsageError(f"--policy {policy}: no such ranking policy on this master; it"
                              " has: " + ", ".join(sorted(farm.scheduler.policies)))
+        spec.strict = body["strict"]
         if request.query.get("dry_run"):
             farm.submit(spec, dry_run=True)
             return web.json_response({"dry_run": True, "ok": True})

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from afarm import addon
 from afarm.applications.base import plain_name
 from afarm.errors import UsageError
 from afarm.master.farm import Farm
@@ -44,11 +45,13 @@ def routes(farm: Farm) -> list[web.RouteDef]:
         j = job_or_404(store, int_arg(request, "job"))
         data = job_json(store, j, farm.warnings(j), currency())
         failures = store.failures_of_job(j.id)
+        warned = store.task_warning_counts(j.id)
         data["tasks"] = [{
             "id": t.id, "index": t.idx, "kind": t.kind, "label": t.label,
             "application": t.application, "status": t.status.value, "attempt": t.attempt,
             "slave": t.slave, "started": t.started, "finished": t.finished,
             "error": t.error, "outputs": t.outputs, "failures": failures.get(t.id, []),
+            "warnings": warned.get(t.id, 0) if t.status.value == "completed" else 0,
         } for t in store.tasks(j.id)]
         data["outputs"] = JobDir(farm.jobs_root, j.id).outputs()
         data["blocklist"] = [s for _, s in store.blocklist(j.id)]
@@ -77,6 +80,13 @@ def routes(farm: Farm) -> list[web.RouteDef]:
             if p.is_file():
                 chunks.append(p.read_text("utf-8", errors="replace"))
         return web.Response(text="".join(chunks), content_type="text/plain")
+
+    async def addon_zip(request: web.Request) -> web.Response:
+        # The Blender add-on, for Edit > Preferences > Add-ons > Install (no token needed:
+        # it is the code the package ships, and a browser must be able to download it).
+        return web.Response(body=addon.addon_zip(), content_type="application/zip",
+                            headers={"Content-Disposition":
+                                     f'attachment; filename="{addon.NAME}.zip"'})
 
     async def slaves(request: web.Request) -> web.Response:
         rows = {s["name"]: s for s in store.slaves()}
@@ -191,6 +201,7 @@ def routes(farm: Farm) -> list[web.RouteDef]:
         web.get("/api/v1/slaves/rank", slave_rank),
         web.get("/api/v1/events", events),
         web.get("/api/v1/report", report),
+        web.get(addon.PATH, addon_zip),
     ]
 
 

@@ -41,6 +41,7 @@ class JobSpec:
     files: list[InputFile]
     priority: int = 50
     timeout: int | None = None
+    strict: bool = False  # submit --strict: a task warning (a missing file) fails the job
     tags: frozenset[str] = frozenset()  # a slave must have all of them to take its tasks
     # policy (a ranking policy's name), deadline (epoch seconds), min_memory_mib, gpus
     scheduling: dict[str, Any] = field(default_factory=dict)

@@ -99,3 +99,20 @@ _TASK_VALUES = tuple(s.value for s in TaskStatus)
 def may_move(old: str, new: TaskStatus) -> bool:
     """Whether a task whose status (as text) is `old` may go to `new`."""
     return old in _SOURCE_VALUES[new.value]
+
+
+# What clients see of a completed job some of whose tasks reported warnings (a file the
+# .blend needs was missing, the denoiser was off): not plain "completed", so a script that
+# checks for "completed" does not take possibly wrong frames for right ones. The store keeps
+# the job COMPLETED (it is finished: nothing runs, requeue does not apply) and the warnings
+# with its tasks; the status is shown from both.
+COMPLETED_WITH_WARNINGS = "completed-with-warnings"
+SHOWN_FINISHED = frozenset({*(s.value for s in JOB_FINISHED), COMPLETED_WITH_WARNINGS})
+
+
+def shown_job_status(status: JobStatus, warned_tasks: int) -> str:
+    """The job status clients see: COMPLETED_WITH_WARNINGS for a completed job with task
+    warnings, else the stored status."""
+    if status == JobStatus.COMPLETED and warned_tasks:
+        return COMPLETED_WITH_WARNINGS
+    return status.value

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from afarm.applications.base import Application
+from afarm.applications.base import HARMLESS_LINE, Application
 from afarm.protocol.messages import MAX_ERRORS
 from afarm.protocol.messages import MAX_LOG_LINES as LOG_TAIL
 from afarm.runner import rapl
@@ -21,7 +21,11 @@ from afarm.runner.workspace import Workspace
 OUTPUT_NAME = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9._+-]{0,254}$")
 _SAVED = re.compile(r"Saved: '(.+)'")
 _ERROR = re.compile(r"(?i)(error|traceback|exception|cannot|failed|unable)")
-_WARNING = re.compile(r"^afarm warning: (.+)$")
+# render_prep.py's "afarm: warning: ..." lines (and the older "afarm warning: " spelling):
+# each is one task warning, stored with the task and shown by afarmctl status.
+_WARNING = re.compile(r"^afarm:? warning: (.+)$")
+MAX_TASK_WARNINGS = 20  # kept per attempt; the rest are counted in one closing line
+MAX_WARNING_CHARS = 1000
 
 
 @dataclass
@@ -47,6 +51,7 @@ class TaskRun:
         self.lines: deque[str] = deque(maxlen=LOG_TAIL)
         self.errors: deque[str] = deque(maxlen=MAX_ERRORS)
         self.warnings: list[str] = []
+        self.more_warnings = 0
         self.argv: list[str] = []
         self._on_saved = on_saved
         self._lock = threading.Lock()
@@ -59,9 +64,12 @@ class TaskRun:
         with self._lock:
             self.lines.append(line)
             warn = _WARNING.match(line)
-            if warn and len(self.warnings) < MAX_ERRORS:
-                self.warnings.append(warn.group(1))
-            elif _ERROR.search(line):
+            if warn:
+                if len(self.warnings) < MAX_TASK_WARNINGS:
+                    self.warnings.append(warn.group(1)[:MAX_WARNING_CHARS])
+                else:
+                    self.more_warnings += 1
+            elif _ERROR.search(line) and not HARMLESS_LINE.match(line):
                 self.errors.append(line)
         saved = _SAVED.search(line)
         if saved and self._on_saved is not None:
@@ -83,6 +91,9 @@ class TaskRun:
             result.log = list(self.lines)
             result.errors = list(self.errors)
             result.warnings = list(self.warnings)
+            if self.more_warnings:
+                result.warnings.append(f"... and {self.more_warnings} more warnings"
+                                       " (afarmctl logs JOB shows the output)")
         if self.canceled and not result.error:
             result.error = "canceled"
         return result
@@ -110,7 +121,9 @@ class TaskRun:
                 return TaskResult(error=why, exit_code=code)
         produced = sorted(p.name for p in ws.out_dir.iterdir()
                           if p.is_file() and not p.is_symlink())
-        odd = [n for n in produced if not OUTPUT_NAME.match(n)]
+        # A name afarm planned itself (an mp4 named after the job, in the user's letters)
+        # is fine: it never crosses the slave's shell (such follow-ups run on the master).
+        odd = [n for n in produced if not OUTPUT_NAME.match(n) and n not in expected]
         if odd:
             # Such names cannot cross rsync through the slave's shell; failing loudly beats
             # a job that completes without some of its files.

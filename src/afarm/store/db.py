@@ -32,6 +32,8 @@ from afarm.store import benchmarks
 from afarm.store.schema import migrate
 
 EventHook = Callable[[dict[str, Any]], None]
+MAX_TASK_WARNINGS = 20  # stored per task (one more line may say how many were left out)
+MAX_WARNING_CHARS = 1000
 _TASK_COLUMNS = (
     "id, job_id, idx, kind, label, application, runs_on, params, inputs, outputs, status,"
     " attempt, slave, started, finished, error, frames"
@@ -212,6 +214,8 @@ class Store:
                  json.dumps(spec.scheduling)),
             )
             job_id = int(cur.lastrowid or 0)
+            if spec.strict:
+                db.execute("UPDATE jobs SET strict=1 WHERE id=?", (job_id,))
             db.executemany(
                 "INSERT INTO job_files(job_id, name, sha256, size) VALUES (?,?,?,?)",
                 [(job_id, f.name, f.sha256, f.size) for f in spec.files],
@@ -407,17 +411,60 @@ class Store:
                             (task_id, attempt, TaskStatus.ACTIVE.value)).fetchone()
         return r is not None
 
-    def complete_task(self, task: Task, attempt: int) -> bool:
+    def complete_task(self, task: Task, attempt: int,
+                      warnings: Iterable[str] = ()) -> bool:
+        """The attempt completed; its warnings replace any the task had before."""
         with self.transaction():
             old = self._move(task.id, TaskStatus.COMPLETED, attempt=attempt,
                              extra=", finished=?, error=''", args=(self.clock(),))
             if old is None:
                 return False
+            self._set_task_warnings(task, warnings)
             self._event("task-completed", f"task {task.id} ({task.label}) completed",
                         job_id=task.job_id, task_id=task.id, slave=old["slave"],
                         data={"status": "completed"})
             self._refresh_job(task.job_id)
         return True
+
+    def _set_task_warnings(self, task: Task, warnings: Iterable[str]) -> None:
+        self.db.execute("DELETE FROM task_warnings WHERE task_id=?", (task.id,))
+        rows = [(task.id, task.job_id, i, str(w)[:MAX_WARNING_CHARS])
+                for i, w in enumerate(list(warnings)[:MAX_TASK_WARNINGS + 1])]
+        self.db.executemany("INSERT INTO task_warnings(task_id, job_id, seq, text)"
+                            " VALUES (?,?,?,?)", rows)
+        if rows:
+            self._event("task-warnings", f"task {task.id} ({task.label}) completed with"
+                        f" {len(rows)} warnings: {rows[0][3][:300]}", job_id=task.job_id,
+                        task_id=task.id, data={"warnings": len(rows)})
+
+    def task_warnings(self, job_id: int, limit: int = 100) -> tuple[list[dict[str, Any]], int]:
+        """A job's distinct task warnings (text, how many tasks gave it, the first such
+        task), at most `limit`, and the number of tasks with warnings."""
+        rows = self.db.execute(
+            "SELECT w.text, COUNT(DISTINCT w.task_id), MIN(w.task_id) FROM task_warnings w"
+            " JOIN tasks t ON t.id = w.task_id WHERE w.job_id=? AND t.status=?"
+            " GROUP BY w.text ORDER BY MIN(w.task_id), MIN(w.seq) LIMIT ?",
+            (job_id, TaskStatus.COMPLETED.value, limit)).fetchall()
+        return [{"warning": r[0], "tasks": r[1], "first_task": r[2]} for r in rows], \
+            self.warned_tasks(job_id)
+
+    def task_warning_counts(self, job_id: int) -> dict[int, int]:
+        """How many warnings each of a job's tasks has (tasks without any are left out)."""
+        return {r[0]: r[1] for r in self.db.execute(
+            "SELECT task_id, COUNT(*) FROM task_warnings WHERE job_id=? GROUP BY task_id",
+            (job_id,))}
+
+    def job_is_strict(self, job_id: int) -> bool:
+        """Whether the job was submitted with --strict (a task warning fails it)."""
+        row = self.db.execute("SELECT strict FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return bool(row and row[0])
+
+    def warned_tasks(self, job_id: int) -> int:
+        """How many of a job's completed tasks have warnings."""
+        return int(self.db.execute(
+            "SELECT COUNT(DISTINCT w.task_id) FROM task_warnings w JOIN tasks t"
+            " ON t.id = w.task_id WHERE w.job_id=? AND t.status=?",
+            (job_id, TaskStatus.COMPLETED.value)).fetchone()[0])
 
     def requeue_task(self, task: Task, attempt: int, reason: str) -> bool:
         """Give an active task back to the queue without blaming its slave."""

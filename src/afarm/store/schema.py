@@ -136,6 +136,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX benchmarks_slave ON benchmarks(slave, id);
     """,
+    # 9: task warnings (missing files, denoiser off) of each task's completed attempt, and
+    # jobs submitted with --strict (a task with warnings fails the job)
+    """
+    CREATE TABLE task_warnings (
+        task_id INTEGER NOT NULL,
+        job_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        PRIMARY KEY (task_id, seq)
+    );
+    CREATE INDEX task_warnings_job ON task_warnings(job_id);
+    ALTER TABLE jobs ADD COLUMN strict INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

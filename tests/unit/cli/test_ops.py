@@ -9,7 +9,7 @@ import pytest
 
 from afarm.cli import ops
 from afarm.cli.client import Client
-from afarm.errors import OperationFailed
+from afarm.errors import OperationFailed, UsageError
 
 
 class ScriptedMaster:
@@ -99,3 +99,26 @@ def test_fetch_writes_the_outputs_and_refuses_one_outside_the_job(tmp_path: Path
     with pytest.raises(OperationFailed, match="outside the job"):
         ops.fetch(client(evil), 7, tmp_path / "evil")
     assert not (tmp_path / "etc").exists()
+
+
+def test_fetch_overwrites_nothing_unless_forced_and_then_replaces(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / "b.png").write_text("mine")
+    with pytest.raises(UsageError, match=r"b\.png exists \(1 of the job's 2 files.*--force"):
+        ops.fetch(client(ScriptedMaster(["completed"], [])), 7, out)
+    assert (out / "sub" / "b.png").read_text() == "mine" and not (out / "a.png").exists()
+    ops.fetch(client(ScriptedMaster(["completed"], [])), 7, out, force=True)
+    assert (out / "sub" / "b.png").read_text() == "/api/v1/jobs/7/outputs/sub/b.png"
+
+
+def test_fetch_quotes_a_non_ascii_output_name_in_the_url(tmp_path: Path) -> None:
+    master = ScriptedMaster(["completed"], [], outputs=("out/ñøn_☃.mp4",))
+    [path] = ops.fetch(client(master), 7, tmp_path)
+    assert path == tmp_path / "out" / "ñøn_☃.mp4"
+    assert path.read_text() == "/api/v1/jobs/7/outputs/out/%C3%B1%C3%B8n_%E2%98%83.mp4"
+
+
+def test_wait_stops_at_completed_with_warnings() -> None:
+    master = ScriptedMaster(["active", "completed-with-warnings"], [[{"id": 1}]])
+    assert ops.wait(client(master), 7)["status"] == "completed-with-warnings"

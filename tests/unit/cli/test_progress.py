@@ -29,3 +29,8 @@ def test_jobs_without_frames_count_tasks() -> None:
     j = job(0, 0)
     j["progress"].update(tasks=10, completed=4)
     assert "4/10 tasks" in ProgressBar(io.StringIO()).line(j)
+
+
+def test_tasks_with_warnings_are_counted_while_the_job_runs() -> None:
+    line = ProgressBar(io.StringIO()).line({**job(3, 24), "warned_tasks": 2})
+    assert line.endswith("2 tasks running, 2 with warnings)")

@@ -98,3 +98,11 @@ def test_a_gpu_job_asks_for_a_slave_with_a_gpu_and_cpu_is_the_default() -> None:
 def test_an_unknown_device_is_refused_naming_the_choices(device: Any) -> None:
     with pytest.raises(UsageError, match="--device must be CPU or GPU"):
         check(body(device=device), 50_000)
+
+
+def test_strict_is_a_boolean_and_off_by_default() -> None:
+    base = {"name": "j", "application": "blender", "params": {}}
+    assert check(base, 10)["strict"] is False
+    assert check({**base, "strict": True}, 10)["strict"] is True
+    with pytest.raises(UsageError, match="strict must be true or false"):
+        check({**base, "strict": "yes"}, 10)

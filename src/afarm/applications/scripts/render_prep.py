@@ -22,11 +22,13 @@ as protocols). Every path a compositor File Output node writes must stay inside 
 SCRATCH. A movie or sound (read through ffmpeg) must not be text: ffmpeg follows playlists
 and manifests to the files and hosts they name. A refusal prints one line per path naming
 the datablock (PREFIX) and exits EXIT_REFUSED before anything renders. Missing files are not
-refused; they are warned about (WARNING). The scene's own output path needs no check:
-afarm's `-o` overrides it.
+refused; they are warned about: one WARNING line each, which afarm's runner stores as a task
+warning (the job then ends completed-with-warnings, or fails with --strict). The scene's own
+output path needs no check: afarm's `-o` overrides it.
 
 Debian's Blender is built without OpenImageDenoise, and Cycles then refuses to render any
-scene that has denoising on; such a render goes ahead without denoising and the log says so.
+scene that has denoising on; such a render goes ahead without denoising, with a WARNING line
+(a task warning, like a missing file).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ FILE = "file"  # one file it reads
 MEDIA = "media"  # one file it reads through ffmpeg (movies, sounds)
 FAMILY = "family"  # a file name standing for a numbered family (sequence, UDIM tiles)
 DIR = "dir"  # a directory it reads (and, for caches, may write)
+OPTDIR = "optdir"  # a cache directory it uses only if present (nothing baked, external off)
 WRITE = "write"  # a file prefix it writes (compositor File Output)
 
 
@@ -76,7 +79,7 @@ class Ref(NamedTuple):
     owner: str  # e.g. "image 'Secret'"
     raw: str  # as stored in the file
     base: str  # the directory '//' means for this datablock
-    use: str  # FILE, MEDIA, FAMILY, DIR or WRITE
+    use: str  # FILE, MEDIA, FAMILY, DIR, OPTDIR or WRITE
 
 
 def parse_job_dirs(argv: Sequence[str]) -> JobDirs:
@@ -276,15 +279,18 @@ def check_ref(ref: Ref, dirs: JobDirs, cwd: str) -> tuple[list[str], list[str]]:
         if not siblings:
             return [], [f"{said}: no such files in the job"]
         return refusals, []
-    problem = _kind_problem(path, want_dir=ref.use == DIR)
+    problem = _kind_problem(path, want_dir=ref.use in (DIR, OPTDIR))
     if problem:
         return [f"{said}: it is {problem}"], []
     if not os.path.exists(path):
-        return [], [f"{said}: no such file in the job"]
+        if ref.use == OPTDIR:
+            return [], []
+        return [], [f"{said}: no such {'directory' if ref.use == DIR else 'file'} in the"
+                    " job"]
     if ref.use == MEDIA and _is_text(path):
         return [f"{said}: it is text, not a movie or sound: ffmpeg would open whatever files"
                 " and addresses a playlist or manifest (HLS, DASH, SDP, ffconcat) names"], []
-    if ref.use == DIR:
+    if ref.use in (DIR, OPTDIR):
         refusals += [f"{said}: {p}" for p in _tree_problems(path, roots)]
     return refusals, []
 
@@ -407,14 +413,17 @@ def file_refs(bpy: Any, bases: _Bases) -> tuple[list[Ref], list[Ref]]:
             elif mod.type == "OCEAN":
                 (refs if mod.is_cached else unused).append(Ref(what, mod.filepath, base, DIR))
             elif mod.type == "FLUID" and mod.fluid_type == "DOMAIN":
+                # Missing only matters for a baked cache: an unbaked one is simulated anew.
+                baked = getattr(mod.domain_settings, "has_cache_baked_any", True)
                 refs.append(Ref(f"fluid cache of {what}", mod.domain_settings.cache_directory,
-                                base, DIR))
+                                base, DIR if baked else OPTDIR))
     for what, cache, idb in _point_caches(bpy):
         for item in cache.point_caches:
             # Internal disk caches live in //blendcache_NAME beside the file, inside the job.
             # The external path is checked even while use_external is off: a keyframe can
             # switch it on mid-render.
-            refs.append(Ref(f"point cache of {what}", item.filepath, bases.of(idb), DIR))
+            refs.append(Ref(f"point cache of {what}", item.filepath, bases.of(idb),
+                            DIR if getattr(item, "use_external", True) else OPTDIR))
     for owner, tree, idb in _node_trees(bpy):
         base = bases.of(idb)
         for node in tree.nodes:
@@ -468,8 +477,9 @@ def _strip_refs(scene: Any, bases: _Bases) -> list[Ref]:
 
 
 def _others(bpy: Any, refs: list[Ref], unused: list[Ref], dirs: JobDirs,
-            cwd: str) -> list[str]:
-    """Paths Blender itself lists that the walk above did not explain: refused, unnamed.
+            cwd: str) -> tuple[list[str], list[str]]:
+    """Paths Blender itself lists that the walk above did not explain: refused, unnamed,
+    when outside the job; warned about when missing (refusals, warnings).
 
     bpy.utils.blend_paths knows every kind of path Blender stores; this catches a kind the
     walk does not know (a newer Blender's), so the rule holds for it too.
@@ -482,16 +492,62 @@ def _others(bpy: Any, refs: list[Ref], unused: list[Ref], dirs: JobDirs,
             if checked:  # Blender lists an image strip's directory, the walk its files
                 explained.add(os.path.dirname(full))
     refusals = []
+    warnings = []
+    unpacked = set(bpy.utils.blend_paths(absolute=True, packed=False, local=False))
     for path in bpy.utils.blend_paths(absolute=True, packed=True, local=False):
         if path in explained or os.path.normpath(path) in explained:
             continue
         ref = Ref("a datablock", path, os.path.dirname(bpy.data.filepath), FILE)
-        if ":" in path or where_problem(blender_abspath(path, ref.base, cwd),
-                                        dirs.read_roots()):
+        full = blender_abspath(path, ref.base, cwd)
+        if ":" in path or where_problem(full, dirs.read_roots()):
             refusals.append(f"the file refers to {path!r}, outside the job's files (found"
                             " by bpy.utils.blend_paths; afarm does not know which datablock"
                             " holds it)")
-    return refusals
+        elif path in unpacked and not re.search(r"[<#]", path) \
+                and not os.path.lexists(full):
+            warnings.append(f"the file refers to {path!r}: no such file in the job (found"
+                            " by bpy.utils.blend_paths; afarm does not know which datablock"
+                            " holds it)")
+    return refusals, warnings
+
+
+def _unread_libraries(bpy: Any, bases: _Bases) -> list[str]:
+    """Libraries that are in the job but Blender could not read (a newer Blender says so
+    with Library.is_missing; 3.4 has no such flag, and a missing file is warned about
+    already): their objects render as empty placeholders."""
+    return [f"{_name('library', lib)} reads {lib.filepath!r}: Blender could not read it"
+            " (not a .blend, damaged, or from a newer Blender); its objects are missing"
+            for lib in bpy.data.libraries
+            if getattr(lib, "is_missing", False) and os.path.exists(bases.library_file(lib))]
+
+
+def tile_path(path: str, number: int) -> str | None:
+    """The file of UDIM tile `number` for an image path with <UDIM> or <UVTILE>."""
+    if "<UDIM>" in path:
+        return path.replace("<UDIM>", str(number))
+    if "<UVTILE>" in path:
+        u, v = (number - 1001) % 10 + 1, (number - 1001) // 10 + 1
+        return path.replace("<UVTILE>", f"u{u}_v{v}")
+    return None
+
+
+def _tile_warnings(bpy: Any, bases: _Bases, cwd: str) -> list[str]:
+    """Each UDIM tile an unpacked tiled image lists whose file is not in the job: Blender
+    renders that tile's part of the model pink."""
+    out = []
+    for img in bpy.data.images:
+        if img.source != "TILED" or img.packed_file is not None:
+            continue
+        path = blender_abspath(img.filepath, bases.of(img), cwd)
+        wanted = [(t.number, tile_path(path, t.number)) for t in img.tiles]
+        lacking = [(n, w) for n, w in wanted if w is not None and not os.path.exists(w)]
+        if len(lacking) == len(wanted):
+            continue  # none at all: check_ref said so in one line
+        for number, want in lacking:
+            if want is not None:
+                out.append(f"{_name('image', img)} reads {img.filepath!r}: its UDIM tile"
+                           f" {number} ({os.path.basename(want)!r}) is not in the job")
+    return out
 
 
 def _job_tree_problems(dirs: JobDirs) -> list[str]:
@@ -518,12 +574,101 @@ def check_loaded_file(bpy: Any, dirs: JobDirs) -> tuple[list[str], list[str]]:
         refused, warned = check_ref(ref, dirs, cwd)
         refusals += refused
         warnings += warned
-    refusals += _others(bpy, refs, unused, dirs, cwd)
+    refused, warned = _others(bpy, refs, unused, dirs, cwd)
+    refusals += refused
+    warnings += warned + _tile_warnings(bpy, bases, cwd) + _unread_libraries(bpy, bases)
     refusals += _job_tree_problems(dirs)
     return refusals, warnings
 
 
 # -- running inside Blender ------------------------------------------------------------------
+
+# -- the frames of an image sequence a task renders ------------------------------------
+
+def parse_frames(argv: Sequence[str]) -> list[int]:
+    """The frames this Blender renders: afarm's ``-f A,B,C`` (the last one before '--')."""
+    args = list(argv)
+    args = args[:args.index("--")] if "--" in args else args
+    if "-f" not in args:
+        return []
+    i = len(args) - 1 - args[::-1].index("-f")
+    value = args[i + 1] if i + 1 < len(args) else ""
+    return [int(f) for f in value.split(",") if f.strip().lstrip("-").isdigit()]
+
+
+def image_frame(frame: int, start: int, duration: int, offset: int, cyclic: bool) -> int | None:
+    """The number of the sequence file Blender reads at scene frame `frame` (as
+    BKE_image_user_frame_get computes it); None when the image user shows no frame."""
+    if duration <= 0:
+        return None
+    n = frame - start + 1
+    if cyclic:
+        n %= duration
+        if n <= 0:
+            n += duration
+    n = min(max(n, 0), duration)
+    return n + offset
+
+
+def sequence_file(path: str, number: int) -> str | None:
+    """`path` with the last run of digits in its file name set to `number`, padded to the
+    same width (how Blender names the files of a sequence)."""
+    folder, name = os.path.split(path)
+    runs = list(re.finditer(r"\d+", name))
+    if not runs:
+        return None
+    last = runs[-1]
+    digits = str(number).zfill(len(last.group()))
+    return os.path.join(folder, name[:last.start()] + digits + name[last.end():])
+
+
+def _sequence_users(bpy: Any) -> Iterator[tuple[Any, Any]]:
+    """(image, its user: frame_start, frame_duration, frame_offset, use_cyclic) of every
+    image sequence a node or texture shows."""
+    for _owner, tree, _idb in _node_trees(bpy):
+        for node in tree.nodes:
+            img = getattr(node, "image", None)
+            if img is None or getattr(img, "source", "") != "SEQUENCE":
+                continue
+            user = getattr(node, "image_user", None)
+            # The compositor's Image node keeps its frame settings on the node itself.
+            yield img, (user if user is not None else node)
+    for tex in bpy.data.textures:
+        img = getattr(tex, "image", None)
+        if img is not None and img.source == "SEQUENCE":
+            yield img, tex.image_user
+
+
+def sequence_warnings(bpy: Any, frames: Sequence[int], cwd: str) -> list[str]:
+    """Files of image sequences that the frames of this task read and the job lacks:
+    Blender renders those frames black or without the image."""
+    bases = _Bases(bpy, cwd)
+    found: dict[tuple[str, str], list[str]] = {}
+    for img, user in _sequence_users(bpy):
+        if img.packed_file is not None or not img.filepath:
+            continue
+        path = blender_abspath(img.filepath, bases.of(img), cwd)
+        folder, name = os.path.split(path)
+        try:
+            pattern = family_pattern(name)
+            if not any(pattern.fullmatch(n) for n in os.listdir(folder)):
+                continue  # none at all: check_ref said so when the file loaded
+        except OSError:
+            continue
+        for frame in frames:
+            n = image_frame(frame, user.frame_start, user.frame_duration, user.frame_offset,
+                            user.use_cyclic)
+            wanted = sequence_file(path, n) if n is not None else None
+            if wanted is not None and not os.path.exists(wanted):
+                names = found.setdefault((_name("image", img), img.filepath), [])
+                if os.path.basename(wanted) not in names:
+                    names.append(os.path.basename(wanted))
+    return [f"{owner} reads {raw!r}: the sequence's file{'s' if len(names) > 1 else ''} "
+            + ", ".join(repr(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
+            + " for the frames of this task "
+            + ("are" if len(names) > 1 else "is") + " not in the job"
+            for (owner, raw), names in found.items()]
+
 
 def has_oidn() -> bool:
     try:
@@ -540,8 +685,8 @@ def fix_denoising(bpy: Any) -> None:
         if scene.render.engine == "CYCLES" and scene.cycles.use_denoising:
             scene.cycles.use_denoising = False
             print(f"{WARNING}scene {scene.name!r} asks for denoising, but this "
-                  "Blender is built without OpenImageDenoise; rendering without it",
-                  flush=True)
+                  "Blender is built without OpenImageDenoise; rendering without it (the"
+                  " frames are noisier than a render with denoising)", flush=True)
 
 
 def _exit_now(code: int, bpy: Any) -> None:
@@ -601,6 +746,12 @@ def main(argv: Sequence[str]) -> None:
                         " refusing to render it")
     # Here, not on load: -E and -S, which decide whether Cycles renders, apply in between.
     fix_denoising(bpy)
+    try:
+        lines = sequence_warnings(bpy, parse_frames(argv), os.getcwd())
+    except Exception as exc:  # noqa: BLE001 - a check that breaks must not stop the render
+        lines = [f"render_prep.py could not check the image sequences' frames: {exc!r}"]
+    for line in lines:
+        print(WARNING + line, flush=True)
     if gpu is not None:
         use_gpu(bpy, gpu)
 

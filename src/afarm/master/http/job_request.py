@@ -18,6 +18,7 @@ from afarm.model.frames import parse_tiles
 KEYS = {"name", "application", "params", "files", "priority", "timeout", "require_tags",
         "policy", "deadline", "min_memory_mib", "gpus", "device"}
 DEVICES = ("CPU", "GPU")
+FLAGS = {"strict"}  # true/false options
 POLICY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_DEADLINE = 1e11  # epoch seconds (the year 5138): anything later is a mistake
 MAX_NAME = 200
@@ -42,10 +43,10 @@ def check(body: Any, max_tasks: int) -> dict[str, Any]:
     """The request's top-level fields, bounded; raises UsageError naming what is wrong."""
     if not isinstance(body, dict):
         raise UsageError("the request body must be a JSON object")
-    unknown = sorted(set(body) - KEYS)
+    unknown = sorted(set(body) - KEYS - FLAGS)
     if unknown:
         raise UsageError(f"unknown field {unknown[0][:40]!r} in the job request; it takes: "
-                         + ", ".join(sorted(KEYS)))
+                         + ", ".join(sorted(KEYS | FLAGS)))
     name, app = body.get("name"), body.get("application")
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
         raise UsageError(f"name must be a non-empty text of at most {MAX_NAME} characters")
@@ -79,6 +80,10 @@ def check(body: Any, max_tasks: int) -> dict[str, Any]:
             f"this job would make {n} tasks; this master plans at most {max_tasks} per job"
             " ([scheduler] max_tasks_per_job): use a larger --chunk, fewer --tiles or fewer"
             " frames or items, or split it into several jobs")
+    strict = body.get("strict", False)
+    if not isinstance(strict, bool):
+        raise UsageError("strict must be true or false (afarmctl submit --strict)")
+    out["strict"] = strict
     return out
 
 

@@ -27,7 +27,17 @@ JOB = {"type": "object",
            "id": {"type": "integer"}, "name": {"type": "string"},
            "application": {"type": "string"},
            "status": {"type": "string", "enum": ["queued", "active", "paused", "completed",
-                                                 "failed", "canceled"]},
+                                                 "completed-with-warnings", "failed",
+                                                 "canceled"],
+                      "description": "completed-with-warnings: every task completed, some"
+                                     " with task_warnings (a file the job needs was"
+                                     " missing); its frames may be wrong"},
+           "task_warnings": {"type": "array", "items": {
+               "type": "object", "properties": {"warning": {"type": "string"},
+                                                "tasks": {"type": "integer"},
+                                                "first_task": {"type": "integer"}}}},
+           "warned_tasks": {"type": "integer"},
+           "strict": {"type": "boolean"},
            "priority": {"type": "integer"}, "created": {"type": "number"},
            "updated": {"type": "number"},
            "params": {"type": "object", "nullable": True},
@@ -262,6 +272,11 @@ def results_port(secured: bool) -> dict[str, Any]:
                            {"name": "job", "in": "query", "schema": ID}],
             "responses": _responses({"200": {"description": "the stream", "content": {
                 "text/event-stream": {"schema": {"type": "string"}}}}})}},
+        "/addon/afarm_blender.zip": {"get": {
+            "summary": "the Blender add-on, to install with Blender's add-on preferences",
+            "security": [],
+            "responses": {"200": {"description": "the add-on", "content": {
+                "application/zip": {"schema": {"type": "string", "format": "binary"}}}}}}},
     }, secured=secured)
 
 

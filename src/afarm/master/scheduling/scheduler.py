@@ -27,7 +27,7 @@ from afarm.master.scheduling.properties import Properties
 from afarm.master.scheduling.ranking import Policy, Ranking, tail_defers
 from afarm.master.slaves.link import Outcome
 from afarm.model.job import Job, Task
-from afarm.model.policy import FailurePolicy, decide_failure
+from afarm.model.policy import FailureDecision, FailurePolicy, decide_failure
 from afarm.model.status import TaskStatus
 from afarm.protocol.messages import TaskReply
 from afarm.store.db import Store
@@ -362,10 +362,17 @@ class Scheduler:
                 self.fail(task, attempt, None if place.name == MASTER else place.name,
                           f"output {missing[0]} did not arrive")
                 return
+            warnings = outcome.reply.warnings if outcome.reply is not None else []
+            if warnings and self._strict(task.job_id):
+                # The file lacks what it needs: every slave would render it the same wrong
+                # way, so the task fails for good without blaming this slave.
+                self.fail_for_good(task, attempt, "--strict: the task had warnings: "
+                                   + warnings[0])
+                return
             # No await between the lease check and the renames: a late result from a slave
             # the master already gave up on can never replace a frame.
             self.results.publish(task, outcome.got)
-            if s.complete_task(task, attempt):
+            if s.complete_task(task, attempt, warnings):
                 self.index.completed(task.id)
             return
         if outcome.kind in ("gone", "canceled"):
@@ -376,6 +383,16 @@ class Scheduler:
         if outcome.reason == "canceled" and not s.lease_valid(task.id, attempt):
             return  # the job was canceled: the slave only confirms it stopped
         self.fail(task, attempt, None if place.name == MASTER else place.name, outcome.reason)
+
+    def _strict(self, job_id: int) -> bool:
+        return self.store.job_is_strict(job_id)
+
+    def fail_for_good(self, task: Task, attempt: int, reason: str) -> None:
+        """A failure no other slave would avoid (the job's own input is at fault)."""
+        if self.store.fail_task(task, attempt, None, reason,
+                                FailureDecision(TaskStatus.FAILED, False)) is not None:
+            log.info("task %d (%s) failed: %s", task.id, task.label, reason)
+            self.index.drop_job(task.job_id)
 
     def fail(self, task: Task, attempt: int, slave: str | None, reason: str) -> None:
         s = self.store
