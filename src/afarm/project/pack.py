@@ -18,14 +18,12 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from afarm.errors import UsageError
+from afarm.project.names import job_name
 from afarm.project.trace import MAX_FILES, Missing, Trace, lexical, sha256_of
 from afarm.project.trace import trace as trace_blend
-
-OUTSIDE = "_outside"
-MAX_NAME = 1024  # bytes, as the master's relative_name allows
 
 
 @dataclass(frozen=True)
@@ -66,29 +64,6 @@ class Pack:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def check_name(name: str, origin: Path | str) -> str:
-    """`name` as the master accepts an input's name, or UsageError naming `origin`."""
-    parts = name.split("/")
-    bad = (not name or name.startswith("/") or len(name.encode()) > MAX_NAME
-           or any(p in ("", ".", "..") or "\\" in p or "\0" in p or len(p.encode()) > 255
-                  or any(ord(c) < 32 for c in p) for p in parts))
-    if bad:
-        why = ("a backslash" if "\\" in name else "a control character"
-               if any(ord(c) < 32 for c in name) else "a name too long or empty")
-        raise UsageError(f"{origin}: cannot be carried to the slave: its path has {why};"
-                         " rename it (and the path to it in the .blend)")
-    return name
-
-
-def job_name(path: Path, root: Path) -> str:
-    """The job-relative name of an absolute (lexical) path under `root`."""
-    if path.is_relative_to(root):
-        name = PurePosixPath(path.relative_to(root)).as_posix()
-    else:
-        name = f"{OUTSIDE}/" + PurePosixPath(path).as_posix().lstrip("/")
-    return check_name(name, path)
 
 
 def project_root(tr: Trace, extra: list[Path]) -> Path:

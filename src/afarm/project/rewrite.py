@@ -15,7 +15,7 @@ import posixpath
 from pathlib import Path
 
 from afarm.errors import UsageError
-from afarm.project.pack import job_name
+from afarm.project.names import job_name
 from afarm.project.trace import Trace, Usage
 
 

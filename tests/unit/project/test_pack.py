@@ -11,7 +11,8 @@ import pytest
 
 from afarm.errors import UsageError
 from afarm.project import pack as pack_mod
-from afarm.project.pack import check_name, expand_extra, job_name, pack_trace, project_root
+from afarm.project.names import check_name, job_name
+from afarm.project.pack import expand_extra, pack_trace, project_root
 from afarm.project.rewrite import relative, wanted_path
 from afarm.project.trace import Dependency, Missing, Trace, Usage, lexical, private, trace
 
