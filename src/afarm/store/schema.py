@@ -136,6 +136,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX benchmarks_slave ON benchmarks(slave, id);
     """,
+    # 6: slaves found by Avahi: pending until accepted; a changed fingerprint is a warning
+    """
+    CREATE TABLE discovered (
+        name TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        address TEXT NOT NULL,
+        ssh_port INTEGER NOT NULL,
+        claim_port INTEGER NOT NULL,
+        macs TEXT NOT NULL,
+        version TEXT NOT NULL,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        warning TEXT NOT NULL DEFAULT ''
+    );
+    """,
 ]
 
 
