@@ -19,7 +19,8 @@ RUN_DEPS := blender ffmpeg rsync openssh-client openssh-server bubblewrap \
 TEST_DEPS := $(RUN_DEPS) python3-pytest python3-pytest-timeout python3-hypothesis python3-venv python3-pip mypy \
 	iproute2 procps util-linux passwd git systemd strace \
 	debhelper dh-python pybuild-plugin-pyproject python3-setuptools python3-all lintian \
-	groff-base man-db devscripts fakeroot build-essential
+	groff-base man-db devscripts fakeroot build-essential \
+	avahi-daemon dbus-daemon python3-dbus python3-gi
 
 .PHONY: demo test deps-run deps-test lint unit clean
 
