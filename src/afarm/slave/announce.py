@@ -13,7 +13,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from afarm import __version__
 from afarm.discovery import avahi
@@ -35,11 +35,21 @@ class Options:
     shell_command: str = "/usr/bin/afarm-slave-shell"
 
 
+class Publishing(Protocol):
+    """What the announcer needs of afarm.discovery.publish.Publisher (tests fake it)."""
+
+    state: str
+
+    def publish(self, a: Announcement, port: int) -> None: ...
+    def ensure(self) -> str: ...
+    def withdraw(self) -> None: ...
+
+
 class Announcer:
     def __init__(self, conf: dict[str, Any], opts: Options,
-                 publisher: Publisher | None = None) -> None:
+                 publisher: Publishing | None = None) -> None:
         self.conf, self.opts = conf, opts
-        self.publisher = publisher or Publisher()
+        self.publisher: Publishing = publisher or Publisher()
         self.claims: ClaimServer | None = None
         self.announcement: Announcement | None = None
         self._said_unavailable = False
