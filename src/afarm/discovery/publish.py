@@ -46,10 +46,13 @@ class Publisher:
         self._bus = bus
         self._group: Any = None
         self._announcement: Announcement | None = None
+        self._service = ""
+        self._port = 0
         self.state = "unpublished"
 
-    def publish(self, a: Announcement, port: int) -> None:
-        """Announce ``a`` at ``port`` (the SRV record); Unavailable when Avahi is not there."""
+    def publish(self, a: Announcement, port: int, service: str | None = None) -> None:
+        """Announce ``a`` at ``port`` (the SRV record) as DNS-SD instance ``service``
+        (default: the slave's name); Unavailable when Avahi is not there."""
         import dbus
 
         txt = [dbus.ByteArray(b) for b in encode(a)]
@@ -60,7 +63,8 @@ class Publisher:
             self.withdraw()
             group = dbus.Interface(self._bus.get_object(avahi.NAME, srv.EntryGroupNew()),
                                    avahi.ENTRY_GROUP)
-            group.AddService(avahi.IF_UNSPEC, avahi.PROTO_UNSPEC, dbus.UInt32(0), a.name,
+            group.AddService(avahi.IF_UNSPEC, avahi.PROTO_UNSPEC, dbus.UInt32(0),
+                             service or a.name,
                              SERVICE_TYPE, "", "", dbus.UInt16(port),
                              dbus.Array(txt, signature="ay"))
             group.Commit()
@@ -68,6 +72,7 @@ class Publisher:
             raise avahi.Unavailable(f"Avahi refused the service ({exc.get_dbus_message()})") \
                 from None
         self._group, self._announcement, self._port = group, a, port
+        self._service = service or a.name
         self.state = "published"
 
     def ensure(self) -> str:
@@ -84,8 +89,15 @@ class Publisher:
             self._bus = None
             self.publish(self._announcement, self._port)
             return self.state
-        self.state = {avahi.COLLISION: "collision", avahi.FAILURE: "failed"}.get(
-            state, "published")
+        if state == avahi.COLLISION:
+            # Another machine holds the instance name: take Avahi's alternative ("NAME #2");
+            # the master goes by the TXT name and fingerprint, not by the instance name.
+            other = str(avahi.server(self._bus).GetAlternativeServiceName(self._service))
+            log.warning("another machine announces the service name %s; announcing as %s",
+                        self._service, other)
+            self.publish(self._announcement, self._port, other)
+            return "collision"
+        self.state = "failed" if state == avahi.FAILURE else "published"
         return self.state
 
     def withdraw(self) -> None:

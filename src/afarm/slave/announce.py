@@ -129,12 +129,9 @@ class Announcer:
             self._publish()
             return
         try:
-            state = self.publisher.ensure()
+            self.publisher.ensure()
         except avahi.Unavailable:
             return
-        if state == "collision":
-            log.warning("another machine announces the name %s on this network",
-                        self.announcement.name)
 
     def stop(self) -> None:
         if self.claims is not None:
