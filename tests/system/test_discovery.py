@@ -90,6 +90,21 @@ def start_slave(net: TestNet, h: Host, mdns: MdnsHost, name: str) -> Any:
                           "DBUS_SYSTEM_BUS_ADDRESS": mdns.address})
 
 
+def master_post(m: BridgeMaster, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(m.client.job_url + path, data=json.dumps(body).encode(),
+                                 method="POST", headers={
+                                     "Content-Type": "application/json",
+                                     "Authorization": f"Bearer {m.client.token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
 def announce_as(net: TestNet, h: Host, mdns: MdnsHost, name: str, fp: str) -> Any:
     """Publish ``name`` with host key ``fp`` from ``h`` as a hand-made announcement."""
     code = ("import time; from afarm.discovery.publish import Publisher;"
@@ -185,3 +200,38 @@ def test_a_slave_found_on_the_network_is_accepted_with_one_command_and_renders(
     job2 = master.submit("--app", "sleep", "--items", "0.1")
     assert master.wait(job2, timeout=60)["status"] == "completed"
     assert json.loads(master.ctl("--json", "slaves").stdout)
+
+
+def test_a_pending_name_announced_with_two_host_keys_is_not_accepted_until_sorted_out(
+        net: TestNet, mdns: dict[str, MdnsHost], master: BridgeMaster) -> None:
+    h, other = net[0], net[1]
+    name = "render2"
+    fp = host_key_fingerprint(Path(f"{h.host_key}.pub"))
+    impostor_fp = host_key_fingerprint(Path(f"{other.host_key}.pub"))
+    impostor = announce_as(net, other, mdns[other.name], name, impostor_fp)
+    wait_for("the first announcement pending",
+             lambda: (s := slave_state(master, name)) and s["state"] == "pending", master)
+    start_slave(net, h, mdns[h.name], name)
+    warning = wait_for("the warning about the second host key",
+                       lambda: (s := slave_state(master, name)) and s["last_error"], master)
+    assert f"with host key {fp}" in warning and impostor_fp in warning
+    assert "WARNING" in master.logtext() and fp in master.logtext()
+    refused = master.ctl("slave", "accept", name, "--yes")
+    assert refused.returncode == 1 and "not accepted" in refused.stderr, refused
+    status, answer = master_post(master, f"/api/v1/slaves/{name}/accept",
+                                 {"fingerprint": fp})  # the API refuses it too, either key
+    assert status == 409 and impostor_fp in answer["error"]
+    assert not (master.state / "known_hosts").exists()
+    # The admin finds and stops the impostor, forgets the name, and it starts over.
+    impostor.kill()
+    impostor.wait()
+    time.sleep(1.0)  # its avahi-daemon says goodbye; the master's forgets the record
+    assert master.ctl("slave", "reject", name).returncode == 0
+    pending = wait_for("the real slave pending again",
+                       lambda: (s := slave_state(master, name)) and s["state"] == "pending"
+                       and s, master)
+    assert pending["discovered"]["fingerprint"] == fp and not pending["last_error"]
+    accepted = master.ctl("slave", "accept", name, "--yes")
+    assert accepted.returncode == 0, (accepted.stderr, master.logtext()[-2000:])
+    job = master.submit("--app", "sleep", "--items", "0.1")
+    assert master.wait(job, timeout=60)["status"] == "completed"

@@ -13,6 +13,7 @@ IF_UNSPEC = -1
 PROTO_UNSPEC, PROTO_INET, PROTO_INET6 = -1, 0, 1
 # EntryGroup states
 UNCOMMITED, REGISTERING, ESTABLISHED, COLLISION, FAILURE = range(5)
+CALL_TIMEOUT = 5.0  # seconds
 
 
 class Unavailable(RuntimeError):
@@ -40,7 +41,9 @@ def server(bus: Any) -> Any:
     try:
         obj = bus.get_object(NAME, "/")
         srv = dbus.Interface(obj, SERVER)
-        srv.GetVersionString()  # fails now, not at the first real call, when Avahi is absent
+        # Fails now, not at the first real call, when Avahi is absent; the timeout bounds
+        # a bus that tries to start an Avahi that does not come up.
+        srv.GetVersionString(timeout=CALL_TIMEOUT)
         return srv
     except dbus.exceptions.DBusException as exc:
         raise Unavailable(f"avahi-daemon is not on the system bus ({exc.get_dbus_name()});"

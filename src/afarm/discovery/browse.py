@@ -54,6 +54,8 @@ class Browser:
         self._loop: Any = None
         self._thread: threading.Thread | None = None
         self._bus: Any = None
+        self._srv: Any = None
+        self._paths: set[str] = set()
 
     def start(self) -> None:
         try:
@@ -84,13 +86,26 @@ class Browser:
         for signal, handler in (("ItemNew", item_new), ("ItemRemove", item_remove)):
             bus.add_signal_receiver(handler, signal_name=signal,
                                     dbus_interface=avahi.SERVICE_BROWSER, path_keyword="path")
-        paths.add(str(srv.ServiceBrowserNew(avahi.IF_UNSPEC, self.protocol, SERVICE_TYPE,
-                                            "", 0)))
+        self._paths, self._srv = paths, srv
+        self._browse()
         self._bus = bus
         self._loop = GLib.MainLoop()
         self._thread = threading.Thread(target=self._loop.run, name="avahi-browse",
                                         daemon=True)
         self._thread.start()
+
+    def _browse(self) -> bool:
+        """A new ServiceBrowser: Avahi reports every service it knows again (ItemNew)."""
+        self._paths.add(str(self._srv.ServiceBrowserNew(
+            avahi.IF_UNSPEC, self.protocol, SERVICE_TYPE, "", 0, timeout=avahi.CALL_TIMEOUT)))
+        return False  # as a GLib idle callback: run once
+
+    def rescan(self) -> None:
+        """Report every slave announced now again (after the master forgot one)."""
+        if self._loop is not None:
+            from gi.repository import GLib
+
+            GLib.idle_add(self._browse)
 
     def _resolved(self, interface: int, protocol: int, name: str, stype: str, domain: str,
                   host: str, aprotocol: int, address: str, port: int, txt: Any,

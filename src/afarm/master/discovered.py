@@ -153,8 +153,12 @@ class Discovery:
                 "state": "enrolled", "master": master}
 
     def reject(self, name: str) -> bool:
+        """Forget ``name``'s record; whatever announces it now is judged afresh."""
         with self.farm.store.transaction():
-            return table.forget(self.farm.store.db, name)
+            forgotten = table.forget(self.farm.store.db, name)
+        if forgotten and self.browser is not None:
+            self.browser.rescan()
+        return forgotten
 
 
 def routes(d: Discovery) -> list[web.RouteDef]:
