@@ -67,27 +67,27 @@ def wait_for(what: str, check: Any, m: MasterProcess, timeout: float = 30) -> An
     raise AssertionError(f"{what} did not happen in {timeout} s:\n{m.logtext()[-3000:]}")
 
 
-def start_slave(net: TestNet, h: Host, mdns: MdnsHost, name: str) -> Any:
-    """afarm-slave run as root on ``h``, announcing ``name`` and taking one claim."""
+def start_slave(net: TestNet, h: Host, mdns: MdnsHost, name: str) -> None:
+    """On ``h``, as the packages run them: afarm-slave run (announces ``name``) and
+    afarm-slave claim (root, takes one master's claim on [slave] claim_port)."""
     apps = h.dir / "applications.d"
     apps.mkdir(exist_ok=True)
     (apps / "sleep.conf").write_text(SLEEP)
     conf = h.dir / "slave.conf"
     conf.write_text(f"[slave]\nname = {name}\nwork_dir = {h.workdir}\n"
-                    f"applications_dir = {apps}\n")
+                    f"applications_dir = {apps}\nclaim_port = {CLAIM_PORT}\n")
     conf.chmod(0o644)
     wrapper = shell_wrapper(h, conf)
     net.slave_door(h, wrapper)
     h.authorized_keys.write_text("")  # a fresh slave: no master's key yet
-    log = open(h.dir / "afarm-slave.log", "ab")  # noqa: SIM115 - closed with the process
-    return net.popen(h, [sys.executable, "-m", "afarm.slave.daemon", "--config", str(conf),
-                         "run", "--host-key", f"{h.host_key}.pub", "--ssh-port", str(h.port),
-                         "--claim-port", str(CLAIM_PORT), "--user", h.user,
-                         "--authorized-keys", str(h.authorized_keys),
-                         "--shell-command", str(wrapper)],
-                     stdout=log, stderr=log,
-                     env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": SRC,
-                          "DBUS_SYSTEM_BUS_ADDRESS": mdns.address})
+    common = ["--host-key", f"{h.host_key}.pub", "--ssh-port", str(h.port), "--user", h.user,
+              "--authorized-keys", str(h.authorized_keys), "--shell-command", str(wrapper)]
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": SRC,
+           "DBUS_SYSTEM_BUS_ADDRESS": mdns.address}
+    for verb in ("claim", "run"):
+        log = open(h.dir / f"afarm-slave-{verb}.log", "ab")  # noqa: SIM115 - closed with it
+        net.popen(h, [sys.executable, "-m", "afarm.slave.daemon", "--config", str(conf),
+                      verb, *common], stdout=log, stderr=log, env=env)
 
 
 def master_post(m: BridgeMaster, path: str, body: dict[str, Any]) -> tuple[int, Any]:

@@ -1,16 +1,22 @@
 # SPDX-License-Identifier: MIT
-"""What ``afarm-slave run`` does for discovery: announce the slave over Avahi and, when
-asked to (``--claim-port``, as root), take one master's claim.
+"""Discovery on the slave: ``afarm-slave run`` announces the slave over Avahi, and
+``afarm-slave claim`` (root) takes one master's claim.
 
-Discovery is optional: without D-Bus or avahi-daemon it says so once and the slave works
-as before (enrolment by token). The announcement is checked again every ``tick`` and
-published anew if avahi-daemon restarted.
+Two processes because they need opposite rights: the daemon runs as the slave user with no
+network (D-Bus is a local socket), while enrolling writes the root-owned authorized_keys
+and talks to the master. Both read ``[slave] claim_port``: the daemon announces it while no
+master's key is installed, the claim process listens on it until one is.
+
+Discovery is optional: without D-Bus or avahi-daemon the daemon says so once and the slave
+works as before (enrolment by token). The announcement is checked again every ``tick`` and
+published anew if avahi-daemon restarted or the slave got enrolled meanwhile.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,7 +26,7 @@ from afarm.discovery import avahi
 from afarm.discovery.claim import ClaimServer, already_enrolled
 from afarm.discovery.publish import Publisher, host_key_fingerprint, mac_addresses
 from afarm.discovery.txt import Announcement
-from afarm.errors import AfarmError
+from afarm.errors import AfarmError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +35,24 @@ log = logging.getLogger(__name__)
 class Options:
     host_key: Path
     ssh_port: int = 22
-    claim_port: int = 0  # 0: take no claims
     user: str = "afarm"
     authorized_keys: Path | None = None
     shell_command: str = "/usr/bin/afarm-slave-shell"
+
+    def keys_file(self) -> Path:
+        """Where the master's key goes: given, or the slave user's authorized_keys."""
+        if self.authorized_keys is not None:
+            return self.authorized_keys
+        import pwd
+
+        try:
+            return Path(pwd.getpwnam(self.user).pw_dir) / ".ssh" / "authorized_keys"
+        except KeyError:
+            raise UsageError(f"there is no user {self.user!r} on this machine; install the"
+                             " afarm-slave package (it creates the user)") from None
+
+    def enrolled(self) -> bool:
+        return already_enrolled(self.keys_file(), self.shell_command)
 
 
 class Publishing(Protocol):
@@ -50,31 +70,16 @@ class Announcer:
                  publisher: Publishing | None = None) -> None:
         self.conf, self.opts = conf, opts
         self.publisher: Publishing = publisher or Publisher()
-        self.claims: ClaimServer | None = None
         self.announcement: Announcement | None = None
         self._said_unavailable = False
 
-    def _authorized_keys(self) -> Path:
-        if self.opts.authorized_keys is not None:
-            return self.opts.authorized_keys
-        import pwd
-
-        return Path(pwd.getpwnam(self.opts.user).pw_dir) / ".ssh" / "authorized_keys"
-
-    def _enrol(self, master: str, token: str) -> str:
-        from afarm.slave import enroll
-
-        done = enroll.enroll(master, token, name=self.conf["name"], ssh_port=self.opts.ssh_port,
-                             host_key=self.opts.host_key, work_dir=str(self.conf["work_dir"]),
-                             user=self.opts.user, authorized_keys=self.opts.authorized_keys,
-                             command=self.opts.shell_command)
-        return done.name
-
-    def _claimed(self, name: str) -> None:
-        # Claims are closed: announce without the claim port from now on.
-        if self.announcement is not None:
-            self.announcement = dataclasses.replace(self.announcement, claim_port=0)
-            self._publish()
+    def _claim_port(self) -> int:
+        port = int(self.conf.get("claim_port", 0))
+        try:
+            return 0 if not port or self.opts.enrolled() else port
+        except (OSError, UsageError) as exc:
+            log.warning("announcing no claim port: %s", exc)
+            return 0
 
     def start(self) -> None:
         try:
@@ -83,27 +88,9 @@ class Announcer:
             log.warning("not announcing this slave: cannot read its SSH host key %s (%s)",
                         self.opts.host_key, exc)
             return
-        claim_port = 0
-        if self.opts.claim_port:
-            try:
-                enrolled = already_enrolled(self._authorized_keys(), self.opts.shell_command)
-            except KeyError:
-                log.warning("not taking claims: there is no user %r", self.opts.user)
-                enrolled = True
-            if enrolled:
-                log.info("enrolled with a master already: taking no claims")
-            else:
-                try:
-                    self.claims = ClaimServer(self.conf["name"], fp, self._enrol,
-                                              self.opts.claim_port, self._claimed)
-                except OSError as exc:
-                    log.warning("not taking claims: cannot listen on port %d (%s)",
-                                self.opts.claim_port, exc.strerror)
-                else:
-                    self.claims.start()
-                    claim_port = self.claims.port
         self.announcement = Announcement(self.conf["name"], fp, mac_addresses(),
-                                         _txt_version(), self.opts.ssh_port, claim_port)
+                                         _txt_version(), self.opts.ssh_port,
+                                         self._claim_port())
         self._publish()
 
     def _publish(self) -> None:
@@ -119,12 +106,16 @@ class Announcer:
             return
         self._said_unavailable = False
         log.info("announced as %s (_afarm._tcp), host key %s%s", a.name, a.fingerprint,
-                 f", taking a master's claim on port {a.claim_port}" if a.claim_port else "")
+                 f", claims on port {a.claim_port}" if a.claim_port else "")
 
     def tick(self) -> None:
-        """Publish again when the announcement was lost or never made it."""
+        """Publish again when the announcement was lost, never made it, or the slave was
+        enrolled since (no claim port any more)."""
         if self.announcement is None:
             return
+        if self.announcement.claim_port and not self._claim_port():
+            self.announcement = dataclasses.replace(self.announcement, claim_port=0)
+            self.publisher.withdraw()
         if self.publisher.state == "unpublished":
             self._publish()
             return
@@ -134,9 +125,40 @@ class Announcer:
             return
 
     def stop(self) -> None:
-        if self.claims is not None:
-            self.claims.stop()
         self.publisher.withdraw()
+
+
+def serve_claims(conf: dict[str, Any], opts: Options, stop: threading.Event,
+                 host: str = "") -> int:
+    """``afarm-slave claim``: take one master's claim on ``[slave] claim_port`` and enrol
+    with it; returns at once when this slave is enrolled already or takes no claims."""
+    port = int(conf.get("claim_port", 0))
+    if not port:
+        log.info("[slave] claim_port = 0: taking no claims; enrol by token")
+        return 0
+    if opts.enrolled():
+        log.info("a master's key is installed already: taking no claims")
+        return 0
+    fp = host_key_fingerprint(opts.host_key)
+
+    def enrol(master: str, token: str) -> str:
+        from afarm.slave import enroll
+
+        done = enroll.enroll(master, token, name=conf["name"], ssh_port=opts.ssh_port,
+                             host_key=opts.host_key, work_dir=str(conf["work_dir"]),
+                             user=opts.user, authorized_keys=opts.authorized_keys,
+                             command=opts.shell_command)
+        return done.name
+
+    server = ClaimServer(conf["name"], fp, enrol, port, lambda name: stop.set(), host)
+    server.start()
+    log.info("taking the claim of the first master that accepts %s (host key %s) on port"
+             " %d", conf["name"], fp, server.port)
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+    return 0
 
 
 def _txt_version() -> str:

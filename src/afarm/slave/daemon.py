@@ -162,17 +162,32 @@ def _enroll(a: argparse.Namespace, conf: dict[str, Any]) -> int:
 
 def _announce(a: argparse.Namespace) -> Any:
     """The announce options of ``run`` (None with --no-announce)."""
-    if a.command not in (None, "run") or getattr(a, "no_announce", False):
+    if a.command not in (None, "run", "claim") or getattr(a, "no_announce", False):
         return None
     from afarm.slave.announce import Options
 
-    port, claim = getattr(a, "ssh_port", 22), getattr(a, "claim_port", 0)
-    if not 0 < port < 65536 or not 0 <= claim < 65536:
-        raise UsageError("--ssh-port and --claim-port take a TCP port (1 to 65535)")
+    port = getattr(a, "ssh_port", 22)
+    if not 0 < port < 65536:
+        raise UsageError("--ssh-port takes a TCP port (1 to 65535)")
     return Options(host_key=getattr(a, "host_key", DEFAULT_HOST_KEY), ssh_port=port,
-                   claim_port=claim, user=getattr(a, "user", "afarm"),
+                   user=getattr(a, "user", "afarm"),
                    authorized_keys=getattr(a, "authorized_keys", None),
                    shell_command=getattr(a, "shell_command", "/usr/bin/afarm-slave-shell"))
+
+
+def _claim(a: argparse.Namespace, conf: dict[str, Any]) -> int:
+    from afarm.slave.announce import serve_claims
+
+    if os.geteuid() != 0 and a.authorized_keys is None:
+        raise UsageError("claim writes the afarm user's authorized_keys: run it as root")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return serve_claims(conf, _announce(a), stop)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,20 +205,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how often to look for stale scratch dirs (default 3600)")
     r.add_argument("--no-announce", action="store_true",
                    help="do not announce this slave over Avahi (_afarm._tcp)")
-    r.add_argument("--host-key", type=Path, default=Path("/etc/ssh/ssh_host_ed25519_key.pub"),
-                   help="public SSH host key whose fingerprint is announced (default:"
-                        " %(default)s)")
-    r.add_argument("--ssh-port", type=int, default=22, help="this slave's sshd port")
-    r.add_argument("--claim-port", type=int, default=0, metavar="PORT",
-                   help="until this slave is enrolled, take the claim of the first master"
-                        " that accepts it (afarmctl slave accept) on this TCP port, and"
-                        " enrol with it (needs root, like enroll); 0: take none (default)")
-    r.add_argument("--user", default="afarm", help="with --claim-port: the slave user")
-    r.add_argument("--authorized-keys", type=Path, default=None,
-                   help="with --claim-port: where the master's key goes (default: the"
-                        " slave user's ~/.ssh/authorized_keys)")
-    r.add_argument("--shell-command", default="/usr/bin/afarm-slave-shell",
-                   help="with --claim-port: the forced command of the master's key")
+    c = sub.add_parser("claim", help="take the claim of the first master that accepts this"
+                                     " slave, on [slave] claim_port, and enrol (as root)")
+    for q in (r, c):
+        q.add_argument("--host-key", type=Path, default=DEFAULT_HOST_KEY,
+                       help="public SSH host key whose fingerprint is announced and"
+                            " registered (default: %(default)s)")
+        q.add_argument("--ssh-port", type=int, default=22, help="this slave's sshd port")
+        q.add_argument("--user", default="afarm", help="the slave user (default: afarm)")
+        q.add_argument("--authorized-keys", type=Path, default=None,
+                       help="where the master's key goes (default: the slave user's"
+                            " ~/.ssh/authorized_keys); a slave with a master's key there"
+                            " takes no claims")
+        q.add_argument("--shell-command", default="/usr/bin/afarm-slave-shell",
+                       help="the forced command of the master's key (default: %(default)s)")
     e = sub.add_parser("enroll", help="introduce this slave to a master (as root)")
     e.add_argument("--master", required=True, metavar="HOST[:PORT]",
                    help="the master's job port (default port 7731)")
@@ -236,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger().setLevel(str(conf["log_level"]).upper())
         if interactive:
             return _enroll(a, conf)
+        if a.command == "claim":
+            return _claim(a, conf)
         max_age = getattr(a, "max_age", 24.0)
         interval = getattr(a, "clean_interval", 3600.0)
         if max_age <= 0 or interval <= 0:

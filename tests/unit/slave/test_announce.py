@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from afarm.discovery import avahi
 from afarm.discovery.publish import host_key_fingerprint, mac_addresses
 from afarm.discovery.txt import Announcement
-from afarm.slave.announce import Announcer, Options
+from afarm.slave.announce import Announcer, Options, serve_claims
 from tests.unit.slave.test_enroll import _keypair
 
 
@@ -40,8 +41,8 @@ def host_key(tmp_path: Path) -> Path:
     return tmp_path / "ssh_host_ed25519_key.pub"
 
 
-def conf(tmp_path: Path) -> dict[str, Any]:
-    return {"name": "render1", "work_dir": str(tmp_path / "work")}
+def conf(tmp_path: Path, claim_port: int = 0) -> dict[str, Any]:
+    return {"name": "render1", "work_dir": str(tmp_path / "work"), "claim_port": claim_port}
 
 
 def test_the_fingerprint_is_the_one_ssh_keygen_prints(host_key: Path) -> None:
@@ -61,26 +62,41 @@ def test_mac_addresses_leave_out_loopback_and_zero(tmp_path: Path) -> None:
     assert mac_addresses(tmp_path) == ("52:54:00:ab:cd:ef",)
 
 
-def test_a_slave_announces_name_fingerprint_and_ssh_port_without_a_claim_port(
+def test_a_slave_announces_name_fingerprint_ssh_port_and_its_claim_port(
         tmp_path: Path, host_key: Path) -> None:
     pub = FakePublisher()
-    a = Announcer(conf(tmp_path), Options(host_key=host_key, ssh_port=2222), pub)
+    keys = tmp_path / "authorized_keys"
+    a = Announcer(conf(tmp_path, 7733), Options(host_key=host_key, ssh_port=2222,
+                                                authorized_keys=keys), pub)
     a.start()
     (ann, port), = pub.published
     assert (ann.name, ann.fingerprint, ann.ssh_port, ann.claim_port, port) == (
-        "render1", host_key_fingerprint(host_key), 2222, 0, 2222)
+        "render1", host_key_fingerprint(host_key), 2222, 7733, 7733)
+    # Once a master's key is installed, the claim port goes from the announcement.
+    keys.write_text('restrict,command="/usr/bin/afarm-slave-shell" ssh-ed25519 AAAA m\n')
+    a.tick()
+    assert pub.published[-1][0].claim_port == 0 and pub.published[-1][1] == 2222
     a.stop()
 
 
-def test_an_enrolled_slave_takes_no_claims(tmp_path: Path, host_key: Path) -> None:
+def test_an_enrolled_slave_announces_no_claim_port_and_takes_no_claims(
+        tmp_path: Path, host_key: Path) -> None:
     keys = tmp_path / "authorized_keys"
     keys.write_text('restrict,command="/usr/bin/afarm-slave-shell" ssh-ed25519 AAAA m\n')
     pub = FakePublisher()
-    a = Announcer(conf(tmp_path), Options(host_key=host_key, claim_port=1,
-                                          authorized_keys=keys), pub)
+    opts = Options(host_key=host_key, authorized_keys=keys)
+    a = Announcer(conf(tmp_path, 7733), opts, pub)
     a.start()
-    assert a.claims is None and pub.published[0][0].claim_port == 0
-    a.stop()
+    assert pub.published[0][0].claim_port == 0
+    assert serve_claims(conf(tmp_path, 7733), opts, threading.Event()) == 0  # returns at once
+
+
+def test_claim_port_0_announces_none(tmp_path: Path, host_key: Path) -> None:
+    pub = FakePublisher()
+    a = Announcer(conf(tmp_path, 0), Options(host_key=host_key,
+                                             authorized_keys=tmp_path / "k"), pub)
+    a.start()
+    assert pub.published[0][0].claim_port == 0
 
 
 def test_without_avahi_the_slave_says_so_once_and_tries_again_later(
