@@ -278,8 +278,10 @@ def test_without_a_system_bus_the_master_says_so_once_and_carries_on(
         caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path / 'no-bus'}")
     d = discovered.Discovery(master.farm, master.state, None, ("0.0.0.0", 7731))
+    loop = asyncio.new_event_loop()
     with caplog.at_level("INFO"):
-        d.start(asyncio.new_event_loop())
+        d.start(loop)
+    loop.close()
     assert d.browser is None and "no D-Bus system bus" in d.unavailable
     assert [r.message for r in caplog.records].count(
         f"slave discovery is off: {d.unavailable}; slaves enrol with tokens") == 1
