@@ -139,8 +139,8 @@ class Discovery:
                 status = resp.status
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise OperationFailed(f"cannot reach {name}'s claim port at {url}"
-                                  f" ({exc or 'timeout'}); is afarm-slave running there?"
-                                  ) from None
+                                  f" ({exc or 'timeout'}); is afarm-slave-claim running"
+                                  " there?") from None
         try:
             answer: Any = json.loads(raw)
         except ValueError:
