@@ -256,7 +256,8 @@ def test_lintian_pedantic_finds_nothing(build: Build) -> None:
 def test_the_installed_units_verify_with_their_programs_and_man_pages(
         installed: Build) -> None:
     units = [f"/lib/systemd/system/{u}" for u in (
-        "afarm-master.service", "afarm-slave.service", "afarm-sandbox.service")]
+        "afarm-master.service", "afarm-slave.service", "afarm-sandbox.service",
+        "afarm-slave-claim.service")]
     cp = run(["systemd-analyze", "verify", *units], check=False, cwd=Path("/"))
     assert cp.returncode == 0 and not cp.stderr.strip(), cp.stdout + cp.stderr
     assert run(["man", "-w", "afarmctl"]).stdout.strip().endswith("afarmctl.1.gz")

@@ -7,7 +7,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 # Debian package -> the module it provides, where the names differ.
 MODULES = {"python3-dbus": "dbus", "python3-debian": "debian", "python3-systemd": "systemd",
-           "python3-blender-asset-tracer": "blender_asset_tracer"}
+           "python3-blender-asset-tracer": "blender_asset_tracer",
+           "python3-gi": "gi"}
 
 
 def _declared(package: str = "python3-afarm") -> set[str]:

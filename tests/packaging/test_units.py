@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-UNITS = ("afarm-master", "afarm-slave", "afarm-sandbox")
+UNITS = ("afarm-master", "afarm-slave", "afarm-sandbox", "afarm-slave-claim")
 MAX_EXPOSURE = 3.0
 # What each unit must say: (key, value) pairs.
 EXPECTED = {
@@ -36,6 +36,10 @@ EXPECTED = {
     "afarm-slave": [("User", "afarm"), ("Type", "notify"),
                     ("ExecStart", "/usr/bin/afarm-slave --config /etc/afarm/slave.conf run"),
                     ("Restart", "on-failure"), ("RestartPreventExitStatus", "78")],
+    "afarm-slave-claim": [("ExecStart", "/usr/bin/afarm-slave --config /etc/afarm/slave.conf"
+                                        " claim"),
+                          ("Restart", "on-failure"), ("RestartPreventExitStatus", "78"),
+                          ("ReadWritePaths", "/var/lib/afarm-slave/.ssh")],
     "afarm-sandbox": [("ExecStart", "/usr/bin/python3 -I -m afarm.runner.sandbox_helper "
                                     "--allow-user afarm-master --task-user afarm-task"),
                       ("Type", "notify"), ("RuntimeDirectory", "afarm-sandbox"),

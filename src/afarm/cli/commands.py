@@ -14,7 +14,7 @@ from typing import Any
 from afarm.cli import ops
 from afarm.cli.client import Client
 from afarm.cli.progress import ProgressBar
-from afarm.errors import UsageError
+from afarm.errors import OperationFailed, UsageError
 from afarm.model.frames import parse_frames, parse_tiles
 
 
@@ -419,8 +419,14 @@ def cmd_slaves(args: argparse.Namespace, client: Client) -> int:
         blocked = ",".join(f"job {j}" for j in s.get("blocklisted_for", [])) or "-"
         spf = (s.get("benchmark") or {}).get("seconds_per_frame")
         bench = f"{spf:.3g}" if isinstance(spf, int | float) else "-"
+        last = s.get('last_error') or '-'
+        found = s.get("discovered")
+        if isinstance(found, dict) and not s.get("last_error"):
+            last = f"{found['fingerprint']} at {found['address']}"
         lines.append(f"{s['name']:<14} {s['state']:<12} {bench:>8} {running:<10}"
-                     f" {blocked:<16} {s.get('last_error') or '-'}")
+                     f" {blocked:<16} {last}")
+        if s.get("discovery_warning"):
+            lines.append(f"{'':<14} WARNING: {s['discovery_warning']}")
     _print(args, slaves, "\n".join(lines) if slaves else "no slaves defined")
     return 0
 
@@ -474,11 +480,41 @@ def cmd_slave(args: argparse.Namespace, client: Client) -> int:
                 else f"{rec['name']}: {rec['state']}: {rec.get('reason')}")
         _print(args, rec, "\n".join([head, *checks]))
         return 0 if rec.get("passed") else 1
+    if args.action in ("accept", "reject"):
+        return _accept_or_reject(args, client)
     if args.name:
         raise UsageError("slave token takes no NAME (did you mean: slave test NAME?)")
     answer = ops.enroll_token(client, args.ttl, args.replace)
     _print(args, answer, f"one-time token, valid {args.ttl} s: {answer['token']}\n"
                          f"on the slave, as root: {answer['command']}")
+    return 0
+
+
+def _accept_or_reject(args: argparse.Namespace, client: Client) -> int:
+    if not args.name:
+        raise UsageError(f"give the slave's name: afarmctl slave {args.action} NAME")
+    if args.action == "reject":
+        _print(args, ops.reject_slave(client, args.name), f"forgot {args.name}")
+        return 0
+    found = ops.pending_slave(client, args.name)
+    print(f"slave {found['name']} at {found['address']} (afarm {found['version']},"
+          f" MAC {', '.join(found['macs']) or '-'})\n"
+          f"  SSH host key fingerprint: {found['fingerprint']}\n"
+          "  compare it on the slave: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub",
+          file=sys.stderr if args.json else sys.stdout)
+    if found.get("warning"):
+        raise OperationFailed(f"not accepted: {found['warning']}")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("confirm on a terminal, or give --yes after comparing the"
+                             " fingerprint")
+        if input("accept this slave with this fingerprint? [y/N] ").strip().lower() \
+                not in ("y", "yes"):
+            print("nothing accepted")
+            return 1
+    answer = ops.accept_slave(client, args.name, found["fingerprint"])
+    _print(args, answer, f"{args.name} enrolled with host key {answer['fingerprint']};"
+                         " it is tested now and then takes work (afarmctl slaves)")
     return 0
 
 

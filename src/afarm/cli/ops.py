@@ -190,3 +190,27 @@ def enroll_token(client: Client, ttl: int, replace: str | None = None) -> dict[s
         body["replace"] = replace
     answer: dict[str, Any] = client.post("/api/v1/enroll-tokens", body)
     return answer
+
+
+def pending_slave(client: Client, name: str) -> dict[str, Any]:
+    """The discovered record of ``name`` as afarmctl slaves lists it, or UsageError."""
+    for s in slaves(client):
+        if s.get("name") == name and isinstance(s.get("discovered"), dict):
+            found: dict[str, Any] = s["discovered"]
+            return found
+    raise UsageError(f"no pending slave {name!r}; afarmctl slaves lists them")
+
+
+def accept_slave(client: Client, name: str, fingerprint: str) -> dict[str, Any]:
+    """Accept a discovered slave with the host-key fingerprint the admin confirmed."""
+    # The slave enrols back with the master during the call: allow for its SSH key work.
+    answer: dict[str, Any] = client.post(
+        f"/api/v1/slaves/{urllib.parse.quote(name, safe='')}/accept",
+        {"fingerprint": fingerprint}, timeout=120)
+    return answer
+
+
+def reject_slave(client: Client, name: str) -> dict[str, Any]:
+    answer: dict[str, Any] = client.post(
+        f"/api/v1/slaves/{urllib.parse.quote(name, safe='')}/reject", {})
+    return answer

@@ -144,10 +144,20 @@ VERBS: tuple[Verb, ...] = (
          " on an address the slave reaches. slave test NAME: run the slave's acceptance"
          " test again now (each application's test in the sandbox, an rsync round trip,"
          " scratch, disk, memory, GPUs); it is online when it passes and quarantined (no"
-         " tasks) with the reason when not. Exits 1 when it failed.",
-         (Arg(("action",), "what to do: token or test", {"choices": ["token", "test"]}),
-          Arg(("name",), "the slave to test (slave test NAME)",
+         " tasks) with the reason when not. Exits 1 when it failed. slave accept NAME: a"
+         " slave found on the network (Avahi, _afarm._tcp; listed as pending by afarmctl"
+         " slaves) is shown with its SSH host-key fingerprint and address; once you"
+         " confirm (or give --yes) the master enrols it, bound to that fingerprint, with no"
+         " token typed on the slave. Compare the fingerprint with ssh-keygen -lf"
+         " /etc/ssh/ssh_host_ed25519_key.pub on the slave: anyone on the network can"
+         " announce a name. slave reject NAME: forget a discovered slave (a pending one, or"
+         " the warning about a changed fingerprint).",
+         (Arg(("action",), "what to do: token, test, accept or reject",
+              {"choices": ["token", "test", "accept", "reject"]}),
+          Arg(("name",), "the slave to test, accept or reject",
               {"nargs": "?", "default": ""}),
+          Arg(("--yes",), "slave accept: do not ask for confirmation",
+              {"action": "store_true"}),
           Arg(("--ttl",), "seconds the token stays valid, 60 to 604800 (default 3600)",
               {"type": int, "default": 3600}),
           Arg(("--replace",), "let the token enrol the known slave NAME again under a new"

@@ -16,7 +16,7 @@ from afarm.applications.registry import load_applications
 from afarm.config.loader import load
 from afarm.config.types import MasterConfig
 from afarm.errors import AfarmError, ConfigError
-from afarm.master import auth, enroll, job_api, results_api
+from afarm.master import auth, discovered, enroll, job_api, results_api
 from afarm.master.accounting import parse_tariff
 from afarm.master.farm import Farm
 from afarm.master.http import guard, openapi
@@ -163,6 +163,9 @@ async def serve(cfg: MasterConfig) -> int:
                                       max_tasks=cfg.scheduler.max_tasks_per_job))
     job_app.add_routes(enroll.routes(farm, cfg.state_dir, slaves_dir=Path(m.slaves_dir)))
     job_app.add_routes([openapi.route(openapi.job_port())])
+    discovery = discovered.Discovery(farm, cfg.state_dir, Path(m.slaves_dir),
+                                     listen["job_port"])
+    job_app.add_routes(discovered.routes(discovery))
     # Reading results needs a token only where the ports are reachable from elsewhere or
     # the admin made tokens; the Host and Origin checks keep web pages out either way.
     res_app = web.Application(middlewares=[
@@ -189,6 +192,7 @@ async def serve(cfg: MasterConfig) -> int:
     await farm.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    discovery.start(loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     notify("READY=1")
@@ -197,6 +201,7 @@ async def serve(cfg: MasterConfig) -> int:
     await stop.wait()
     notify("STOPPING=1")
     log.info("stopping")
+    discovery.stop()
     for r in runners:
         await r.cleanup()
     await farm.stop()

@@ -68,17 +68,18 @@ def _locked(state_dir: Path) -> Iterator[Path]:
 
 
 def _read(path: Path, now: float) -> list[list[str]]:
-    """Unexpired records: [token_id, key hex, expires, label, replace] (replace: the one
-    known slave name this token may enrol again under a new host key, or "")."""
+    """Unexpired records: [token_id, key hex, expires, label, replace, bind] (replace: the
+    one known slave name this token may enrol again under a new host key, or ""; bind:
+    "NAME=SHA256:..." when only that slave with that host key may use it, or "")."""
     try:
         lines = path.read_text("utf-8").splitlines()
     except FileNotFoundError:
         return []
     out = []
     for line in lines:
-        parts = line.split(" ", 4)
+        parts = line.split(" ", 5)
         if len(parts) >= 3 and parts[2].isdigit() and int(parts[2]) > now:
-            out.append(parts + [""] * (5 - len(parts)))
+            out.append(parts + [""] * (6 - len(parts)))
     return out
 
 
@@ -91,32 +92,40 @@ def _write(path: Path, records: list[list[str]]) -> None:
 
 
 def new_enrollment_token(state_dir: Path, ttl: int = DEFAULT_TTL, label: str = "",
-                         replace: str = "") -> str:
+                         replace: str = "", bind: tuple[str, str] | None = None) -> str:
     """Make a one-time enrolment token valid for ``ttl`` seconds; shown once, stored hashed.
     ``replace``: the known slave this token may enrol again under a new SSH host key (the
     admin's confirmation that the machine was reinstalled); without it a known name only
-    comes back with the host key the master has."""
+    comes back with the host key the master has. ``bind``: (name, host-key fingerprint):
+    only that slave with that key may enrol with the token (a discovered slave the admin
+    accepted after seeing its fingerprint)."""
     if not 60 <= ttl <= MAX_TTL:
         raise UsageError(f"ttl {ttl}: a token lives from 60 s to {MAX_TTL} s (7 days)")
     if replace and not is_slave_name(replace):
         raise UsageError(f"--replace {replace!r}: give the name of an enrolled slave")
     token = secrets.token_urlsafe(24)
     clean = "".join(c for c in label if c.isalnum() or c in "._-@")[:60]
+    bound = ""
+    if bind is not None:
+        if not is_slave_name(bind[0]) or not bind[1].startswith("SHA256:") \
+                or any(c.isspace() for c in bind[1]):
+            raise UsageError("bind: give a slave name and a SHA256: fingerprint")
+        bound = f"{bind[0]}={bind[1]}"
     now = time.time()
     with _locked(state_dir) as path:
         records = _read(path, now)
         records.append([token_id(token), token_key(token).hex(), str(int(now + ttl)), clean,
-                        replace])
+                        replace, bound])
         _write(path, records)
     return token
 
 
-def _find_key(state_dir: Path, tid: str) -> tuple[bytes, str] | None:
-    """The token's MAC key and the slave name it may replace ("" for none)."""
+def _find_key(state_dir: Path, tid: str) -> tuple[bytes, str, str] | None:
+    """The token's MAC key, the slave name it may replace and its binding ("" for none)."""
     with _locked(state_dir) as path:
         for rec in _read(path, time.time()):
             if hmac.compare_digest(rec[0], tid):
-                return bytes.fromhex(rec[1]), rec[4]
+                return bytes.fromhex(rec[1]), rec[4], rec[5]
     return None
 
 
@@ -338,7 +347,7 @@ def routes(farm: Farm, state_dir: Path, *, slaves_dir: Path | None = None,
         unknown = ("the enrolment token is unknown, used or expired; make a new one on the"
                    " master with: afarmctl slave token")
         found = _find_key(state_dir, tid) if tid else None
-        key, replace = found if found is not None else (b"", "")
+        key, replace, bind = found if found is not None else (b"", "", "")
         if found is None or not hmac.compare_digest(mac.encode(),
                                                     request_mac(key, raw).encode()):
             log.warning("enrolment from %s refused: unknown token or bad signature",
@@ -350,6 +359,18 @@ def routes(farm: Farm, state_dir: Path, *, slaves_dir: Path | None = None,
             return _refused(403, stale)
         body = _check_body(parsed, default_work_dir)
         name = body["name"]
+        if bind:
+            bound_name, _, bound_fp = bind.partition("=")
+            got_fp = fingerprint(body["host_key"].split()[1])
+            if name != bound_name or not hmac.compare_digest(got_fp, bound_fp):
+                # The token went to a discovered slave over plain HTTP: whoever saw it may
+                # try it with another name or key. Only the accepted pair gets in.
+                log.warning("enrolment from %s refused: the token was made when slave %s"
+                            " with host key %s was accepted, the request is %s with %s",
+                            request.remote, bound_name, bound_fp, name, got_fp)
+                return _refused(403, f"this enrolment was accepted for slave {bound_name!r}"
+                                     f" with host key {bound_fp}, not {name!r} with"
+                                     f" {got_fp}")
         existing = farm.dispatchers.get(name)
         by_enrolment = _enrolled_file(slaves_dir, name)
         if by_enrolment is False or (existing is not None and by_enrolment is None):

@@ -21,7 +21,7 @@ from afarm.master.http_util import (
     job_or_404,
     time_query,
 )
-from afarm.store import benchmarks, usage
+from afarm.store import benchmarks, discovered, usage
 
 _log = logging.getLogger("afarm.master.http")
 # Events one stream may have waiting for its client; a client that falls this far behind
@@ -99,6 +99,20 @@ def routes(farm: Farm) -> list[web.RouteDef]:
                         "bytes_sent": farm.bytes_sent.get(name, 0),
                         "benchmark": measured[name].as_json() if name in measured else None})
             out.append(row)
+        # Slaves found by Avahi: pending ones (no work until accepted), and warnings about
+        # enrolled ones announced with another host key.
+        for found in discovered.all_rows(store.db):
+            if found.name in farm.dispatchers:
+                if found.warning:
+                    for row in out:
+                        if row["name"] == found.name:
+                            row["discovery_warning"] = found.warning
+                continue
+            if found.state == discovered.KNOWN:
+                continue  # its definition was removed: nothing to show
+            out.append({"name": found.name, "state": found.state, "slots": 0,
+                        "running": [], "tags": [], "bytes_sent": 0, "benchmark": None,
+                        "last_error": found.warning, "discovered": found.as_json()})
         return web.json_response(out)
 
     async def slave_rank(request: web.Request) -> web.Response:

@@ -29,7 +29,9 @@ from afarm.notify import notify
 from afarm.slave.config import DEFAULT_CONFIG, load_slave_config
 
 log = logging.getLogger("afarm.slave")
+DEFAULT_HOST_KEY = Path("/etc/ssh/ssh_host_ed25519_key.pub")
 EX_OK, EX_FAILED, EX_USAGE, EX_CONFIG = 0, 1, 2, 78
+ANNOUNCE_CHECK = 60.0  # seconds between checks that Avahi still has the announcement
 
 
 def watchdog_interval(environ: dict[str, str] | None = None) -> float | None:
@@ -89,8 +91,9 @@ def clean_stale(work_dir: Path, max_age: float, now: float | None = None) -> lis
 
 
 def run(conf: dict[str, Any], *, max_age_hours: float, interval: float,
-        stop: threading.Event | None = None) -> int:
-    """The daemon's loop until SIGTERM/SIGINT (or ``stop``, for tests)."""
+        stop: threading.Event | None = None, announce: Any = None) -> int:
+    """The daemon's loop until SIGTERM/SIGINT (or ``stop``, for tests). ``announce``: an
+    afarm.slave.announce.Options to announce the slave over Avahi (None: do not)."""
     stopped = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -107,7 +110,17 @@ def run(conf: dict[str, Any], *, max_age_hours: float, interval: float,
     log.info("afarm-slave %s ready: slave %s, work dir %s, scratch kept %g h", __version__,
              conf["name"], work_dir, max_age_hours)
     next_clean = time.monotonic()
+    announcer = None
+    if announce is not None:
+        from afarm.slave.announce import Announcer
+
+        announcer = Announcer(conf, announce)
+        announcer.start()
+    next_announce = time.monotonic() + ANNOUNCE_CHECK
     while not stopped.is_set():
+        if announcer is not None and time.monotonic() >= next_announce:
+            announcer.tick()
+            next_announce = time.monotonic() + ANNOUNCE_CHECK
         if time.monotonic() >= next_clean:
             try:
                 for path in clean_stale(work_dir, max_age_hours * 3600):
@@ -117,8 +130,10 @@ def run(conf: dict[str, Any], *, max_age_hours: float, interval: float,
             next_clean = time.monotonic() + interval
         if ping is not None:
             notify("WATCHDOG=1")
-        wait = next_clean - time.monotonic()
+        wait = min(next_clean, next_announce) - time.monotonic()
         stopped.wait(max(0.0, min(wait, ping) if ping is not None else wait))
+    if announcer is not None:
+        announcer.stop()
     notify("STOPPING=1")
     log.info("stopping")
     return EX_OK
@@ -145,6 +160,36 @@ def _enroll(a: argparse.Namespace, conf: dict[str, Any]) -> int:
     return EX_OK
 
 
+def _announce(a: argparse.Namespace) -> Any:
+    """The announce options of ``run`` (None with --no-announce)."""
+    if a.command not in (None, "run", "claim") or getattr(a, "no_announce", False):
+        return None
+    from afarm.slave.announce import Options
+
+    port = getattr(a, "ssh_port", 22)
+    if not 0 < port < 65536:
+        raise UsageError("--ssh-port takes a TCP port (1 to 65535)")
+    return Options(host_key=getattr(a, "host_key", DEFAULT_HOST_KEY), ssh_port=port,
+                   user=getattr(a, "user", "afarm"),
+                   authorized_keys=getattr(a, "authorized_keys", None),
+                   shell_command=getattr(a, "shell_command", "/usr/bin/afarm-slave-shell"))
+
+
+def _claim(a: argparse.Namespace, conf: dict[str, Any]) -> int:
+    from afarm.slave.announce import serve_claims
+
+    if os.geteuid() != 0 and a.authorized_keys is None:
+        raise UsageError("claim writes the afarm user's authorized_keys: run it as root")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return serve_claims(conf, _announce(a), stop)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="afarm-slave",
                                 description="The afarm slave daemon and its enrolment"
@@ -158,6 +203,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="remove task scratch dirs unchanged this long (default 24)")
     r.add_argument("--clean-interval", type=float, default=3600.0, metavar="SECONDS",
                    help="how often to look for stale scratch dirs (default 3600)")
+    r.add_argument("--no-announce", action="store_true",
+                   help="do not announce this slave over Avahi (_afarm._tcp)")
+    c = sub.add_parser("claim", help="take the claim of the first master that accepts this"
+                                     " slave, on [slave] claim_port, and enrol (as root)")
+    for q in (r, c):
+        q.add_argument("--host-key", type=Path, default=DEFAULT_HOST_KEY,
+                       help="public SSH host key whose fingerprint is announced and"
+                            " registered (default: %(default)s)")
+        q.add_argument("--ssh-port", type=int, default=22, help="this slave's sshd port")
+        q.add_argument("--user", default="afarm", help="the slave user (default: afarm)")
+        q.add_argument("--authorized-keys", type=Path, default=None,
+                       help="where the master's key goes (default: the slave user's"
+                            " ~/.ssh/authorized_keys); a slave with a master's key there"
+                            " takes no claims")
+        q.add_argument("--shell-command", default="/usr/bin/afarm-slave-shell",
+                       help="the forced command of the master's key (default: %(default)s)")
     e = sub.add_parser("enroll", help="introduce this slave to a master (as root)")
     e.add_argument("--master", required=True, metavar="HOST[:PORT]",
                    help="the master's job port (default port 7731)")
@@ -190,11 +251,13 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger().setLevel(str(conf["log_level"]).upper())
         if interactive:
             return _enroll(a, conf)
+        if a.command == "claim":
+            return _claim(a, conf)
         max_age = getattr(a, "max_age", 24.0)
         interval = getattr(a, "clean_interval", 3600.0)
         if max_age <= 0 or interval <= 0:
             raise UsageError("--max-age and --clean-interval must be positive")
-        return run(conf, max_age_hours=max_age, interval=interval)
+        return run(conf, max_age_hours=max_age, interval=interval, announce=_announce(a))
     except ConfigError as exc:
         log.error("%s", exc)
         return EX_CONFIG

@@ -136,7 +136,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX benchmarks_slave ON benchmarks(slave, id);
     """,
-    # 9: task warnings (missing files, denoiser off) of each task's completed attempt, and
+    # 6: task warnings (missing files, denoiser off) of each task's completed attempt, and
     # jobs submitted with --strict (a task with warnings fails the job)
     """
     CREATE TABLE task_warnings (
@@ -148,6 +148,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX task_warnings_job ON task_warnings(job_id);
     ALTER TABLE jobs ADD COLUMN strict INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 7: slaves found by Avahi: pending until accepted; a changed fingerprint is a warning
+    """
+    CREATE TABLE discovered (
+        name TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        address TEXT NOT NULL,
+        ssh_port INTEGER NOT NULL,
+        claim_port INTEGER NOT NULL,
+        macs TEXT NOT NULL,
+        version TEXT NOT NULL,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        warning TEXT NOT NULL DEFAULT ''
+    );
     """,
 ]
 

@@ -201,6 +201,36 @@ def job_port() -> dict[str, Any]:
                                         "checks": {"type": "array",
                                                    "items": {"type": "object"}}}},
                          "the acceptance record")})}},
+        "/api/v1/slaves/{name}/accept": {
+            "post": {"summary": "accept a slave found by Avahi (pending): the master enrols it"
+                                " with a token bound to its name and the host-key"
+                                " fingerprint given here, which must be the one announced",
+                     "parameters": [{"name": "name", "in": "path", "required": True,
+                                     "schema": {"type": "string", "minLength": 1,
+                                                "maxLength": 255}}],
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": {"type": "object", "required": ["fingerprint"],
+                                    "properties": {"fingerprint": {
+                                        "type": "string", "maxLength": 100}}}}}},
+                     "responses": _responses({"200": _json({
+                         "type": "object", "required": ["name", "fingerprint", "state"],
+                         "properties": {"name": {"type": "string"},
+                                        "fingerprint": {"type": "string"},
+                                        "address": {"type": "string"},
+                                        "state": {"type": "string"},
+                                        "master": {"type": "string"}}},
+                         "the slave enrolled")})}},
+        "/api/v1/slaves/{name}/reject": {
+            "post": {"summary": "forget a slave found by Avahi (pending, or the warning"
+                                " about another host key announced under its name)",
+                     "parameters": [{"name": "name", "in": "path", "required": True,
+                                     "schema": {"type": "string", "minLength": 1,
+                                                "maxLength": 255}}],
+                     "requestBody": {"content": {"application/json": {
+                         "schema": {"type": "object"}}}},
+                     "responses": _responses({"200": _json({
+                         "type": "object", "required": ["name", "forgotten"]},
+                         "forgotten")})}},
         "/api/v1/enroll-tokens": {
             "post": {"summary": "make a one-time slave enrolment token",
                      "requestBody": {"content": {"application/json": {"schema": {

@@ -1,0 +1,185 @@
+# SPDX-License-Identifier: MIT
+"""Slaves that announce themselves: the master's browse, its pending list, and accept.
+
+The Avahi browser (afarm.discovery.browse) runs in its own thread and hands each resolved
+announcement to the event loop; :meth:`Discovery.observe` judges it (afarm.discovery.pending)
+and records the verdict. A pending slave is only a row in the store, never a link of the
+farm, so it gets no work.
+
+``POST /api/v1/slaves/{name}/accept`` (bearer token, like every job-port call) with the
+fingerprint the admin confirmed runs the existing enrolment for it: the master makes a
+one-time token bound to that name and host key (afarm.master.enroll), hands it to the
+slave's claim port (afarm.discovery.claim) with the master's own job-port address, and the
+slave enrols with it as ``afarm-slave enroll`` would. The master trusts the slave only by
+the accepted host key: a token seen on the wire is useless with another name or key, and
+SSH refuses a host without that key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from afarm.discovery import avahi
+from afarm.discovery.browse import Browser, Found
+from afarm.discovery.claim import CLAIM_PATH
+from afarm.discovery.pending import MAX_PENDING, accept_problem, judge
+from afarm.errors import IllegalTransition, OperationFailed, UsageError
+from afarm.master import enroll
+from afarm.master.farm import Farm
+from afarm.master.http.limits import json_body
+from afarm.protocol.enroll import fingerprint
+from afarm.protocol.names import is_slave_name
+from afarm.protocol.net import http_url, is_loopback, join_hostport
+from afarm.store import discovered as table
+from afarm.store.discovered import ACCEPTED, PENDING, Discovered
+
+log = logging.getLogger(__name__)
+ACCEPT_TTL = 300  # seconds the bound token lives: the slave enrols at once or not at all
+CLAIM_TIMEOUT = 60.0
+
+
+class Discovery:
+    def __init__(self, farm: Farm, state_dir: Path, slaves_dir: Path | None,
+                 job_port: tuple[str, int], max_pending: int = MAX_PENDING) -> None:
+        self.farm = farm
+        self.state_dir = state_dir
+        self.slaves_dir = slaves_dir
+        self.job_port = job_port
+        self.max_pending = max_pending
+        self.browser: Browser | None = None
+        self.unavailable = ""
+
+    # -- browsing -----------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Browse in a thread; without Avahi, say so once and carry on (tokens still work)."""
+        def found(f: Found) -> None:
+            loop.call_soon_threadsafe(self.observe, f)
+
+        browser = Browser(found)
+        try:
+            browser.start()
+        except avahi.Unavailable as exc:
+            self.unavailable = str(exc)
+            log.info("slave discovery is off: %s; slaves enrol with tokens", exc)
+            return
+        self.browser = browser
+        log.info("browsing for slaves (%s over Avahi)", "_afarm._tcp")
+
+    def stop(self) -> None:
+        if self.browser is not None:
+            self.browser.stop()
+            self.browser = None
+
+    def trusted(self, name: str) -> set[str] | None:
+        """Fingerprints of the host keys trusted for slave ``name``; None: no such slave."""
+        link = self.farm.dispatchers.get(name)
+        if link is None and enroll._enrolled_file(self.slaves_dir, name) is None:
+            return None
+        keys = enroll._known_host_keys(self.state_dir, self.slaves_dir, name, link)
+        return {fingerprint(k.split()[1]) for k in keys}
+
+    def observe(self, found: Found) -> None:
+        a = found.announcement
+        db = self.farm.store.db
+        with self.farm.store.transaction():
+            verdict = judge(a, found.address, table.get(db, a.name), self.trusted(a.name),
+                            table.count(db, PENDING), self.farm.clock(), self.max_pending)
+            if verdict.row is not None:
+                table.put(db, verdict.row)
+        if verdict.warning:
+            log.warning("%s", verdict.warning)
+        if verdict.note:
+            log.info("%s", verdict.note)
+
+    def rows(self) -> list[Discovered]:
+        return table.all_rows(self.farm.store.db)
+
+    # -- accept and reject --------------------------------------------------------------
+    def master_address(self, slave: str) -> str:
+        """HOST:PORT of the job port as the slave at ``slave`` reaches it."""
+        host, port = self.job_port
+        if is_loopback(host):
+            raise UsageError(f"the job port listens on {host} only, which the slave cannot"
+                             " reach; set [job_port] listen to an address on the slaves'"
+                             " network (and give clients a token: afarm-master new-token)")
+        if host in ("", "0.0.0.0", "::", "[::]"):
+            from afarm.slave.enroll import local_address_towards
+
+            host = local_address_towards(slave, port)
+        return join_hostport(host, port)
+
+    async def accept(self, name: str, confirmed: str) -> dict[str, Any]:
+        row = table.get(self.farm.store.db, name)
+        problem = accept_problem(row, name, confirmed)
+        if problem is not None or row is None:
+            raise IllegalTransition(problem or name)
+        master = self.master_address(row.address)
+        token = enroll.new_enrollment_token(self.state_dir, ACCEPT_TTL, f"accept-{name}",
+                                            bind=(name, row.fingerprint))
+        with self.farm.store.transaction():
+            table.put(self.farm.store.db, dataclasses.replace(row, state=ACCEPTED))
+        log.info("slave %s accepted with host key %s; handing it a token at %s", name,
+                 row.fingerprint, join_hostport(row.address, row.claim_port))
+        body = {"name": name, "fingerprint": row.fingerprint, "master": master,
+                "token": token}
+        url = http_url(row.address, row.claim_port) + CLAIM_PATH
+        try:
+            timeout = aiohttp.ClientTimeout(total=CLAIM_TIMEOUT)
+            async with aiohttp.ClientSession(timeout=timeout) as session, \
+                    session.post(url, json=body) as resp:
+                raw = await resp.content.read(4096)
+                status = resp.status
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise OperationFailed(f"cannot reach {name}'s claim port at {url}"
+                                  f" ({exc or 'timeout'}); is afarm-slave-claim running"
+                                  " there?") from None
+        try:
+            answer: Any = json.loads(raw)
+        except ValueError:
+            answer = {}
+        message = str(answer.get("error", ""))[:500] if isinstance(answer, dict) else ""
+        if status != 200:
+            log.warning("slave %s did not enrol: %s", name, message or f"HTTP {status}")
+            raise OperationFailed(f"{name} did not enrol: {message or f'HTTP {status}'}")
+        return {"name": name, "fingerprint": row.fingerprint, "address": row.address,
+                "state": "enrolled", "master": master}
+
+    def reject(self, name: str) -> bool:
+        """Forget ``name``'s record; whatever announces it now is judged afresh."""
+        with self.farm.store.transaction():
+            forgotten = table.forget(self.farm.store.db, name)
+        if forgotten and self.browser is not None:
+            self.browser.rescan()
+        return forgotten
+
+
+def routes(d: Discovery) -> list[web.RouteDef]:
+    async def accept(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = await json_body(request)
+        fp = body.get("fingerprint") if isinstance(body, dict) else None
+        if not is_slave_name(name):
+            raise UsageError("give the name of a pending slave (afarmctl slaves)")
+        if not isinstance(fp, str) or len(fp) > 100:
+            raise UsageError("fingerprint: give the SHA256:... host key fingerprint you"
+                             " confirmed")
+        return web.json_response(await d.accept(name, fp))
+
+    async def reject(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if not is_slave_name(name) or not d.reject(name):
+            raise web.HTTPNotFound(text=json.dumps({
+                "error": f"no discovered slave {name[:64]!r}", "kind": "not-found"}),
+                content_type="application/json")
+        return web.json_response({"name": name, "forgotten": True})
+
+    return [web.post("/api/v1/slaves/{name}/accept", accept),
+            web.post("/api/v1/slaves/{name}/reject", reject)]
