@@ -20,6 +20,8 @@ TEST_DEPS := $(RUN_DEPS) python3-pytest python3-pytest-timeout python3-hypothesi
 	iproute2 procps util-linux passwd git systemd strace \
 	debhelper dh-python pybuild-plugin-pyproject python3-setuptools python3-all lintian \
 	groff-base man-db devscripts fakeroot build-essential
+# Power saving: the slave's logind calls, and a stand-in logind on a private bus.
+TEST_DEPS += python3-dbus python3-gi dbus-daemon
 
 .PHONY: demo test deps-run deps-test lint unit clean
 

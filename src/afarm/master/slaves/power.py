@@ -290,3 +290,49 @@ def _suspend_idle(snap: _Snapshot, demand: Sequence[Demand], settings: PowerSett
         idle_min = (now - s.since) / 60
         snap.actions.append(Action("suspend", s.name, "drained" if _state(s) ==
                                    SlaveState.DRAINING else f"idle {idle_min:.0f} min"))
+
+
+def settings_of(section: dict[str, object]) -> PowerSettings:
+    """[power] of master.conf as PowerSettings; ValueError names the bad key."""
+    if not section:
+        return PowerSettings()
+
+    def num(key: str) -> float:
+        return float(section[key])  # type: ignore[arg-type]
+
+    def texts(key: str) -> list[str]:
+        return [str(t) for t in section.get(key) or []]  # type: ignore[attr-defined]
+
+    try:
+        keep = parse_keep_awake(texts("keep_awake"))
+    except ValueError as exc:
+        raise ValueError(f"[power] {exc}") from None
+    try:
+        windows = tuple(parse_window(w) for w in texts("sleep_windows"))
+    except ValueError as exc:
+        raise ValueError(f"[power] sleep_windows: {exc}") from None
+    return PowerSettings(enabled=bool(section["enabled"]), idle_suspend=num("idle_suspend"),
+                         resume_timeout=num("resume_timeout"),
+                         wake_rate=int(num("wake_rate")), keep_awake=keep,
+                         min_sleep=num("min_sleep"), exclude=frozenset(texts("exclude")),
+                         windows=windows, retry_down=num("retry_down"),
+                         resend=max(5.0, num("resume_timeout") / 4))
+
+
+def power_problems(name: str, conf: dict[str, object]) -> list[str]:
+    """What is wrong with a slave definition's power keys (mac, sleep_windows)."""
+    from afarm.master.slaves.wol import check_mac
+
+    out = []
+    mac = str(conf.get("mac") or "")
+    if mac:
+        try:
+            check_mac(mac)
+        except ValueError as exc:
+            out.append(f"[slaves] [[{name}]] mac: {exc}")
+    for w in conf.get("sleep_windows") or []:  # type: ignore[attr-defined]
+        try:
+            parse_window(str(w))
+        except ValueError as exc:
+            out.append(f"[slaves] [[{name}]] sleep_windows: {exc}")
+    return out
