@@ -15,6 +15,7 @@ from afarm.cli.client import Client
 from afarm.cli.progress import ProgressBar
 from afarm.errors import UsageError
 from afarm.model.frames import parse_frames, parse_tiles
+from afarm.model.slave import shown
 
 
 def _print(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -262,17 +263,28 @@ def cmd_slaves(args: argparse.Namespace, client: Client) -> int:
         raise UsageError("--job and --policy go with --rank: afarmctl slaves --rank"
                          " --job ID")
     slaves = ops.slaves(client)
-    lines = [f"{'NAME':<14} {'STATE':<12} {'S/FRAME':>8} {'RUNNING':<10} "
+    lines = [f"{'NAME':<14} {'STATE':<12} {'FOR':>6} {'S/FRAME':>8} {'RUNNING':<10} "
              f"{'BLOCKLISTED FOR':<16} LAST ERROR"]
     for s in slaves:
         running = ",".join(map(str, s["running"])) or "-"
         blocked = ",".join(f"job {j}" for j in s.get("blocklisted_for", [])) or "-"
         spf = (s.get("benchmark") or {}).get("seconds_per_frame")
         bench = f"{spf:.3g}" if isinstance(spf, int | float) else "-"
-        lines.append(f"{s['name']:<14} {s['state']:<12} {bench:>8} {running:<10}"
+        lines.append(f"{s['name']:<14} {shown(s['state']):<12}"
+                     f" {duration(s.get('seconds_in_state')):>6} {bench:>8} {running:<10}"
                      f" {blocked:<16} {s.get('last_error') or '-'}")
     _print(args, slaves, "\n".join(lines) if slaves else "no slaves defined")
     return 0
+
+
+def duration(seconds: float | None) -> str:
+    """Time in a state, short: 45s, 12m, 3h, 2d."""
+    if not isinstance(seconds, int | float):
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(max(seconds, 0))}s"
 
 
 def cmd_report(args: argparse.Namespace, client: Client) -> int:
@@ -316,6 +328,11 @@ def cmd_gc(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_slave(args: argparse.Namespace, client: Client) -> int:
+    if args.action == "wake":
+        woke = ops.wake_slave(client, args.name)
+        _print(args, woke, f"{woke['name']}: magic packet sent to {woke['mac']};"
+                           " afarmctl slaves shows it waking, then testing and idle")
+        return 0
     if args.action == "test":
         rec = ops.test_slave(client, args.name)
         checks = [f"  {'ok  ' if c.get('ok') else 'FAIL'} {c.get('name')}: {c.get('detail')}"

@@ -91,7 +91,8 @@ VERBS: tuple[Verb, ...] = (
          " lines of output of every attempt.",
          (JOB, Arg(("--task",), "only this task (its id or index)", {}))),
     Verb("slaves", "list slaves",
-         "List the slaves: state (testing, online, busy, quarantined, unreachable, ...),"
+         "List the slaves: state (asleep, waking, testing, idle, busy, draining, down,"
+         " quarantined, unreachable, ...) and for how long,"
          " the seconds per frame of their last benchmark, running tasks, the jobs they are"
          " blocklisted for, and their last error (a quarantined slave's: why). With --rank:"
          " the order in which free slaves take tasks, as a matrix of their properties"
@@ -111,9 +112,13 @@ VERBS: tuple[Verb, ...] = (
          " on an address the slave reaches. slave test NAME: run the slave's acceptance"
          " test again now (each application's test in the sandbox, an rsync round trip,"
          " scratch, disk, memory, GPUs); it is online when it passes and quarantined (no"
-         " tasks) with the reason when not. Exits 1 when it failed.",
-         (Arg(("action",), "what to do: token or test", {"choices": ["token", "test"]}),
-          Arg(("name",), "the slave to test (slave test NAME)",
+         " tasks) with the reason when not. Exits 1 when it failed."
+         " slave wake NAME: send the slave's Wake-on-LAN magic packet now (its definition"
+         " needs mac); it is waking until SSH answers, then tested and idle, or down"
+         " after [power] resume_timeout.",
+         (Arg(("action",), "what to do: token, test or wake",
+              {"choices": ["token", "test", "wake"]}),
+          Arg(("name",), "the slave to test or wake (slave test NAME, slave wake NAME)",
               {"nargs": "?", "default": ""}),
           Arg(("--ttl",), "seconds the token stays valid, 60 to 604800 (default 3600)",
               {"type": int, "default": 3600}),

@@ -88,6 +88,8 @@ def routes(farm: Farm) -> list[web.RouteDef]:
                         "running": sorted(d.running), "tags": d.tags,
                         "bytes_sent": farm.bytes_sent.get(name, 0),
                         "benchmark": measured[name].as_json() if name in measured else None})
+            since = row.get("state_since")  # time in state (the power states among them)
+            row["seconds_in_state"] = farm.clock() - since if since is not None else None
             out.append(row)
         return web.json_response(out)
 

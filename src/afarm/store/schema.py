@@ -136,6 +136,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX benchmarks_slave ON benchmarks(slave, id);
     """,
+    # 7: when each slave entered its state (afarmctl slaves: time in state; power policy)
+    """
+    ALTER TABLE slaves ADD COLUMN state_since REAL;
+    CREATE INDEX events_slave_state ON events(kind, at);
+    """,
 ]
 
 

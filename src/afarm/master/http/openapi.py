@@ -171,6 +171,19 @@ def job_port() -> dict[str, Any]:
                      "requestBody": {"content": {"application/json": {
                          "schema": {"type": "object"}}}},
                      "responses": _responses({"200": _json(JOB, "the job afterwards")})}},
+        "/api/v1/slaves/{name}/wake": {
+            "post": {"summary": "send a sleeping slave its Wake-on-LAN magic packet now",
+                     "parameters": [{"name": "name", "in": "path", "required": True,
+                                     "schema": {"type": "string", "minLength": 1,
+                                                "maxLength": 255}}],
+                     "requestBody": {"content": {"application/json": {
+                         "schema": {"type": "object"}}}},
+                     "responses": _responses({"200": _json({
+                         "type": "object", "required": ["name", "state", "mac"],
+                         "properties": {"name": {"type": "string"},
+                                        "state": {"type": "string"},
+                                        "mac": {"type": "string"}}},
+                         "the slave, now waking")})}},
         "/api/v1/slaves/{name}/test": {
             "post": {"summary": "run a slave's acceptance test again now: it is online when"
                                 " it passes, quarantined (no tasks) with the reason when not",

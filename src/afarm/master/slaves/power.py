@@ -267,8 +267,8 @@ def _suspend_idle(snap: _Snapshot, demand: Sequence[Demand], settings: PowerSett
     candidates = []
     for s in snap.by_name.values():
         st = _state(s)
-        if s.running or s.name in woken:
-            continue  # never a slave with a task
+        if s.running or s.name in woken or not s.wakeable:
+            continue  # never a slave with a task, nor one the master could not wake
         if st == SlaveState.IDLE:
             if now - s.since < settings.idle_suspend * 60:
                 continue

@@ -7,7 +7,7 @@ the same otherwise, so a master without it still wakes its slaves.
 
 import re
 import socket
-from typing import Protocol
+from typing import Any, Protocol
 
 PORT = 9  # discard; 7 (echo) is the other port NICs listen on
 BROADCAST = "255.255.255.255"
@@ -45,10 +45,10 @@ class WakeOnLan:
     """Sends with the wakeonlan module if importable, else with send_own."""
 
     def __init__(self, prefer_module: bool = True) -> None:
-        self.module = None
+        self.module: Any = None
         if prefer_module:
             try:
-                import wakeonlan  # type: ignore[import-not-found]
+                import wakeonlan
 
                 self.module = wakeonlan
             except ImportError:

@@ -40,6 +40,11 @@ def test_a_slave_idle_past_idle_suspend_is_suspended() -> None:
     assert kinds(acts) == [("suspend", "a")]
 
 
+def test_a_slave_without_a_mac_is_never_suspended() -> None:
+    s = slave("a", "idle", NOON - 99 * 60, wakeable=False)
+    assert decide([s], [], ON, NOON, tz=UTC) == []
+
+
 def test_a_slave_idle_shorter_than_idle_suspend_stays_up() -> None:
     assert decide([slave("a", "idle", NOON - 29 * 60)], [], ON, NOON, tz=UTC) == []
 
