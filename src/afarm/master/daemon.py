@@ -73,7 +73,7 @@ def power_manager(cfg: MasterConfig, farm: Farm) -> PowerManager:
     sched = farm.scheduler
     return PowerManager(sched.places, power_settings(cfg), machines, clock=farm.clock,
                         ranked=lambda: [p.name for p in sched.ranked_places()[0]],
-                        demand=sched.index.demand)
+                        demand=lambda: sched.index.demand())  # load() replaces the index
 
 
 def site_of(cfg: MasterConfig) -> Site:

@@ -117,8 +117,9 @@ class PowerManager:
         for name, p in self.places.items():
             m = self.machines.get(name)
             state = shown(p.state)
+            self.observe(name, p.state, now)  # a state nobody reported starts counting now
             out.append(PowerSlave(
-                name, state, self.since.get(name, now), frozenset(p.tags), p.slots,
+                name, state, self.since[name], frozenset(p.tags), p.slots,
                 len(p.running), m is not None, order.get(name, len(order)),
                 self.woken_at.get(name), m.windows if m else None))
         return out
