@@ -305,6 +305,12 @@ def cmd_report(args: argparse.Namespace, client: Client) -> int:
     lines += ["", "per slave:", head.replace(" " * 28, f"{'SLAVE':<28}", 1)]
     lines += [row(s["slave"], s) for s in rep["slaves"]] or ["  (none)"]
     lines += ["", row("total", rep["total"])]
+    if rep.get("days"):  # the machines' own draw, awake (idle and tasks) versus asleep
+        lines += ["", "per day:", f"{'DAY':<12} {'KWH AWAKE':>10} {'KWH ASLEEP':>11}"
+                  f" {'AWAKE H':>8} {'ASLEEP H':>9}"]
+        lines += [f"{d['day']:<12} {figure(d['kwh_awake']):>10} {figure(d['kwh_asleep']):>11}"
+                  f" {figure(d['awake_hours']):>8} {figure(d['asleep_hours']):>9}"
+                  for d in rep["days"]]
     lines += [f"warning: {w}" for w in rep["total"]["warnings"]]
     if rep["total"]["kwh"] is None or rep["total"]["cost"] is None:
         lines.append("(+? : the sum of what is known; some attempts have no watts or price)")

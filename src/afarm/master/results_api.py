@@ -10,6 +10,7 @@ from aiohttp import web
 
 from afarm.applications.base import plain_name
 from afarm.errors import UsageError
+from afarm.master import metering
 from afarm.master.farm import Farm
 from afarm.master.files import JobDir
 from afarm.master.http_util import (
@@ -176,7 +177,8 @@ def routes(farm: Farm) -> list[web.RouteDef]:
             "since": since, "until": until, "currency": currency(), "total": entry(total),
             "jobs": [{"job": j, "name": names.get(j, ""), **entry(t)}
                      for j, t in per_job.items()],
-            "slaves": [{"slave": s, **entry(t)} for s, t in per_slave.items()]})
+            "slaves": [{"slave": s, **entry(t)} for s, t in per_slave.items()],
+            "days": metering.energy_by_day(farm.meter, since, until)})
 
     async def index(request: web.Request) -> web.Response:
         return web.json_response({"afarm": "results port", "jobs": "/api/v1/jobs",

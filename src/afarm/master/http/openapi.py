@@ -55,7 +55,13 @@ REPORT = {"type": "object", "required": ["since", "until", "currency", "total", 
           "properties": {"since": {"type": "number"}, "until": {"type": "number"},
                          "currency": {"type": "string"}, "total": TOTALS,
                          "jobs": {"type": "array", "items": TOTALS},
-                         "slaves": {"type": "array", "items": TOTALS}}}
+                         "slaves": {"type": "array", "items": TOTALS},
+                         # the machines' draw per local day, awake versus asleep
+                         "days": {"type": "array", "items": {"type": "object", "properties": {
+                             "day": {"type": "string"}, "kwh_awake": {"type": "number"},
+                             "kwh_asleep": {"type": "number"},
+                             "awake_hours": {"type": "number"},
+                             "asleep_hours": {"type": "number"}}}}}}
 DATE = {"type": "string", "maxLength": 40,
         "description": "ISO 8601 date or date and time (2026-12-01, 2026-12-01T18:00,"
                        " 2026-12-01T18:00+01:00); without an offset the master's local time"}
