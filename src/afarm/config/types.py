@@ -102,7 +102,7 @@ class SlaveDef(_Section):
     mac: str = ""  # Wake-on-LAN; "": cannot be woken, so never suspended
     broadcast: str = "255.255.255.255"
     sleep_watts: float = 2.0
-    sleep_windows: tuple[str, ...] | None = None  # None: [power] sleep_windows
+    sleep_windows: tuple[str, ...] = ()  # (): [power] sleep_windows
 
     @classmethod
     def of(cls, section: dict[str, Any]) -> "SlaveDef":

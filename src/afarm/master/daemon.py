@@ -66,7 +66,7 @@ def power_manager(cfg: MasterConfig, farm: Farm) -> PowerManager:
     machines = {}
     for name, d in cfg.slaves.items():
         if d.mac:
-            windows = None if d.sleep_windows is None else tuple(
+            windows = None if not d.sleep_windows else tuple(
                 parse_window(w) for w in d.sleep_windows)
             machines[name] = Machine(d.mac, d.broadcast, windows=windows,
                                      sleep_watts=d.sleep_watts)
