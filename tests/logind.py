@@ -24,7 +24,7 @@ from typing import Any
 SYSTEM_CONF = Path("/usr/share/dbus-1/system.conf")
 
 _SERVICE = r'''
-import json, os, sys, threading
+import json, os, sys, threading, time
 import dbus, dbus.service
 from dbus.mainloop.glib import DBusGMainLoop
 from gi.repository import GLib
@@ -40,19 +40,20 @@ class Manager(dbus.service.Object):
     @dbus.service.method("org.freedesktop.login1.Manager", in_signature="b",
                          out_signature="")
     def Suspend(self, interactive):
-        note(call="Suspend", interactive=bool(interactive))
+        note(call="Suspend", interactive=bool(interactive), at=time.time())
 
     @dbus.service.method("org.freedesktop.login1.Manager", in_signature="ssss",
                          out_signature="h")
     def Inhibit(self, what, who, why, mode):
         r, w = os.pipe()
         note(call="Inhibit", what=str(what), who=str(who), why=str(why), mode=str(mode),
+             at=time.time(),
              fd=r)
         def watch():
             while os.read(r, 1):
                 pass
             os.close(r)
-            note(call="Released", fd=r)
+            note(call="Released", fd=r, at=time.time())
         threading.Thread(target=watch, daemon=True).start()
         fd = dbus.types.UnixFd(w)
         os.close(w)

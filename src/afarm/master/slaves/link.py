@@ -112,6 +112,7 @@ class SlaveLink:
         self._may_connect = asyncio.Event()
         self._may_connect.set()
         self._poke = asyncio.Event()
+        self._woken = False
 
     @property
     def free_slots(self) -> int:
@@ -176,7 +177,9 @@ class SlaveLink:
             self._set_state("online")
         else:
             # testing, then online or quarantined; free_slots is 0 until it is online.
-            await self.acceptance.admit(self)
+            # A machine back from sleep is tested again (a resume can break a driver).
+            woken, self._woken = self._woken, False
+            await self.acceptance.admit(self, force=woken)
         self.hooks.slave_ready(self.name)
 
     def _reader(self, channel: Channel, loop: asyncio.AbstractEventLoop, gen: int) -> None:
@@ -277,6 +280,7 @@ class SlaveLink:
         """A magic packet went out: reconnect now and every WAKING_RETRY s until SSH
         answers (acceptance then tests it); the power manager times it out."""
         self.hold = None
+        self._woken = True
         self._set_state("waking")
         self._may_connect.set()
         self._poke.set()
