@@ -198,3 +198,43 @@ def test_an_idle_slave_is_suspended_and_woken_tested_and_given_work_by_a_new_job
             nic.close()
             if not net.sshd_running(h):
                 net.restart(h)
+
+
+def test_the_floor_keeps_one_awake_and_a_slave_that_does_not_wake_is_down_while_its_work_goes_on(
+        testnet_factory: Callable[..., TestNet], tmp_path: Path) -> None:
+    net = testnet_factory(2)
+    h1, h2 = net[0], net[1]
+    with LogindOnPrivateBus(h1.dir / "bus") as (bus, logind):
+        for h in (h1, h2):
+            slave_with_logind(net, h, bus.address)
+        m = power_master(tmp_path, net, h1, mac_of(net, h1))
+        (tmp_path / "slaves.d" / f"{h2.name}.conf").write_text(
+            f"host = {h2.addr}\nport = {h2.port}\nuser = {h2.user}\nkey = {net.client_key}\n"
+            f"work_dir = {h2.workdir}\nmac = {mac_of(net, h2)}\n"
+            f"broadcast = {broadcast_of(h2)}\n")
+        text = m.conf.read_text().replace("resume_timeout = 40", "resume_timeout = 6")
+        m.conf.write_text(text.replace("[power]\n", "[power]\nkeep_awake = *:1\n"))
+        try:
+            m.start(wait_slaves=False)
+            until(lambda: logind.calls("Suspend"), 90, f"a suspend\n{m.logtext()[-3000:]}")
+            sleeper = until(lambda: next((h for h in (h1, h2) if state(m, h.name) == "asleep"),
+                                         None), 30, "a slave asleep")
+            awake = h2 if sleeper is h1 else h1
+            time.sleep(5)  # well past idle_suspend: the floor keeps the other one up
+            assert state(m, awake.name) == "online"
+            assert len(logind.calls("Suspend")) == 1
+            net.kill_sshd(sleeper)  # asleep, and its NIC ignores the packet (no listener)
+            job = m.submit("--app", "sleep", "--items", "2,2,2,2")
+            until(lambda: state(m, sleeper.name) == "waking", 30, "the wake")
+            until(lambda: state(m, sleeper.name) == "down", 30,
+                  f"down after resume_timeout: {states_of(m, sleeper.name)}\n"
+                  f"{m.logtext()[-4000:]}")
+            assert m.wait(job, timeout=120)["status"] == "completed"
+            tasks = m.client.get(f"/api/v1/jobs/{job}")["tasks"]
+            assert {t["slave"] for t in tasks} == {awake.name}
+            assert "waking" in states_of(m, sleeper.name)
+        finally:
+            m.stop()
+            for h in (h1, h2):
+                if not net.sshd_running(h):
+                    net.restart(h)

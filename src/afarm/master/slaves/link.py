@@ -113,6 +113,7 @@ class SlaveLink:
         self._may_connect.set()
         self._poke = asyncio.Event()
         self._woken = False
+        self._closing: threading.Thread | None = None
 
     @property
     def free_slots(self) -> int:
@@ -124,6 +125,9 @@ class SlaveLink:
         delay = 1.0
         while not self._stopping:
             await self._may_connect.wait()
+            closing, self._closing = self._closing, None
+            if closing is not None:  # the connection of its last sleep is closed first
+                await asyncio.to_thread(closing.join)
             try:
                 await self.connect()
                 delay = 1.0
@@ -273,8 +277,19 @@ class SlaveLink:
             if not fut.done():
                 fut.set_exception(SlaveGone(f"{self.name} is {state}"))
         self._waiters.clear()
-        if channel is not None:
-            threading.Thread(target=channel.close, daemon=True).start()
+        # The whole connection goes, as it does when the machine really sleeps: waking
+        # must find SSH answering again, not an old session that outlived the listener.
+        self._closing = threading.Thread(target=self._close_all, args=(channel,),
+                                         daemon=True, name=f"sleep-{self.name}")
+        self._closing.start()
+
+    def _close_all(self, channel: Channel | None) -> None:
+        try:
+            if channel is not None:
+                channel.close()
+            self.transport.close()
+        except Exception as exc:  # closing a dead connection may fail; it is gone anyway
+            log.debug("%s: closing the connection to a sleeping slave: %s", self.name, exc)
 
     def wake(self) -> None:
         """A magic packet went out: reconnect now and every WAKING_RETRY s until SSH

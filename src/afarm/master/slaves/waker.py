@@ -138,6 +138,8 @@ class PowerManager:
         demand = [Demand(tags, n) for tags, n in sorted(
             self.demand().items(), key=lambda kv: (-len(kv[0]), sorted(kv[0])))]
         actions = decide(self.view(), demand, self.settings, now, list(self.wakes), self.tz)
+        if actions:
+            log.debug("power: %s", ", ".join(f"{a.kind} {a.slave}" for a in actions))
         suspends = []
         for a in actions:
             if a.kind == "suspend":
