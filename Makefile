@@ -21,7 +21,7 @@ TEST_DEPS := $(RUN_DEPS) python3-pytest python3-pytest-timeout python3-hypothesi
 	debhelper dh-python pybuild-plugin-pyproject python3-setuptools python3-all lintian \
 	groff-base man-db devscripts fakeroot build-essential
 # Power saving: the slave's logind calls, and a stand-in logind on a private bus.
-TEST_DEPS += python3-dbus python3-gi dbus-daemon
+TEST_DEPS += python3-dbus python3-gi dbus-daemon dbus-system-bus-common
 
 .PHONY: demo test deps-run deps-test lint unit clean
 
