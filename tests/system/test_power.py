@@ -167,6 +167,7 @@ def test_an_idle_slave_is_suspended_and_woken_tested_and_given_work_by_a_new_job
         slave_with_logind(net, h, bus.address)
         nic = Nic(net, h, mac, on_wake=lambda: net.restart(h))
         m = power_master(tmp_path, net, h, mac)
+        started = time.time()
         try:
             m.start(wait_slaves=False)
             # Idle past idle_suspend (3 s): the master asks it to suspend; logind hears it.
@@ -193,6 +194,13 @@ def test_an_idle_slave_is_suspended_and_woken_tested_and_given_work_by_a_new_job
             assert not [t for t in suspends if inhibits[0]["at"] <= t < released[0]["at"]]
             # Idle again afterwards: suspended a second time.
             until(lambda: len(logind.calls("Suspend")) >= 2, 60, "the second suspend")
+            # afarmctl report: the hours it slept count at sleep_watts (2 W by default).
+            since = time.strftime("%Y-%m-%dT%H:%M", time.localtime(started - 60))
+            days = m.client.get(f"/api/v1/report?since={since}")["days"]
+            assert sum(d["asleep_hours"] for d in days) > 0
+            assert sum(d["kwh_asleep"] for d in days) > 0
+            assert sum(d["awake_hours"] for d in days) > 0
+            assert "per day:" in m.ctl("report", "--since", since).stdout
         finally:
             m.stop()
             nic.close()
