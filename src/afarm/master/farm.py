@@ -100,10 +100,10 @@ class Farm:
         self.scheduler.load()
         for slave, seconds in self.store.latest_benchmarks().items():
             self.scheduler.properties.benchmarked(slave, seconds)
-        if self.power is not None:  # sleeping slaves stay asleep, before links connect
+        if self.power is not None and self.power_loop:
+            # Sleeping slaves stay asleep (set before their links start connecting).
             self.power.restore(self.store.slave_states())
-            if self.power_loop:
-                self._tasks.append(asyncio.create_task(self.power.run()))
+            self._tasks.append(asyncio.create_task(self.power.run()))
         self._started = True
         for link in self.scheduler.places.values():
             self._tasks.append(asyncio.create_task(link.keep_connected()))  # type: ignore

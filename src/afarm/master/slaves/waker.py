@@ -166,6 +166,11 @@ class PowerManager:
         if resend:
             self.counts["resend"] += 1
             return True
+        if not self.settings.enabled:
+            # Without the policy nothing would time a waking slave out: only the packet
+            # goes, and the link finds the machine when its usual reconnect comes round.
+            log.info("%s: wake-on-LAN packet sent (%s)", name, reason)
+            return True
         self.counts["wake"] += 1
         self.wakes.append(now)
         log.info("%s: waking (%s)", name, reason)

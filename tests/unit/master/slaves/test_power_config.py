@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from afarm.errors import ConfigError
+from afarm.errors import ConfigError, UsageError
 from afarm.master.daemon import build_farm, load_config
 
 
@@ -63,3 +63,31 @@ def test_a_bad_power_setting_is_a_config_error_naming_it(tmp_path: Path, power: 
                                                           slave: str, says: str) -> None:
     with pytest.raises(ConfigError, match=says):
         load_config(str(conf(tmp_path, power, slave)))
+
+
+def test_slave_wake_by_hand_sends_the_packet_and_refuses_what_it_cannot_wake(
+        tmp_path: Path) -> None:
+    farm = build_farm(load_config(str(conf(tmp_path, "enabled = yes",
+                                           "mac = 52:54:00:12:34:56\n"))))
+    sent: list[tuple[str, str, int]] = []
+
+    class Recorder:
+        def wake(self, mac: str, broadcast: str, port: int) -> None:
+            sent.append((mac, broadcast, port))
+
+    try:
+        assert farm.power is not None
+        farm.power.waker = Recorder()
+        farm.dispatchers["box"].state = "asleep"
+        farm.dispatchers["box"].wake = lambda: None  # type: ignore[method-assign]
+        assert farm.wake_slave("box")["mac"] == "52:54:00:12:34:56"
+        assert sent == [("52:54:00:12:34:56", "255.255.255.255", 9)]
+        with pytest.raises(UsageError, match="no mac"):
+            farm.wake_slave("desk")
+        with pytest.raises(UsageError, match="no slave"):
+            farm.wake_slave("nobody")
+        farm.dispatchers["box"].state = "busy"
+        with pytest.raises(UsageError, match="not asleep"):
+            farm.wake_slave("box")
+    finally:
+        farm.store.close()
