@@ -114,8 +114,8 @@ VERBS: tuple[Verb, ...] = (
          " scratch, disk, memory, GPUs); it is online when it passes and quarantined (no"
          " tasks) with the reason when not. Exits 1 when it failed."
          " slave wake NAME: send the slave's Wake-on-LAN magic packet now (its definition"
-         " needs mac); it is waking until SSH answers, then tested and idle, or down"
-         " after [power] resume_timeout.",
+         " needs mac); with [power] enabled it is waking until SSH answers, then tested"
+         " and idle, or down after resume_timeout.",
          (Arg(("action",), "what to do: token, test or wake",
               {"choices": ["token", "test", "wake"]}),
           Arg(("name",), "the slave to test or wake (slave test NAME, slave wake NAME)",
