@@ -21,7 +21,8 @@ TEST_DEPS := $(RUN_DEPS) python3-pytest python3-pytest-timeout python3-hypothesi
 	debhelper dh-python pybuild-plugin-pyproject python3-setuptools python3-all lintian \
 	groff-base man-db devscripts fakeroot build-essential \
 	python3-zstandard fonts-dejavu-core \
-	avahi-daemon dbus-daemon python3-dbus python3-gi
+	avahi-daemon dbus-daemon python3-dbus python3-gi \
+	dbus-system-bus-common
 
 .PHONY: demo test deps-run deps-test lint unit clean
 

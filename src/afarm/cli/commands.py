@@ -16,6 +16,7 @@ from afarm.cli.client import Client
 from afarm.cli.progress import ProgressBar
 from afarm.errors import OperationFailed, UsageError
 from afarm.model.frames import parse_frames, parse_tiles
+from afarm.model.slave import shown
 
 
 def _print(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -412,7 +413,7 @@ def cmd_slaves(args: argparse.Namespace, client: Client) -> int:
         raise UsageError("--job and --policy go with --rank: afarmctl slaves --rank"
                          " --job ID")
     slaves = ops.slaves(client)
-    lines = [f"{'NAME':<14} {'STATE':<12} {'S/FRAME':>8} {'RUNNING':<10} "
+    lines = [f"{'NAME':<14} {'STATE':<12} {'FOR':>6} {'S/FRAME':>8} {'RUNNING':<10} "
              f"{'BLOCKLISTED FOR':<16} LAST ERROR"]
     for s in slaves:
         running = ",".join(map(str, s["running"])) or "-"
@@ -423,12 +424,23 @@ def cmd_slaves(args: argparse.Namespace, client: Client) -> int:
         found = s.get("discovered")
         if isinstance(found, dict) and not s.get("last_error"):
             last = f"{found['fingerprint']} at {found['address']}"
-        lines.append(f"{s['name']:<14} {s['state']:<12} {bench:>8} {running:<10}"
+        lines.append(f"{s['name']:<14} {shown(s['state']):<12}"
+                     f" {duration(s.get('seconds_in_state')):>6} {bench:>8} {running:<10}"
                      f" {blocked:<16} {last}")
         if s.get("discovery_warning"):
             lines.append(f"{'':<14} WARNING: {s['discovery_warning']}")
     _print(args, slaves, "\n".join(lines) if slaves else "no slaves defined")
     return 0
+
+
+def duration(seconds: float | None) -> str:
+    """Time in a state, short: 45s, 12m, 3h, 2d."""
+    if not isinstance(seconds, int | float):
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(max(seconds, 0))}s"
 
 
 def cmd_report(args: argparse.Namespace, client: Client) -> int:
@@ -449,6 +461,12 @@ def cmd_report(args: argparse.Namespace, client: Client) -> int:
     lines += ["", "per slave:", head.replace(" " * 28, f"{'SLAVE':<28}", 1)]
     lines += [row(s["slave"], s) for s in rep["slaves"]] or ["  (none)"]
     lines += ["", row("total", rep["total"])]
+    if rep.get("days"):  # the machines' own draw, awake (idle and tasks) versus asleep
+        lines += ["", "per day:", f"{'DAY':<12} {'KWH AWAKE':>10} {'KWH ASLEEP':>11}"
+                  f" {'AWAKE H':>8} {'ASLEEP H':>9}"]
+        lines += [f"{d['day']:<12} {figure(d['kwh_awake']):>10} {figure(d['kwh_asleep']):>11}"
+                  f" {figure(d['awake_hours']):>8} {figure(d['asleep_hours']):>9}"
+                  for d in rep["days"]]
     lines += [f"warning: {w}" for w in rep["total"]["warnings"]]
     if rep["total"]["kwh"] is None or rep["total"]["cost"] is None:
         lines.append("(+? : the sum of what is known; some attempts have no watts or price)")
@@ -472,6 +490,11 @@ def cmd_gc(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_slave(args: argparse.Namespace, client: Client) -> int:
+    if args.action == "wake":
+        woke = ops.wake_slave(client, args.name)
+        _print(args, woke, f"{woke['name']}: magic packet sent to {woke['mac']};"
+                           " afarmctl slaves shows it waking, then testing and idle")
+        return 0
     if args.action == "test":
         rec = ops.test_slave(client, args.name)
         checks = [f"  {'ok  ' if c.get('ok') else 'FAIL'} {c.get('name')}: {c.get('detail')}"

@@ -184,6 +184,15 @@ def test_slave(client: Client, name: str) -> dict[str, Any]:
     return answer
 
 
+def wake_slave(client: Client, name: str) -> dict[str, Any]:
+    """Send a sleeping slave its Wake-on-LAN packet now."""
+    if not name:
+        raise UsageError("give the slave's name: afarmctl slave wake NAME")
+    answer: dict[str, Any] = client.post(
+        f"/api/v1/slaves/{urllib.parse.quote(name, safe='')}/wake", {})
+    return answer
+
+
 def enroll_token(client: Client, ttl: int, replace: str | None = None) -> dict[str, Any]:
     body: dict[str, object] = {"ttl": ttl}
     if replace:

@@ -124,7 +124,8 @@ VERBS: tuple[Verb, ...] = (
          " lines of output of every attempt.",
          (JOB, Arg(("--task",), "only this task (its id or index)", {}))),
     Verb("slaves", "list slaves",
-         "List the slaves: state (testing, online, busy, quarantined, unreachable, ...),"
+         "List the slaves: state (asleep, waking, testing, idle, busy, draining, down,"
+         " quarantined, unreachable, ...) and for how long,"
          " the seconds per frame of their last benchmark, running tasks, the jobs they are"
          " blocklisted for, and their last error (a quarantined slave's: why). With --rank:"
          " the order in which free slaves take tasks, as a matrix of their properties"
@@ -151,10 +152,12 @@ VERBS: tuple[Verb, ...] = (
          " token typed on the slave. Compare the fingerprint with ssh-keygen -lf"
          " /etc/ssh/ssh_host_ed25519_key.pub on the slave: anyone on the network can"
          " announce a name. slave reject NAME: forget a discovered slave (a pending one, or"
-         " the warning about a changed fingerprint).",
-         (Arg(("action",), "what to do: token, test, accept or reject",
-              {"choices": ["token", "test", "accept", "reject"]}),
-          Arg(("name",), "the slave to test, accept or reject",
+         " the warning about a changed fingerprint). slave wake NAME: send the slave's"
+         " Wake-on-LAN magic packet now (its definition needs mac); with [power] enabled it is waking"
+         " until SSH answers, then tested and idle, or down after resume_timeout.",
+         (Arg(("action",), "what to do: token, test, accept, reject or wake",
+              {"choices": ["token", "test", "accept", "reject", "wake"]}),
+          Arg(("name",), "the slave to test, accept, reject or wake",
               {"nargs": "?", "default": ""}),
           Arg(("--yes",), "slave accept: do not ask for confirmation",
               {"action": "store_true"}),

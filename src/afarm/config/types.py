@@ -99,6 +99,10 @@ class SlaveDef(_Section):
     price: float = 0.0
     speed: float = 0.0  # frames/s from a benchmark; 0: unknown
     properties: tuple[tuple[str, float], ...] = ()
+    mac: str = ""  # Wake-on-LAN; "": cannot be woken, so never suspended
+    broadcast: str = "255.255.255.255"
+    sleep_watts: float = 2.0
+    sleep_windows: tuple[str, ...] = ()  # (): [power] sleep_windows
 
     @classmethod
     def of(cls, section: dict[str, Any]) -> "SlaveDef":
@@ -126,6 +130,7 @@ class MasterConfig:
     local_properties: dict[str, dict[str, float]] = field(default_factory=dict)
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)
     acceptance: dict[str, Any] = field(default_factory=dict)  # AcceptanceSettings
+    power: dict[str, Any] = field(default_factory=dict)  # master/slaves/power.py settings_of
 
     @classmethod
     def of(cls, cfg: dict[str, Any], slaves: dict[str, dict[str, Any]],
@@ -142,7 +147,8 @@ class MasterConfig:
                    local_properties={n: dict(v) for n, v in cfg["local_slaves"].items()
                                      if isinstance(v, dict)},
                    policies=dict(cfg.get("policies", {})),
-                   acceptance=dict(cfg["acceptance"]))
+                   acceptance=dict(cfg["acceptance"]),
+                   power=dict(cfg.get("power", {})))
         made.listen("job_port")  # a bad address is a config error at load, not at start
         made.listen("results_port")
         return made

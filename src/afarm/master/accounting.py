@@ -146,3 +146,60 @@ def _local(t: float, tz: tzinfo | None) -> tuple[datetime, float]:
     """The local time at `t` and its second of the day."""
     local = datetime.fromtimestamp(t, tz) if tz else datetime.fromtimestamp(t).astimezone()
     return local, local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
+
+
+# Power states of a slave's machine: asleep ones draw sleep_watts, awake ones watts_idle
+# (their tasks' energy above that is in the usage table); in the others (offline,
+# unreachable, pending, ...) nobody knows whether the machine is on, so they count as
+# neither.
+ASLEEP = frozenset({"asleep", "down"})
+AWAKE = frozenset({"waking", "testing", "online", "idle", "busy", "draining",
+                   "quarantined"})
+
+
+@dataclass
+class DayEnergy:
+    awake_hours: float = 0.0
+    asleep_hours: float = 0.0
+    idle_kwh: float = 0.0  # awake without a task (or between tasks), at watts_idle
+    asleep_kwh: float = 0.0
+    busy_kwh: float = 0.0  # the day's attempts (usage)
+
+    def as_json(self, day: str) -> dict[str, float | str]:
+        return {"day": day, "awake_hours": self.awake_hours,
+                "asleep_hours": self.asleep_hours, "kwh_awake": self.idle_kwh + self.busy_kwh,
+                "kwh_idle": self.idle_kwh, "kwh_busy": self.busy_kwh,
+                "kwh_asleep": self.asleep_kwh}
+
+
+def day_label(t: float, tz: tzinfo | None = None) -> str:
+    return _local(t, tz)[0].date().isoformat()
+
+
+def energy_by_day(spans: list[tuple[str, str, float, float]],
+                  watts_idle: dict[str, float], sleep_watts: dict[str, float],
+                  tz: tzinfo | None = None) -> dict[str, DayEnergy]:
+    """Awake and asleep hours and kWh per local day, from each slave's state spans."""
+    days: dict[str, DayEnergy] = {}
+    for slave, state, start, end in spans:
+        asleep = state in ASLEEP
+        if not asleep and state not in AWAKE:
+            continue
+        t = start
+        while t < end:
+            local = _local(t, tz)[0]
+            midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+            step_end = min(end, (midnight + timedelta(days=1)).timestamp())
+            if step_end <= t:
+                step_end = min(end, t + 3600)
+            d = days.setdefault(local.date().isoformat(), DayEnergy())
+            seconds = step_end - t
+            if asleep:
+                d.asleep_hours += seconds / 3600
+                d.asleep_kwh += kwh(joules(sleep_watts.get(slave, 0.0), seconds))
+            else:
+                d.awake_hours += seconds / 3600
+                if state != "busy":
+                    d.idle_kwh += kwh(joules(watts_idle.get(slave, 0.0), seconds))
+            t = step_end
+    return days

@@ -34,6 +34,8 @@ from afarm.master.scheduling.properties import Properties
 from afarm.master.scheduling.ranking import PRESETS, Policy, make_policy
 from afarm.master.slaves.acceptance import AcceptanceSettings
 from afarm.master.slaves.definitions import slave_definitions, transport_for
+from afarm.master.slaves.power import PowerSettings, parse_window, settings_of
+from afarm.master.slaves.waker import Machine, PowerManager
 from afarm.notify import notify
 from afarm.protocol.net import is_loopback, join_hostport
 from afarm.runner.sandbox import Sandbox, SandboxSettings
@@ -48,7 +50,30 @@ def load_config(path: str) -> MasterConfig:
     cfg = load(path, "master")
     made = MasterConfig.of(cfg, slave_definitions(cfg), path)
     site_of(made)  # a bad tariff is a config error at load, not at the first task
+    power_settings(made)
     return made
+
+
+def power_settings(cfg: MasterConfig) -> PowerSettings:
+    try:
+        return settings_of(cfg.power)
+    except ValueError as exc:
+        raise ConfigError(cfg.where, [str(exc)]) from None
+
+
+def power_manager(cfg: MasterConfig, farm: Farm) -> PowerManager:
+    """The power manager over the farm's slaves; those with a mac can sleep and wake."""
+    machines = {}
+    for name, d in cfg.slaves.items():
+        if d.mac:
+            windows = None if not d.sleep_windows else tuple(
+                parse_window(w) for w in d.sleep_windows)
+            machines[name] = Machine(d.mac, d.broadcast, windows=windows,
+                                     sleep_watts=d.sleep_watts)
+    sched = farm.scheduler
+    return PowerManager(sched.places, power_settings(cfg), machines, clock=farm.clock,
+                        ranked=lambda: [p.name for p in sched.ranked_places()[0]],
+                        demand=lambda: sched.index.demand())  # load() replaces the index
 
 
 def site_of(cfg: MasterConfig) -> Site:
@@ -121,6 +146,8 @@ def build_farm(cfg: MasterConfig) -> Farm:
         farm.meter.places[name] = Power.of(conf)
     farm.meter.site = site_of(cfg)
     farm.acceptance.settings = AcceptanceSettings.from_config(cfg.acceptance)
+    farm.power = power_manager(cfg, farm)
+    farm.power_loop = farm.power.settings.enabled
     return farm
 
 

@@ -22,6 +22,7 @@ from afarm.master.scheduling.scheduler import Scheduler
 from afarm.master.slaves.acceptance import Acceptance
 from afarm.master.slaves.link import SlaveGone, SlaveLink
 from afarm.master.slaves.master_runner import MasterRunner
+from afarm.master.slaves.waker import PowerManager
 from afarm.model.job import InputFile, Job, JobSpec, Task
 from afarm.model.policy import FailurePolicy
 from afarm.protocol.messages import Progress
@@ -66,6 +67,8 @@ class Farm:
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._gc_due: asyncio.TimerHandle | None = None
+        self.power: PowerManager | None = None  # the daemon sets it (master/slaves/waker.py)
+        self.power_loop = False  # run the policy ([power] enabled)
 
     @property
     def dispatchers(self) -> dict[str, SlaveLink]:
@@ -97,6 +100,10 @@ class Farm:
         self.scheduler.load()
         for slave, seconds in self.store.latest_benchmarks().items():
             self.scheduler.properties.benchmarked(slave, seconds)
+        if self.power is not None and self.power_loop:
+            # Sleeping slaves stay asleep (set before their links start connecting).
+            self.power.restore(self.store.slave_states())
+            self._tasks.append(asyncio.create_task(self.power.run()))
         self._started = True
         for link in self.scheduler.places.values():
             self._tasks.append(asyncio.create_task(link.keep_connected()))  # type: ignore
@@ -120,6 +127,8 @@ class Farm:
     def slave_state(self, name: str, state: str, error: str | None,
                     info: dict[str, Any] | None) -> None:
         self.store.set_slave(name, state, error, info)
+        if self.power is not None:
+            self.power.observe(name, state)
 
     async def test_slave(self, name: str) -> dict[str, Any]:
         """Run a connected slave's acceptance test again now (afarmctl slave test NAME)."""
@@ -137,6 +146,12 @@ class Farm:
                                   " tested again when it reconnects") from None
         self.wake()
         return {"name": name, "state": link.state, **record}
+
+    def wake_slave(self, name: str) -> dict[str, Any]:
+        """Send a slave the Wake-on-LAN packet now (afarmctl slave wake NAME)."""
+        if self.power is None:
+            raise UsageError("this master does not manage power")
+        return self.power.wake_by_hand(name)
 
     def slave_ready(self, name: str) -> None:
         self.wake()

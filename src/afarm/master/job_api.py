@@ -128,9 +128,13 @@ def routes(farm: Farm, max_upload: int, *, idle_timeout: float = 60.0,
     async def test_slave(request: web.Request) -> web.Response:
         return web.json_response(await farm.test_slave(request.match_info["name"]))
 
+    async def wake_slave(request: web.Request) -> web.Response:
+        return web.json_response(farm.wake_slave(request.match_info["name"]))
+
     return [
         web.post("/api/v1/gc", gc),
         web.post("/api/v1/slaves/{name}/test", test_slave),
+        web.post("/api/v1/slaves/{name}/wake", wake_slave),
         web.head("/api/v1/files/{sha}", has_file),
         web.put("/api/v1/files/{sha}", put_file),
         web.post("/api/v1/jobs", submit),

@@ -6,6 +6,7 @@ transaction as the outcome, so a failed or requeued attempt is paid for too."""
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from afarm.config.types import SlaveDef
 from afarm.master import accounting
@@ -29,12 +30,13 @@ class Power:
     # Its RAPL figure also counts others' work: the master's local slaves share one machine
     # (with each other and the master's follow-ups), so only the estimate is fair.
     shared: bool = False
+    sleep_watts: float = 2.0  # suspended (afarmctl report: asleep kWh)
 
     @classmethod
     def of(cls, slave: SlaveDef) -> "Power":
         """A slave definition's figures (unset ones: 0, unknown)."""
         return cls(slave.watts_busy or 0.0, slave.watts_idle or 0.0, slave.price or 0.0,
-                   slave.slots)
+                   slave.slots, sleep_watts=slave.sleep_watts)
 
 
 @dataclass
@@ -119,3 +121,16 @@ class Meter:
 
     def store_usage(self, u: usage.Usage) -> None:
         usage.record(self.store.db, u)
+
+
+def energy_by_day(meter: Meter, since: float, until: float) -> list[dict[str, Any]]:
+    """afarmctl report's days: awake (idle + tasks) and asleep kWh and hours."""
+    spans = usage.state_spans(meter.store.db, since, until)
+    names = {s for s, *_ in spans}
+    idle = {n: meter.power_of(n).watts_idle or meter.site.watts_idle for n in names}
+    asleep = {n: meter.power_of(n).sleep_watts for n in names}
+    days = accounting.energy_by_day(spans, idle, asleep)
+    for day, (_, joules) in usage.busy_seconds_by_day(meter.store.db, since, until,
+                                                      accounting.day_label).items():
+        days.setdefault(day, accounting.DayEnergy()).busy_kwh += accounting.kwh(joules)
+    return [days[d].as_json(d) for d in sorted(days)]

@@ -11,6 +11,7 @@ from aiohttp import web
 from afarm import addon
 from afarm.applications.base import plain_name
 from afarm.errors import UsageError
+from afarm.master import metering
 from afarm.master.farm import Farm
 from afarm.master.files import JobDir
 from afarm.master.http_util import (
@@ -98,6 +99,8 @@ def routes(farm: Farm) -> list[web.RouteDef]:
                         "running": sorted(d.running), "tags": d.tags,
                         "bytes_sent": farm.bytes_sent.get(name, 0),
                         "benchmark": measured[name].as_json() if name in measured else None})
+            since = row.get("state_since")  # time in state (the power states among them)
+            row["seconds_in_state"] = farm.clock() - since if since is not None else None
             out.append(row)
         # Slaves found by Avahi: pending ones (no work until accepted), and warnings about
         # enrolled ones announced with another host key.
@@ -198,7 +201,8 @@ def routes(farm: Farm) -> list[web.RouteDef]:
             "since": since, "until": until, "currency": currency(), "total": entry(total),
             "jobs": [{"job": j, "name": names.get(j, ""), **entry(t)}
                      for j, t in per_job.items()],
-            "slaves": [{"slave": s, **entry(t)} for s, t in per_slave.items()]})
+            "slaves": [{"slave": s, **entry(t)} for s, t in per_slave.items()],
+            "days": metering.energy_by_day(farm.meter, since, until)})
 
     async def index(request: web.Request) -> web.Response:
         return web.json_response({"afarm": "results port", "jobs": "/api/v1/jobs",

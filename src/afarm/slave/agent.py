@@ -35,6 +35,7 @@ from afarm.runner.sandbox import Sandbox, SandboxSettings
 from afarm.runner.task import TaskRun
 from afarm.runner.workspace import Input, Workspace
 from afarm.slave import acceptance
+from afarm.slave.power import TaskGuard
 
 log = logging.getLogger("afarm.agent")
 MAX_REQUEST = 64 << 20  # one JSON line from the master; a million-item chunk fits
@@ -69,6 +70,7 @@ class Agent:
         self.verified = self.work / "verified"
         self.verified.mkdir(exist_ok=True)
         (self.work / "jobs").mkdir(parents=True, exist_ok=True)
+        self.guard = TaskGuard(self.work)  # a sleep inhibitor while tasks run
 
     # -- channel --------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
@@ -235,6 +237,7 @@ class Agent:
             for s in shas:
                 self.in_use[s] = self.in_use.get(s, 0) + 1
         started = time.monotonic()
+        held = self.guard.begin(req.task, req.attempt)
         try:
             reply = self._run(req, run)
         except (Refused, AfarmError) as exc:
@@ -248,6 +251,7 @@ class Agent:
         if run.canceled and not reply.error:
             reply.error = "canceled"
         reply.seconds = round(time.monotonic() - started, 3)
+        self.guard.end(req.task, req.attempt, held)
         with self.lock:
             self.running.pop((req.task, req.attempt), None)
             self.running_jobs.pop((req.task, req.attempt), None)

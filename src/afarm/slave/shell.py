@@ -10,6 +10,7 @@ and puts what the master asked for in SSH_ORIGINAL_COMMAND. That text is split w
 
 ``serve``      the JSON-lines agent on this connection's stdin/stdout (afarm.slave.agent)
 ``version``    print the afarm version
+``suspend``    suspend the machine through logind, unless a task runs (afarm.slave.power)
 ``rsync --server ...``  exactly the server side of the master's put and get (see
                afarm.transport.rsync), run by Debian's rrsync, which checks the paths once
                more and pins them against races. A put (the master sends) may only write
@@ -250,9 +251,27 @@ def _version(words: list[str], settings: Settings, env: Mapping[str, str]) -> in
     return 0
 
 
+def _suspend(words: list[str], settings: Settings, env: Mapping[str, str]) -> int:
+    if len(words) != 1:
+        raise Refused("suspend takes no arguments")
+    from afarm.slave import power
+
+    try:
+        why_not = power.suspend(settings.work_dir)
+    except power.PowerError as exc:
+        print(f"afarm-slave-shell: {exc}", file=sys.stderr)
+        return 1
+    if why_not:
+        print(f"afarm-slave-shell: {why_not}", file=sys.stderr)
+        return 1
+    log.info("suspending at the master's request")
+    return 0
+
+
 Verb = Callable[[list[str], Settings, Mapping[str, str]], int]
 VERBS: dict[str, Verb] = {"serve": _serve, "version": _version, "rsync": _run_rsync}
-_ALLOWED = "serve, version, rsync --server (afarm's own transfers)"
+VERBS["suspend"] = _suspend  # logind Suspend, refused while a task runs (slave/power.py)
+_ALLOWED = "serve, version, suspend, rsync --server (afarm's own transfers)"
 
 
 def dispatch(command: str | None, settings: Settings, env: Mapping[str, str]) -> int:

@@ -669,6 +669,8 @@ class Store:
             (name, state, error or "", self.clock(), json.dumps(info or {}),
              error, json.dumps(info) if info is not None else None))
         if old is None or old["state"] != state:
+            self.db.execute("UPDATE slaves SET state_since=? WHERE name=?",
+                            (self.clock(), name))
             self._event("slave-state", f"{name} is {state}" + (f": {error}" if error else ""),
                         slave=name, data={"state": state})
 
@@ -687,6 +689,11 @@ class Store:
         """Each slave's latest measured seconds per frame of afarm's benchmark scene."""
         return {s: b.seconds_per_frame for s, b in benchmarks.latest(self.db).items()
                 if b.seconds_per_frame is not None}
+
+    def slave_states(self) -> dict[str, tuple[str, float | None]]:
+        """Each slave's stored state and since when (the power manager resumes from it)."""
+        return {r[0]: (r[1], r[2]) for r in self.db.execute(
+            "SELECT name, state, state_since FROM slaves")}
 
     def slaves(self) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT * FROM slaves ORDER BY name").fetchall()

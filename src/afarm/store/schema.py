@@ -165,6 +165,11 @@ MIGRATIONS: list[str] = [
         warning TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 8: when each slave entered its state (afarmctl slaves: time in state; power policy)
+    """
+    ALTER TABLE slaves ADD COLUMN state_since REAL;
+    CREATE INDEX events_slave_state ON events(kind, at);
+    """,
 ]
 
 

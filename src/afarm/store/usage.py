@@ -6,6 +6,7 @@ Unknown is NULL, never 0: a row without watts has no joules and no cost, and the
 count such rows apart so nobody reads a partial sum as the whole.
 """
 
+import json
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,4 +124,40 @@ def job_names(db: sqlite3.Connection, job_ids: list[int]) -> dict[int, str]:
         marks = ",".join("?" * len(part))
         out.update((int(r[0]), str(r[1])) for r in db.execute(
             f"SELECT id, name FROM jobs WHERE id IN ({marks})", part))
+    return out
+
+
+def state_spans(db: sqlite3.Connection, since: float, until: float
+                ) -> list[tuple[str, str, float, float]]:
+    """(slave, state, start, end) of every slave's states within [since, until), from the
+    slave-state events (the state a slave had at `since` included)."""
+    last: dict[str, tuple[str, float]] = {}
+    spans = []
+    for slave, at, data in db.execute(
+            "SELECT slave, at, data FROM events WHERE kind='slave-state' AND at < ?"
+            " ORDER BY id", (until,)):
+        try:
+            state = str(json.loads(data).get("state", ""))
+        except ValueError:
+            continue
+        if slave in last:
+            old, start = last[slave]
+            if at > since:
+                spans.append((slave, old, max(start, since), at))
+        last[slave] = (state, at)
+    for slave, (state, start) in last.items():
+        spans.append((slave, state, max(start, since), until))
+    return [s for s in spans if s[3] > s[2]]
+
+
+def busy_seconds_by_day(db: sqlite3.Connection, since: float, until: float,
+                        day_of: Any) -> dict[str, tuple[float, float]]:
+    """Per day (day_of(ended) -> label): the attempts' busy seconds and joules."""
+    out: dict[str, tuple[float, float]] = {}
+    for ended, seconds, joules in db.execute(
+            "SELECT ended, seconds, COALESCE(joules, 0) FROM usage WHERE ended >= ? AND"
+            " ended < ?", (since, until)):
+        day = day_of(ended)
+        s, j = out.get(day, (0.0, 0.0))
+        out[day] = (s + seconds, j + joules)
     return out

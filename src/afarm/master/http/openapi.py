@@ -65,7 +65,13 @@ REPORT = {"type": "object", "required": ["since", "until", "currency", "total", 
           "properties": {"since": {"type": "number"}, "until": {"type": "number"},
                          "currency": {"type": "string"}, "total": TOTALS,
                          "jobs": {"type": "array", "items": TOTALS},
-                         "slaves": {"type": "array", "items": TOTALS}}}
+                         "slaves": {"type": "array", "items": TOTALS},
+                         # the machines' draw per local day, awake versus asleep
+                         "days": {"type": "array", "items": {"type": "object", "properties": {
+                             "day": {"type": "string"}, "kwh_awake": {"type": "number"},
+                             "kwh_asleep": {"type": "number"},
+                             "awake_hours": {"type": "number"},
+                             "asleep_hours": {"type": "number"}}}}}}
 DATE = {"type": "string", "maxLength": 40,
         "description": "ISO 8601 date or date and time (2026-12-01, 2026-12-01T18:00,"
                        " 2026-12-01T18:00+01:00); without an offset the master's local time"}
@@ -184,6 +190,19 @@ def job_port() -> dict[str, Any]:
                      "requestBody": {"content": {"application/json": {
                          "schema": {"type": "object"}}}},
                      "responses": _responses({"200": _json(JOB, "the job afterwards")})}},
+        "/api/v1/slaves/{name}/wake": {
+            "post": {"summary": "send a sleeping slave its Wake-on-LAN magic packet now",
+                     "parameters": [{"name": "name", "in": "path", "required": True,
+                                     "schema": {"type": "string", "minLength": 1,
+                                                "maxLength": 255}}],
+                     "requestBody": {"content": {"application/json": {
+                         "schema": {"type": "object"}}}},
+                     "responses": _responses({"200": _json({
+                         "type": "object", "required": ["name", "state", "mac"],
+                         "properties": {"name": {"type": "string"},
+                                        "state": {"type": "string"},
+                                        "mac": {"type": "string"}}},
+                         "the slave, now waking")})}},
         "/api/v1/slaves/{name}/test": {
             "post": {"summary": "run a slave's acceptance test again now: it is online when"
                                 " it passes, quarantined (no tasks) with the reason when not",

@@ -234,3 +234,13 @@ class RunnableIndex:
     def job_tags(self, job_id: int) -> frozenset[str] | None:
         job = self._jobs.get(job_id)
         return job.tags if job else None
+
+    def demand(self, runs_on: str = "slave") -> dict[frozenset[str], int]:
+        """Tasks that could start now on `runs_on`, by the tags their jobs require (the
+        power manager wakes slaves for them)."""
+        out: dict[frozenset[str], int] = {}
+        for job in self._jobs.values():
+            n = len(job.heaps.get(runs_on, ()))
+            if n:
+                out[job.tags] = out.get(job.tags, 0) + n
+        return out

@@ -10,6 +10,7 @@ from typing import Any
 from afarm.config.loader import load
 from afarm.config.types import SlaveDef
 from afarm.errors import ConfigError
+from afarm.master.slaves.power import power_problems
 from afarm.protocol.names import RULE, is_slave_name
 from afarm.protocol.net import host_problem
 from afarm.transport.base import Transport
@@ -38,6 +39,7 @@ def slave_definitions(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
         bad_host = host_problem(str(slaves[name].get("host", "")))
         if bad_host:
             problems.append(f"[slaves] [[{name}]] host: {bad_host}")
+        problems += power_problems(name, slaves[name])
     if problems:
         raise ConfigError(str(directory), problems)
     return slaves

@@ -32,6 +32,7 @@ from afarm.transport.base import AuthFailure, Channel, HostUnreachable, Transpor
 
 log = logging.getLogger(__name__)
 GRACE = 30.0  # seconds past a task's timeout before the master gives up on the agent
+WAKING_RETRY = 2.0  # seconds between SSH attempts to a waking slave
 PROGRESS_PER_SECOND = 50  # more from one slave is dropped, not queued
 
 
@@ -105,6 +106,14 @@ class SlaveLink:
         self._stopping = False
         self._upload_lock = asyncio.Lock()
         self._progress_window = (0.0, 0)
+        # Power saving (master/slaves/waker.py): while `hold` is asleep or down the link
+        # does not try to connect; waking clears it and retries every WAKING_RETRY s.
+        self.hold: str | None = None
+        self._may_connect = asyncio.Event()
+        self._may_connect.set()
+        self._poke = asyncio.Event()
+        self._woken = False
+        self._closing: threading.Thread | None = None
 
     @property
     def free_slots(self) -> int:
@@ -115,6 +124,10 @@ class SlaveLink:
         """Connect, and reconnect with backoff whenever the slave goes away."""
         delay = 1.0
         while not self._stopping:
+            await self._may_connect.wait()
+            closing, self._closing = self._closing, None
+            if closing is not None:  # the connection of its last sleep is closed first
+                await asyncio.to_thread(closing.join)
             try:
                 await self.connect()
                 delay = 1.0
@@ -128,7 +141,12 @@ class SlaveLink:
                 self._set_state("unreachable", str(exc) or type(exc).__name__)
             if self._stopping:
                 break
-            await asyncio.sleep(delay)
+            self._poke.clear()
+            try:
+                await asyncio.wait_for(self._poke.wait(), WAKING_RETRY
+                                       if self.state == "waking" else delay)
+            except TimeoutError:
+                pass
             delay = min(delay * 2, 30.0)
 
     async def _drop_channel(self) -> None:
@@ -163,7 +181,9 @@ class SlaveLink:
             self._set_state("online")
         else:
             # testing, then online or quarantined; free_slots is 0 until it is online.
-            await self.acceptance.admit(self)
+            # A machine back from sleep is tested again (a resume can break a driver).
+            woken, self._woken = self._woken, False
+            await self.acceptance.admit(self, force=woken)
         self.hooks.slave_ready(self.name)
 
     def _reader(self, channel: Channel, loop: asyncio.AbstractEventLoop, gen: int) -> None:
@@ -245,7 +265,54 @@ class SlaveLink:
         self.state = ""  # always recorded, with the acceptance in the info
         self._set_state(state, error)
 
+    def sleep(self, state: str, reason: str) -> None:
+        """The machine sleeps (or is down): forget the channel, stop reconnecting."""
+        self.hold = state
+        self._may_connect.clear()
+        self._set_state(state, reason)
+        channel, self.channel = self.channel, None
+        self._generation += 1
+        self._connected.set()
+        for fut in self._waiters.values():  # a request in flight gets no answer now
+            if not fut.done():
+                fut.set_exception(SlaveGone(f"{self.name} is {state}"))
+        self._waiters.clear()
+        # The whole connection goes, as it does when the machine really sleeps: waking
+        # must find SSH answering again, not an old session that outlived the listener.
+        self._closing = threading.Thread(target=self._close_all, args=(channel,),
+                                         daemon=True, name=f"sleep-{self.name}")
+        self._closing.start()
+
+    def _close_all(self, channel: Channel | None) -> None:
+        try:
+            if channel is not None:
+                channel.close()
+            self.transport.close()
+        except Exception as exc:  # closing a dead connection may fail; it is gone anyway
+            log.debug("%s: closing the connection to a sleeping slave: %s", self.name, exc)
+
+    def wake(self) -> None:
+        """A magic packet went out: reconnect now and every WAKING_RETRY s until SSH
+        answers (acceptance then tests it); the power manager times it out."""
+        self.hold = None
+        self._woken = True
+        self._set_state("waking")
+        self._may_connect.set()
+        self._poke.set()
+
+    async def suspend_machine(self) -> str:
+        """Ask the slave to suspend (afarm-slave-shell suspend); "" when it agreed."""
+        try:
+            r = await asyncio.to_thread(self.transport.run, ["suspend"], None, 30.0)
+        except (TransportError, OSError) as exc:
+            return str(exc) or type(exc).__name__
+        return "" if r.ok else (r.stderr.strip() or f"suspend exited {r.exit_code}")
+
     def _set_state(self, state: str, error: str | None = None) -> None:
+        if self.hold and state in ("unreachable", "connecting"):
+            return  # asleep or down: a failed connection is no news
+        if self.state == "waking" and state in ("unreachable", "connecting"):
+            return  # still waking: the power manager decides when it is down
         if state != self.state or error:
             if error:
                 log.info("%s: %s (%s)", self.name, state, error)
