@@ -153,8 +153,8 @@ VERBS: tuple[Verb, ...] = (
          " /etc/ssh/ssh_host_ed25519_key.pub on the slave: anyone on the network can"
          " announce a name. slave reject NAME: forget a discovered slave (a pending one, or"
          " the warning about a changed fingerprint). slave wake NAME: send the slave's"
-         " Wake-on-LAN magic packet now (its definition needs mac); with [power] enabled it is waking"
-         " until SSH answers, then tested and idle, or down after resume_timeout.",
+         " Wake-on-LAN magic packet now (its definition needs mac); with [power] enabled it"
+         " is waking until SSH answers, then tested and idle, or down after resume_timeout.",
          (Arg(("action",), "what to do: token, test, accept, reject or wake",
               {"choices": ["token", "test", "accept", "reject", "wake"]}),
           Arg(("name",), "the slave to test, accept, reject or wake",
