@@ -107,7 +107,7 @@ def job_json(store: Store, job: Job, warnings: list[str] | None = None,
              currency: str = "") -> dict[str, Any]:
     energy, unknown = energy_json(usage.of_jobs(store.db, [job.id]).get(job.id), currency)
     return {"id": job.id, "name": job.name, "application": job.application,
-            "tags": job.tags, "scheduling": job.scheduling,
+            "tags": job.tags, "scheduling": job.scheduling, "app_version": job.app_version,
             "warnings": [*(warnings or []), *unknown], "energy": energy,
             "status": job.status.value, "priority": job.priority, "created": job.created,
             "updated": job.updated, "params": job.params,

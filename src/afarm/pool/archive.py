@@ -119,8 +119,7 @@ def members(path: Path) -> Iterator[tuple[Member, IO[bytes] | None]]:
                     _check_link(name, ti.linkname)
                     yield Member(name, "symlink", 0, 0o777, ti.linkname), None
                 elif ti.isreg():
-                    f = tar.extractfile(ti)
-                    yield Member(name, "file", ti.size, ti.mode), f
+                    yield Member(name, "file", ti.size, ti.mode), tar.extractfile(ti)
                 elif ti.islnk():
                     raise ArchiveError(f"member {name!r} is a hard link; refused (repack"
                                        " without hard links)")

@@ -136,6 +136,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX benchmarks_slave ON benchmarks(slave, id);
     """,
+    # 8: the pool version of its application a job runs, chosen at submit ('' = none)
+    """
+    ALTER TABLE jobs ADD COLUMN app_version TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 

@@ -144,6 +144,9 @@ class Pool:
         order = newest(e.version for e in found)
         return sorted(found, key=lambda e: order.index(e.version))
 
+    def packages(self) -> frozenset[str]:
+        return frozenset(e.package for e in self.entries())
+
     def entry(self, package: str, version: str, arch: str = "amd64") -> PoolEntry | None:
         for e in self.versions(package):
             if e.version == version and e.arch in (arch, "all"):
