@@ -74,8 +74,13 @@ def _check_link(name: str, target: str) -> None:
 
 
 def members(path: Path) -> Iterator[tuple[Member, IO[bytes] | None]]:
-    """Each member, checked, with an open stream for regular files (read it before the next)."""
-    suffix = suffix_of(path.name)
+    """Each member, checked, with an open stream for regular files (read it before the next).
+    A file named by its sha256 (a slave's cache) is a zip if it starts like one, else tar."""
+    if any(path.name.endswith(s) for s in SUFFIXES):
+        suffix = suffix_of(path.name)
+    else:
+        with open(path, "rb") as head:
+            suffix = ".zip" if head.read(4) == b"PK\x03\x04" else ".tar"
     count = 0
     if suffix == ".zip":
         with zipfile.ZipFile(path) as z:

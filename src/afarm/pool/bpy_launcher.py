@@ -11,8 +11,10 @@ runs load_post handlers such as render_prep.py's), -S, -E, -o, -F, -x, -f and -s
 --version. Anything else is refused, never ignored.
 """
 
+import ctypes
 import os
 import runpy
+import shutil
 import sys
 
 HERE = os.path.dirname(os.path.realpath(__file__))
@@ -99,5 +101,31 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _exit(code: int) -> None:
+    """Leave at once, as Blender does: bpy's module teardown after a render with Python
+    handlers registered crashes (SIGSEGV) the interpreter's own exit."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:  # bpy's own lines ("Saved: ...") sit in C's stdio buffers
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
+    bpy = sys.modules.get("bpy")
+    tmp = getattr(getattr(bpy, "app", None), "tempdir", "") if bpy else ""
+    if tmp and os.path.basename(tmp.rstrip("/")).startswith("blender_"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    try:
+        rc = main(sys.argv)
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except Exception:  # noqa: BLE001 - reported, then the same quick exit
+        import traceback
+        traceback.print_exc()
+        rc = 1
+    _exit(rc)
