@@ -21,6 +21,13 @@ TEST_DEPS := $(RUN_DEPS) python3-pytest python3-pytest-timeout python3-hypothesi
 	debhelper dh-python pybuild-plugin-pyproject python3-setuptools python3-all lintian \
 	groff-base man-db devscripts fakeroot build-essential
 
+# The pool (master/pool/) reads and writes its index with python-debian. Its tests render
+# with PyPI's bpy 4.2.0 wheel (519 MB), downloaded once into AFARM_TEST_CACHE and reused.
+RUN_DEPS += python3-debian
+TEST_DEPS += python3-debian
+export AFARM_TEST_CACHE ?= /var/cache/afarm-test
+BPY_WHEEL := bpy-4.2.0-cp311-cp311-manylinux_2_28_x86_64.whl
+
 .PHONY: demo test deps-run deps-test lint unit clean
 
 define apt_install
@@ -42,6 +49,9 @@ deps-test:
 		$(TOOLS)/bin/pip install -q ruff==$(RUFF_VERSION); }
 	@test -d $(PYLIB)/schemathesis || \
 		$(PYTHON) -m pip install -q --target $(PYLIB) $(SCHEMATHESIS)
+	@test -f $(AFARM_TEST_CACHE)/$(BPY_WHEEL) || $(PYTHON) -m pip download -q bpy==4.2.0 \
+		--no-deps --only-binary=:all: --python-version 3.11 \
+		--platform manylinux_2_28_x86_64 -d $(AFARM_TEST_CACHE)
 
 demo: deps-run
 	$(PYTHON) -m afarm.cli.main demo

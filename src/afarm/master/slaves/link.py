@@ -185,6 +185,8 @@ class SlaveLink:
         if self.pool is not None:  # a pool version is installed on demand
             self.applications |= self.pool.packages()
         self.cached.clear()
+        # Installed pool versions count for locality as cached inputs do (placement.py).
+        self.cached |= {f"app:{key}" for key in self.installed}
         if self.acceptance is None:
             self._set_state("online")
         else:
@@ -391,6 +393,7 @@ class SlaveLink:
                 raise VersionRefused(str(error)[:1000])
             log.info("%s: installed %s %s (%d bytes sent)", self.name, package, version, sent)
             self.installed.add(key)
+            self.cached.add(f"app:{key}")
             return True
 
     async def _send_archive(self, sha: str, src: Path) -> int:
@@ -450,4 +453,5 @@ class SlaveLink:
                                        timeout=60)
         for key in reply.get("apps_removed") or []:
             self.installed.discard(str(key))
+            self.cached.discard(f"app:{key}")
         return reply
