@@ -62,6 +62,7 @@ def routes(farm: Farm, max_upload: int, idle_timeout: float = 60.0) -> list[web.
                     f.write(data)
             entry = await asyncio.to_thread(farm.add_version, name, version, path,
                                             q.get("arch", "amd64"), executable)
+        farm.wake()  # slaves may now take tasks of an application only the pool has
         return web.json_response(entry.to_json(), status=201)
 
     async def listing(request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ each archive's SHA256 is checked again by the slave that unpacks it.
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -33,6 +34,7 @@ from afarm.master.scheduling.versions import newest, valid_version
 from afarm.pool.archive import ArchiveError, inspect, pack_dir, suffix_of
 
 ARCHES = ("amd64", "arm64", "all")
+log = logging.getLogger(__name__)
 
 
 class PoolError(AfarmError):
@@ -98,6 +100,7 @@ class Pool:
         self.root = root
         self.max_unpacked = max_unpacked
         self._lock = threading.Lock()
+        self._read: tuple[tuple[int, ...], list[PoolEntry]] | None = None
         root.mkdir(parents=True, exist_ok=True)
 
     # -- index ----------------------------------------------------------------------------
@@ -106,6 +109,13 @@ class Pool:
         release = self.root / "Release"
         if not packages.exists() and not release.exists():
             return []
+        try:  # read and checked again only when either file changed (the scheduler asks)
+            key = tuple(v for p in (packages, release) for st in [p.stat()]
+                        for v in (st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError as exc:
+            raise PoolError(f"the pool index cannot be read: {exc}") from None
+        if self._read is not None and self._read[0] == key:
+            return list(self._read[1])
         try:
             data = packages.read_bytes()
             with open(release, encoding="utf-8") as f:
@@ -118,8 +128,10 @@ class Pool:
             raise PoolError(f"the pool index {packages} does not match its Release checksum"
                             " (corrupt or edited by hand); restore it from a backup or"
                             " re-add the versions")
-        return [PoolEntry.from_stanza(p) for p in Packages.iter_paragraphs(
+        entries = [PoolEntry.from_stanza(p) for p in Packages.iter_paragraphs(
             io.StringIO(data.decode("utf-8")), use_apt_pkg=False)]
+        self._read = (key, entries)
+        return list(entries)
 
     def _write(self, entries: Iterable[PoolEntry]) -> None:
         ordered = sorted(entries, key=lambda e: (e.package, Version(e.version), e.arch))
@@ -145,7 +157,13 @@ class Pool:
         return sorted(found, key=lambda e: order.index(e.version))
 
     def packages(self) -> frozenset[str]:
-        return frozenset(e.package for e in self.entries())
+        """The applications the pool has versions of; none while the index is corrupt
+        (asked at every scheduling pass, which must not fail for it)."""
+        try:
+            return frozenset(e.package for e in self.entries())
+        except PoolError as exc:
+            log.warning("%s", exc)
+            return frozenset()
 
     def entry(self, package: str, version: str, arch: str = "amd64") -> PoolEntry | None:
         for e in self.versions(package):

@@ -110,7 +110,7 @@ class SlaveLink:
         self.files = files
         self.state = "offline"
         self.info: dict[str, Any] = {}
-        self.applications: frozenset[str] | None = None
+        self.own_applications: frozenset[str] | None = None  # from its hello
         self.channel: Channel | None = None
         self.running: dict[int, asyncio.Task[None]] = {}
         self.cached: set[str] = set()
@@ -127,6 +127,15 @@ class SlaveLink:
         self.arch = "amd64"
         self._install_locks: dict[str, asyncio.Lock] = {}
         self.app_bytes = 0  # bytes of pool archives sent to this slave
+
+    @property
+    def applications(self) -> frozenset[str] | None:
+        """What the slave may run: its own applications, and every application the pool
+        has versions of (installed on demand); None until its hello."""
+        own = self.own_applications
+        if own is None or self.pool is None:
+            return own
+        return own | self.pool.packages()
 
     @property
     def free_slots(self) -> int:
@@ -179,11 +188,9 @@ class SlaveLink:
             raise ProtocolError(f"{self.name} refused the hello: {reply.get('reason')}")
         hello = Hello.from_wire(reply)
         self.info = {k: v for k, v in reply.items() if k not in ("op", "id")}
-        self.applications = frozenset(hello.applications)
+        self.own_applications = frozenset(hello.applications)
         self.installed = set(hello.installed)
         self.arch = hello.arch or "amd64"
-        if self.pool is not None:  # a pool version is installed on demand
-            self.applications |= self.pool.packages()
         self.cached.clear()
         # Installed pool versions count for locality as cached inputs do (placement.py).
         self.cached |= {f"app:{key}" for key in self.installed}

@@ -89,3 +89,12 @@ def test_an_archive_without_the_program_is_refused_naming_the_option(tmp_path: P
     with pytest.raises(UsageError, match="--executable"):
         Pool(tmp_path / "p2").add("blender", "1.0", path, DEFINITION)
     assert Pool(tmp_path / "p2").entries() == []
+
+
+def test_a_corrupt_index_offers_no_packages_to_the_scheduler_instead_of_failing(
+        tmp_path: Path) -> None:
+    pool = Pool(tmp_path / "pool")
+    pool.add("blender", "4.2.0", release_tarball(tmp_path, "4.2.0"), DEFINITION)
+    assert pool.packages() == frozenset({"blender"})
+    (tmp_path / "pool" / "Release").write_text("Origin: afarm\nSHA256:\n 00 1 Packages\n")
+    assert pool.packages() == frozenset()
