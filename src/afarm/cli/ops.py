@@ -169,7 +169,7 @@ def app_add(client: Client, name: str, version: str, source: Path, arch: str = "
     """Upload an archive (a directory is packed into a .tar.gz first) into the pool."""
     import tempfile
 
-    from afarm.pool.archive import pack_dir, suffix_of
+    from afarm.pool.archive import ArchiveError, pack_dir, suffix_of
     if not source.exists():
         raise UsageError(f"{source}: no such file or directory")
     with tempfile.TemporaryDirectory() as tmp:
@@ -177,7 +177,10 @@ def app_add(client: Client, name: str, version: str, source: Path, arch: str = "
             archive = Path(tmp) / f"{name}-{version}.tar.gz"
             pack_dir(source, archive)
         else:
-            suffix_of(source.name)
+            try:
+                suffix_of(source.name)
+            except ArchiveError as exc:
+                raise UsageError(str(exc)) from None
             archive = source
         query = {"filename": archive.name, "arch": arch}
         if executable:

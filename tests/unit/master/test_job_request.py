@@ -98,3 +98,11 @@ def test_a_gpu_job_asks_for_a_slave_with_a_gpu_and_cpu_is_the_default() -> None:
 def test_an_unknown_device_is_refused_naming_the_choices(device: Any) -> None:
     with pytest.raises(UsageError, match="--device must be CPU or GPU"):
         check(body(device=device), 50_000)
+
+
+def test_an_app_constraint_is_passed_on_bounded() -> None:
+    assert check(body(app="blender (>= 4.2)"), 50_000)["app"] == "blender (>= 4.2)"
+    assert check(body(), 50_000)["app"] == ""
+    for bad in ("x" * 513, 42, ["blender"]):
+        with pytest.raises(UsageError, match="app must be a constraint"):
+            check(body(app=bad), 50_000)
