@@ -98,14 +98,14 @@ class Hello:
         apps = msg.get("applications")
         if not isinstance(apps, list) or not all(isinstance(a, str) for a in apps):
             raise ProtocolError("hello: applications must be a list of names")
+        raw = msg.get("installed")
+        installed = [v[:130] for v in raw[:1000] if isinstance(v, str)] \
+            if isinstance(raw, list) else []
         return cls(name=_str(msg, "name"), version=_str(msg, "version", 64),
                    protocol=protocol, applications=apps[:1000], cpus=_int(msg, "cpus"),
                    memory=_int(msg, "memory"), disk_free=_int(msg, "disk_free"),
                    pid=_int(msg, "pid"), software=_text(msg.get("software"), 64),
-                   installed=[str(v)[:130] for v in (msg.get("installed") or [])
-                              if isinstance(v, str)][:1000]
-                   if isinstance(msg.get("installed"), list) else [],
-                   arch=_text(msg.get("arch"), 16))
+                   installed=installed, arch=_text(msg.get("arch"), 16))
 
     def to_wire(self) -> dict[str, Any]:
         return {"op": "hello", **asdict(self)}

@@ -184,6 +184,7 @@ class Scheduler:
     def drop_job(self, job_id: int) -> None:
         self.index.drop_job(job_id)
         self.placement.drop_job(job_id)
+        self._versions.pop(job_id, None)
         self._gpu_jobs.discard(job_id)
 
     def _job_settings(self, job_id: int, scheduling: dict[str, Any]) -> None:
