@@ -353,14 +353,6 @@ class SlaveLink:
             return TaskReply(task.id, attempt, timed_out=True,
                              error=f"no answer from {self.name} within {timeout + GRACE:.0f} s")
 
-    def may_run_version(self, package: str, version: str) -> bool:
-        """Whether this slave may take tasks of a pool version (not quarantined for it,
-        and the pool has it for the slave's architecture)."""
-        key = f"{package}/{version}"
-        if key in self.quarantined:
-            return False
-        return self.pool is None or self.pool.entry(package, version, self.arch) is not None
-
     async def ensure_version(self, package: str, version: str) -> bool:
         """Make sure the slave has a pool version unpacked: send its archive into the
         slave's cache (once), then have the slave check, unpack and test it; one install
