@@ -24,6 +24,13 @@ TEST_DEPS := $(RUN_DEPS) python3-pytest python3-pytest-timeout python3-hypothesi
 	avahi-daemon dbus-daemon python3-dbus python3-gi \
 	dbus-system-bus-common
 
+# The pool (master/pool/) reads and writes its index with python-debian. Its tests render
+# with PyPI's bpy 4.2.0 wheel (519 MB), downloaded once into AFARM_TEST_CACHE and reused.
+RUN_DEPS += python3-debian
+TEST_DEPS += python3-debian
+export AFARM_TEST_CACHE ?= /var/cache/afarm-test
+BPY_WHEEL := bpy-4.2.0-cp311-cp311-manylinux_2_28_x86_64.whl
+
 .PHONY: demo test deps-run deps-test lint unit clean
 
 define apt_install
@@ -51,6 +58,9 @@ deps-test:
 		$(PYTHON) debian/build-bat-deb $(TOOLS)/debs && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 			./$(TOOLS)/debs/python3-blender-asset-tracer_1.23-0afarm1_all.deb; }
+	@test -f $(AFARM_TEST_CACHE)/$(BPY_WHEEL) || $(PYTHON) -m pip download -q bpy==4.2.0 \
+		--no-deps --only-binary=:all: --python-version 3.11 \
+		--platform manylinux_2_28_x86_64 -d $(AFARM_TEST_CACHE)
 
 demo: deps-run
 	$(PYTHON) -m afarm.cli.main demo

@@ -65,6 +65,7 @@ class ConfiguredApp:
 
     def __init__(self, name: str, conf: dict[str, Any]) -> None:
         self.name = name
+        self.conf = dict(conf)  # travels with each pool version of it (master/pool/)
         self.description = str(conf.get("description", ""))
         self.executable = str(conf["executable"])
         self.timeout = int(conf.get("timeout", 3600))

@@ -102,6 +102,21 @@ class Client:
         with self._request(self.results_url + path) as resp:
             return str(resp.read().decode("utf-8", errors="replace"))
 
+    def get_job(self, path: str) -> Any:
+        """GET from the job port (authenticated routes such as the pool's)."""
+        with self._request(self.job_url + path) as resp:
+            return json.loads(resp.read())
+
+    def put_file(self, path: str, src: Path, timeout: float = 3600) -> Any:
+        """PUT a file's bytes to the job port; returns the JSON answer."""
+        with open(src, "rb") as f:
+            body: Any = f
+            with self._request(self.job_url + path, "PUT", body,
+                               {"Content-Length": str(src.stat().st_size),
+                                "Content-Type": "application/octet-stream"},
+                               timeout) as resp:
+                return json.loads(resp.read())
+
     def post(self, path: str, data: dict[str, Any], timeout: float = 60) -> Any:
         body = json.dumps(data).encode()
         with self._request(self.job_url + path, "POST", body,

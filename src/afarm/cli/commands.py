@@ -63,9 +63,13 @@ def submission(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
                 what += f" (a symlink to {os.readlink(path)}, which"
                 what += " is a directory)" if path.is_dir() else " does not exist)"
             raise UsageError(f"{args.file}: {what}; give the path of the input file")
+    # --app 'blender (>= 4.2), blender (<< 5)': the application, and which pool version.
+    app = args.app.split("(", 1)[0].split(",", 1)[0].strip()
     request: dict[str, Any] = {
-        "name": args.name or (path.name if path else args.app),
-        "application": args.app, "params": params}
+        "name": args.name or (path.name if path else app),
+        "application": app, "params": params}
+    if args.app.strip() != app:
+        request["app"] = args.app.strip()
     if args.require_tags:
         request["require_tags"] = args.require_tags
     if args.priority is not None:
@@ -235,7 +239,8 @@ def cmd_jobs(args: argparse.Namespace, client: Client) -> int:
 def cmd_status(args: argparse.Namespace, client: Client) -> int:
     job = ops.job(client, args.job)
     p = job["progress"]
-    lines = [f"job {job['id']} {job['name']!r} ({job['application']}): {job['status']}",
+    app = job["application"] + (f" {job['app_version']}" if job.get("app_version") else "")
+    lines = [f"job {job['id']} {job['name']!r} ({app}): {job['status']}",
              f"tasks: {p['completed']}/{p['tasks']} completed, {p['active']} active,"
              f" {p['queued'] + p['soft-failed']} waiting, {p['failed']} failed",
              ]
@@ -541,10 +546,36 @@ def _accept_or_reject(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def cmd_app(args: argparse.Namespace, client: Client) -> int:
+    if args.action == "list":
+        if args.name or args.version or args.source:
+            raise UsageError("app list takes no NAME, VERSION or ARCHIVE")
+        versions = ops.app_list(client)
+        rows = [f"{v['package']:<12} {v['version']:<12} {v['arch']:<6}"
+                f" {v['size'] / 1e6:>9.1f} MB  {v['unpacked'] / 1e6:>9.1f} MB unpacked  "
+                + (", ".join(v["slaves"]) or "(on no slave yet)") for v in versions]
+        _print(args, {"versions": versions}, "\n".join(rows) or "the pool is empty")
+        return 0
+    if not args.name or not args.version:
+        raise UsageError(f"app {args.action} needs NAME VERSION")
+    if args.action == "remove":
+        answer = ops.app_remove(client, args.name, args.version)
+        _print(args, answer, f"removed {args.name} {args.version}")
+        return 0
+    if not args.source:
+        raise UsageError("app add needs NAME VERSION ARCHIVE|DIR")
+    entry = ops.app_add(client, args.name, args.version, Path(args.source), args.arch,
+                        args.executable)
+    _print(args, entry, f"added {entry['package']} {entry['version']} ({entry['arch']}):"
+                        f" {entry['size']} bytes, sha256 {entry['sha256'][:16]}...,"
+                        f" runs {entry['executable']}")
+    return 0
+
+
 HANDLERS = {
     "submit": cmd_submit, "jobs": cmd_jobs, "status": cmd_status, "wait": cmd_wait,
     "fetch": cmd_fetch, "cancel": _action("cancel"), "pause": _action("pause"),
     "resume": _action("resume"), "requeue": _action("requeue"), "logs": cmd_logs,
     "slaves": cmd_slaves, "slave": cmd_slave, "gc": cmd_gc, "demo": cmd_demo,
-    "report": cmd_report,
+    "report": cmd_report, "app": cmd_app,
 }

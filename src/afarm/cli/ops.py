@@ -223,3 +223,41 @@ def reject_slave(client: Client, name: str) -> dict[str, Any]:
     answer: dict[str, Any] = client.post(
         f"/api/v1/slaves/{urllib.parse.quote(name, safe='')}/reject", {})
     return answer
+
+
+def app_add(client: Client, name: str, version: str, source: Path, arch: str = "amd64",
+            executable: str | None = None) -> dict[str, Any]:
+    """Upload an archive (a directory is packed into a .tar.gz first) into the pool."""
+    import tempfile
+
+    from afarm.pool.archive import ArchiveError, pack_dir, suffix_of
+    if not source.exists():
+        raise UsageError(f"{source}: no such file or directory")
+    with tempfile.TemporaryDirectory() as tmp:
+        if source.is_dir():
+            archive = Path(tmp) / f"{name}-{version}.tar.gz"
+            pack_dir(source, archive)
+        else:
+            try:
+                suffix_of(source.name)
+            except ArchiveError as exc:
+                raise UsageError(str(exc)) from None
+            archive = source
+        query = {"filename": archive.name, "arch": arch}
+        if executable:
+            query["executable"] = executable
+        answer: dict[str, Any] = client.put_file(
+            f"/api/v1/apps/{urllib.parse.quote(name)}/{urllib.parse.quote(version)}?"
+            + urllib.parse.urlencode(query), archive)
+        return answer
+
+
+def app_list(client: Client) -> list[dict[str, Any]]:
+    versions: list[dict[str, Any]] = client.get_job("/api/v1/apps")["versions"]
+    return versions
+
+
+def app_remove(client: Client, name: str, version: str) -> dict[str, Any]:
+    answer: dict[str, Any] = client.post(
+        f"/api/v1/apps/{urllib.parse.quote(name)}/{urllib.parse.quote(version)}/remove", {})
+    return answer

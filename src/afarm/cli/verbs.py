@@ -41,7 +41,11 @@ VERBS: tuple[Verb, ...] = (
               " builds: it reaches the slave at the same path relative to the project root"
               " (for a .blend) or to FILE; repeat for more", {"action": "append", "default": [],
                                                       "dest": "extra", "metavar": "PATH"}),
-          Arg(("--app",), "application name (default: blender)", {"default": "blender"}),
+          Arg(("--app",), "application name (default: blender), optionally with a version"
+              " constraint written like a Debian dependency, e.g. 'blender (>= 4.2),"
+              " blender (<< 5)': the job runs the newest pool version that satisfies it"
+              " (without one, the newest in the pool), fixed at submit and shown by"
+              " status; refused when none does", {"default": "blender"}),
           Arg(("--name",), "job name (default: the file name)", {}),
           Arg(("--frames",), "frames: 1-240, 1,5,10-20 or 1-100x5 (every 5th)", {}),
           Arg(("--chunk",), "frames per task (default 1)", {"type": int}),
@@ -196,6 +200,29 @@ VERBS: tuple[Verb, ...] = (
           Arg(("--size",), "resolution WIDTHxHEIGHT (default 320x180)",
               {"default": "320x180"}),
           Arg(("--samples",), "Cycles samples (default 8)", {"type": int, "default": 8}))),
+    Verb("app", "manage application versions in the master's pool",
+         "app add NAME VERSION ARCHIVE|DIR: put a version of an application into the"
+         " master's pool (pool/main/N/NAME/NAME_VERSION_ARCH.EXT, indexed in a checksummed"
+         " Packages file). ARCHIVE is a .tar.xz, .tar.gz, .tar.bz2, .tar or .zip, such as a"
+         " blender.org release (blender-4.2.3-linux-x64.tar.xz) as it is; a DIR is packed"
+         " first. The version carries the master's definition of NAME, its program inside"
+         " the archive. Before a task of it runs, a slave receives the archive once, checks"
+         " its sha256, unpacks it and runs its acceptance test; a slave where that test"
+         " fails is quarantined for that version only. app list: the versions, their sizes"
+         " and which slaves hold each. app remove NAME VERSION: refused while an unfinished"
+         " job needs it.",
+         (Arg(("action",), "add, list or remove", {"choices": ["add", "list", "remove"]}),
+          Arg(("name",), "the application (as the master defines it)",
+              {"nargs": "?", "default": ""}),
+          Arg(("version",), "its version, Debian style (4.2.3)", {"nargs": "?", "default": ""}),
+          Arg(("source",), "app add: the archive or directory",
+              {"nargs": "?", "default": "", "metavar": "ARCHIVE|DIR"}),
+          Arg(("--arch",), "the architecture it is built for: amd64 (default), arm64 or"
+              " all", {"default": "amd64", "choices": ["amd64", "arm64", "all"]}),
+          Arg(("--executable",), "the program's path inside the archive (default: the"
+              " definition's program name at its top or in its one top directory)",
+              {"metavar": "PATH"})),
+         "afarmctl app add blender 4.2.3 blender-4.2.3-linux-x64.tar.xz"),
 )
 
 GLOBAL_ARGS: tuple[Arg, ...] = (

@@ -33,6 +33,8 @@ class MasterSection(_Section):
     file_retention_days: float
     server_names: tuple[str, ...]
     allow_root: bool
+    pool_dir: str = ""
+    app_keep_days: float = 30.0
 
 
 @dataclass(frozen=True)

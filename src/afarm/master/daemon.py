@@ -16,7 +16,7 @@ from afarm.applications.registry import load_applications
 from afarm.config.loader import load
 from afarm.config.types import MasterConfig
 from afarm.errors import AfarmError, ConfigError
-from afarm.master import auth, discovered, enroll, job_api, results_api
+from afarm.master import auth, discovered, enroll, job_api, pool_api, results_api
 from afarm.master.accounting import parse_tariff
 from afarm.master.farm import Farm
 from afarm.master.http import guard, openapi
@@ -128,6 +128,8 @@ def build_farm(cfg: MasterConfig) -> Farm:
                 slaves_per_task=sched.slaves_per_task, task_timeout=sched.task_timeout,
                 followup_workers=sched.followup_workers,
                 file_retention=cfg.master.file_retention_days * 86400.0,
+                pool_dir=Path(cfg.master.pool_dir) if cfg.master.pool_dir else None,
+                app_keep_days=cfg.master.app_keep_days,
                 sandbox=Sandbox(sandbox), max_output_bytes=sched.max_output_mib << 20)
     farm.scheduler.configure_ranking(*ranking_setup(cfg))
     local = cfg.local_slaves
@@ -189,6 +191,7 @@ async def serve(cfg: MasterConfig) -> int:
     job_app.add_routes(job_api.routes(farm, max_upload, idle_timeout=h.body_timeout,
                                       max_tasks=cfg.scheduler.max_tasks_per_job))
     job_app.add_routes(enroll.routes(farm, cfg.state_dir, slaves_dir=Path(m.slaves_dir)))
+    job_app.add_routes(pool_api.routes(farm, max_upload, idle_timeout=h.body_timeout))
     job_app.add_routes([openapi.route(openapi.job_port())])
     discovery = discovered.Discovery(farm, cfg.state_dir, Path(m.slaves_dir),
                                      listen["job_port"])

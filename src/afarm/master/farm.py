@@ -17,8 +17,10 @@ from afarm.applications.base import Application, relative_name
 from afarm.errors import OperationFailed, UsageError
 from afarm.master.files import FileStore, JobDir, check_sha
 from afarm.master.metering import Meter
+from afarm.master.pool.index import Pool, PoolEntry
 from afarm.master.results import Results
 from afarm.master.scheduling.scheduler import Scheduler
+from afarm.master.scheduling.versions import choose, parse_constraint
 from afarm.master.slaves.acceptance import Acceptance
 from afarm.master.slaves.link import SlaveGone, SlaveLink
 from afarm.master.slaves.master_runner import MasterRunner
@@ -41,7 +43,8 @@ class Farm:
                  task_timeout: int = 3600, followup_workers: int = 1,
                  file_retention: float = 7 * 86400, sandbox: Sandbox | None = None,
                  max_output_bytes: int = 16 << 30,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, pool_dir: Path | None = None,
+                 app_keep_days: float = 30.0) -> None:
         self.state_dir = state_dir
         self.apps = applications
         self.clock = clock
@@ -64,6 +67,10 @@ class Farm:
         self.scheduler.meter = self.meter.record
         self.acceptance = Acceptance(self.store, clock=clock)  # the daemon sets its settings
         self.bytes_sent: dict[str, int] = {}
+        # Application versions kept as Debian keeps packages (master/pool/index.py).
+        self.pool = Pool(pool_dir or state_dir / "pool")
+        self.app_keep_days = app_keep_days
+        self.scheduler.version_of = self._version_of
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._gc_due: asyncio.TimerHandle | None = None
@@ -78,8 +85,10 @@ class Farm:
     # -- life cycle -----------------------------------------------------------------------
     def link(self, name: str, transport: Any, slots: int,
              tags: list[str] | None = None) -> SlaveLink:
-        return SlaveLink(name, transport, slots, self, self.files, tags=tags,
+        link = SlaveLink(name, transport, slots, self, self.files, tags=tags,
                          max_output_bytes=self.max_output_bytes, acceptance=self.acceptance)
+        link.pool = self.pool
+        return link
 
     def add_slave(self, link: SlaveLink) -> None:
         self.scheduler.places[link.name] = link
@@ -192,6 +201,55 @@ class Farm:
                 raise
         return plan
 
+    def choose_version(self, application: str, constraint: str) -> str:
+        """The pool version a job of `application` runs: the newest that satisfies the
+        constraint ('' = any). No version in the pool: '' (the slaves' own program), and a
+        constraint with versions in it is refused, since nothing can honour it."""
+        c = parse_constraint(constraint or application)
+        if c.package != application:
+            raise UsageError(f"--app names {c.package!r} but the job is for"
+                             f" {application!r}; give --app '{application} (>= VERSION)'")
+        versions = [e.version for e in self.pool.versions(application)]
+        if not versions and not c.clauses:
+            return ""
+        return choose(c, versions)
+
+    def _version_of(self, job_id: int) -> str:
+        job = self.store.job(job_id)
+        return job.app_version if job is not None else ""
+
+    # -- the pool -------------------------------------------------------------------------
+    def add_version(self, package: str, version: str, source: Path, arch: str = "amd64",
+                    executable: str | None = None) -> PoolEntry:
+        """Put an archive or directory into the pool; the definition it carries is this
+        master's definition of that application, the program inside the archive."""
+        app = self.apps.get(package)
+        if app is None:
+            raise UsageError(f"this master defines no application {package!r} (it has:"
+                             f" {', '.join(sorted(self.apps))}); add its definition to"
+                             " the applications directory first")
+        definition = dict(getattr(app, "conf", {}) or {"kind": app.kind})
+        definition.setdefault("kind", app.kind)
+        return self.pool.add(package, version, source, definition, arch, executable)
+
+    def remove_version(self, package: str, version: str) -> list[PoolEntry]:
+        waiting = self.store.jobs_needing_version(package, version)
+        if waiting:
+            raise UsageError(f"{package} {version} is needed by unfinished job"
+                             f"{'s' if len(waiting) > 1 else ''} "
+                             + ", ".join(map(str, waiting[:20]))
+                             + "; cancel them or wait until they finish")
+        return self.pool.remove(package, version)
+
+    def list_versions(self) -> list[dict[str, Any]]:
+        """Every pool version, with the slaves that reported it installed."""
+        holders: dict[str, list[str]] = {}
+        for name, link in self.scheduler.places.items():
+            for key in getattr(link, "installed", ()):
+                holders.setdefault(key, []).append(name)
+        return [{**e.to_json(), "slaves": sorted(holders.get(e.key, []))}
+                for e in self.pool.entries()]
+
     def submit(self, spec: JobSpec, dry_run: bool = False) -> int:
         """Validate, plan and store a job; with dry_run only validate (returns 0)."""
         plan = self._plan(spec, dry_run)
@@ -295,7 +353,7 @@ class Farm:
             if link.state not in ("online", "busy") or not isinstance(link, SlaveLink):
                 continue
             try:
-                reply = await link.collect_garbage(keep)
+                reply = await link.collect_garbage(keep, self.app_keep_days)
                 removed[name] = int(reply.get("removed", 0))
             except Exception as exc:  # a slave that cannot collect now will next time
                 log.info("%s: garbage collection failed: %s", name, exc)

@@ -109,7 +109,7 @@ def job_json(store: Store, job: Job, warnings: list[str] | None = None,
     energy, unknown = energy_json(usage.of_jobs(store.db, [job.id]).get(job.id), currency)
     task_warnings, warned = store.task_warnings(job.id)
     return {"id": job.id, "name": job.name, "application": job.application,
-            "tags": job.tags, "scheduling": job.scheduling,
+            "tags": job.tags, "scheduling": job.scheduling, "app_version": job.app_version,
             "warnings": [*(warnings or []), *unknown], "energy": energy,
             "task_warnings": task_warnings, "warned_tasks": warned,
             "strict": store.job_is_strict(job.id),

@@ -80,6 +80,7 @@ def routes(farm: Farm, max_upload: int, *, idle_timeout: float = 60.0,
                        params=body["params"], files=farm.input_files(body["files"]),
                        priority=body["priority"], timeout=body["timeout"],
                        tags=frozenset(body["require_tags"]), scheduling=body["scheduling"])
+        spec.app_version = farm.choose_version(spec.application, body["app"])
         policy = spec.scheduling.get("policy")
         if policy is not None and policy not in farm.scheduler.policies:
             raise UsageError(f"--policy {policy}: no such ranking policy on this master; it"

@@ -45,6 +45,7 @@ class JobSpec:
     tags: frozenset[str] = frozenset()  # a slave must have all of them to take its tasks
     # policy (a ranking policy's name), deadline (epoch seconds), min_memory_mib, gpus
     scheduling: dict[str, Any] = field(default_factory=dict)
+    app_version: str = ""  # the pool version chosen at submit; "": the slaves' own program
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Job:
     files: list[InputFile]
     tags: list[str] = field(default_factory=list)
     scheduling: dict[str, Any] = field(default_factory=dict)
+    app_version: str = ""
 
 
 @dataclass

@@ -83,6 +83,10 @@ class Hello:
     # A digest of what the slave runs with (afarm, application definitions, programs): a
     # change makes the master test the slave again.
     software: str = ""
+    # Application versions installed from the master's pool ("blender/4.2.0") and the
+    # Debian architecture they must be built for; absent from older slaves: none, amd64.
+    installed: list[str] = field(default_factory=list)
+    arch: str = ""
 
     @classmethod
     def from_wire(cls, msg: dict[str, Any]) -> "Hello":
@@ -94,10 +98,14 @@ class Hello:
         apps = msg.get("applications")
         if not isinstance(apps, list) or not all(isinstance(a, str) for a in apps):
             raise ProtocolError("hello: applications must be a list of names")
+        raw = msg.get("installed")
+        installed = [v[:130] for v in raw[:1000] if isinstance(v, str)] \
+            if isinstance(raw, list) else []
         return cls(name=_str(msg, "name"), version=_str(msg, "version", 64),
                    protocol=protocol, applications=apps[:1000], cpus=_int(msg, "cpus"),
                    memory=_int(msg, "memory"), disk_free=_int(msg, "disk_free"),
-                   pid=_int(msg, "pid"), software=_text(msg.get("software"), 64))
+                   pid=_int(msg, "pid"), software=_text(msg.get("software"), 64),
+                   installed=installed, arch=_text(msg.get("arch"), 16))
 
     def to_wire(self) -> dict[str, Any]:
         return {"op": "hello", **asdict(self)}
@@ -114,10 +122,13 @@ class RunRequest:
     inputs: list[InputRef]
     outputs: list[str]
     timeout: float
+    version: str = ""  # a pool version of `app` installed on the slave; "": its own app
 
     def to_wire(self) -> dict[str, Any]:
         d = asdict(self)
         d["op"] = "run"
+        if not self.version:
+            del d["version"]
         return d
 
     @classmethod
@@ -141,7 +152,7 @@ class RunRequest:
         return cls(job=_int(msg, "job"), task=_int(msg, "task"), attempt=_int(msg, "attempt"),
                    app=_str(msg, "app"), kind=_str(msg, "kind", 64), params=params,
                    inputs=refs, outputs=outputs,
-                   timeout=_seconds(msg, "timeout"))
+                   timeout=_seconds(msg, "timeout"), version=_text(msg.get("version"), 64))
 
 
 @dataclass

@@ -35,6 +35,7 @@ from afarm.runner.sandbox import Sandbox, SandboxSettings
 from afarm.runner.task import TaskRun
 from afarm.runner.workspace import Input, Workspace
 from afarm.slave import acceptance
+from afarm.slave.apps import AppStore, InstallError
 from afarm.slave.power import TaskGuard
 
 log = logging.getLogger("afarm.agent")
@@ -71,6 +72,8 @@ class Agent:
         self.verified.mkdir(exist_ok=True)
         (self.work / "jobs").mkdir(parents=True, exist_ok=True)
         self.guard = TaskGuard(self.work)  # a sleep inhibitor while tasks run
+        self.app_store = AppStore(self.work)
+        self.versions_in_use: dict[tuple[int, int], str] = {}  # run -> "NAME/VERSION"
 
     # -- channel --------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
@@ -153,15 +156,22 @@ class Agent:
             if not isinstance(keep, list) or not all(isinstance(j, int) for j in keep):
                 raise Refused("gc: keep_jobs must be a list of job ids")
             removed = self.gc(set(keep))
+            days = msg.get("app_keep_days", 0)
+            with self.lock:
+                in_use = set(self.versions_in_use.values())
+            apps = self.app_store.collect(float(days), in_use) \
+                if isinstance(days, int | float) and not isinstance(days, bool) else []
             self.send({"op": "gc", "id": msg.get("id"), "removed": removed,
-                       "evicted": self.evict_cache()})
+                       "evicted": self.evict_cache(), "apps_removed": apps})
         elif op in ("test", "bench"):
             self._start_check(op, msg)
+        elif op == "install-app":
+            self._start_install(msg)
         elif op == "ping":
             self.send({"op": "pong", "id": msg.get("id"), "at": time.time()})
         else:
             raise Refused(f"unknown op {op!r}; known: hello, run, cancel, has, gc, ping,"
-                          " test, bench")
+                          " test, bench, install-app")
 
     def hello(self) -> dict[str, Any]:
         usage = shutil.disk_usage(self.work)
@@ -172,7 +182,47 @@ class Agent:
         return {"op": "hello", "name": self.name, "version": __version__,
                 "protocol": PROTOCOL_VERSION, "applications": sorted(self.apps),
                 "cpus": os.cpu_count() or 1, "memory": mem, "disk_free": usage.free,
-                "pid": os.getpid(), "software": self.software}
+                "pid": os.getpid(), "software": self.software,
+                "installed": self.app_store.installed(), "arch": debian_arch()}
+
+    def _start_install(self, msg: dict[str, Any]) -> None:
+        """`install-app`: unpack a pool version from the cache and run its acceptance
+        test in the sandbox; a version that fails its test is removed again and the reply
+        says `quarantine`, so the master keeps this slave off that version only."""
+        rid = msg.get("id")
+        name, version, sha = (str(msg.get(k)) for k in ("package", "version", "sha256"))
+        definition = msg.get("definition")
+        if not all(isinstance(msg.get(k), str) for k in ("package", "version", "sha256")) \
+                or not isinstance(definition, dict):
+            raise Refused("install-app: package, version, sha256 (text) and definition"
+                          " (object) are required")
+        conf: dict[str, Any] = definition
+
+        def run() -> None:
+            reply: dict[str, Any] = {"op": "install-app", "id": rid,
+                                     "installed": f"{name}/{version}"}
+            try:
+                d, new = self.app_store.install(name, version, sha, conf)
+                if new or not (d / "tested").exists():
+                    app = self.app_store.application(name, version)
+                    check = acceptance.check_application(
+                        app, self.work / "jobs" / f"test-{name}-{version}", self.sandbox,
+                        acceptance.SceneInfo())
+                    reply["check"] = check.detail
+                    if not check.ok:
+                        self.app_store.remove(name, version)
+                        reply.update(error=f"{name} {version} failed its acceptance test:"
+                                     f" {check.detail}", quarantine=True)
+                    else:
+                        (d / "tested").touch()
+            except InstallError as exc:
+                reply["error"] = str(exc)
+            except Exception as exc:  # a bug must not kill the agent or strand the master
+                log.exception("install-app failed inside the agent")
+                reply["error"] = f"internal error: {exc!r}"
+            self.send(reply)
+
+        threading.Thread(target=run, daemon=True, name=f"install-{name}").start()
 
     def _start_check(self, op: str, msg: dict[str, Any]) -> None:
         """`test` and `bench` take seconds: they run in a thread, the channel stays open."""
@@ -255,6 +305,7 @@ class Agent:
         with self.lock:
             self.running.pop((req.task, req.attempt), None)
             self.running_jobs.pop((req.task, req.attempt), None)
+            self.versions_in_use.pop((req.task, req.attempt), None)
             for s in shas:
                 self.in_use[s] -= 1
                 if not self.in_use[s]:
@@ -262,7 +313,14 @@ class Agent:
         self.send(reply.to_wire())
 
     def _run(self, req: RunRequest, run: TaskRun) -> TaskReply:
-        app = self.apps.get(req.app)
+        app: Application | None
+        if req.version:
+            # The version's own definition, as installed from the pool, builds the argv.
+            app = self.app_store.application(req.app, req.version)
+            with self.lock:
+                self.versions_in_use[(req.task, req.attempt)] = f"{req.app}/{req.version}"
+        else:
+            app = self.apps.get(req.app)
         if app is None:
             raise Refused(f"application {req.app!r} is not defined on slave {self.name}")
         expected = [plain_name(o, "output") for o in req.outputs]
@@ -340,6 +398,13 @@ class Agent:
             total -= size
             evicted += 1
         return evicted
+
+
+def debian_arch() -> str:
+    """This machine's Debian architecture name (what pool versions are built for)."""
+    machine = os.uname().machine
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf",
+            "i686": "i386"}.get(machine, machine)
 
 
 def serve(name: str, work_dir: Path, applications_dir: Path,

@@ -208,10 +208,11 @@ class Store:
         with self.transaction() as db:
             cur = db.execute(
                 "INSERT INTO jobs(name, application, params, priority, status, created,"
-                " updated, error, timeout, tags, scheduling) VALUES (?,?,?,?,?,?,?,'',?,?,?)",
+                " updated, error, timeout, tags, scheduling, app_version)"
+                " VALUES (?,?,?,?,?,?,?,'',?,?,?,?)",
                 (spec.name, spec.application, json.dumps(spec.params), spec.priority,
                  SUBMITTING, now, now, spec.timeout, json.dumps(sorted(spec.tags)),
-                 json.dumps(spec.scheduling)),
+                 json.dumps(spec.scheduling), spec.app_version),
             )
             job_id = int(cur.lastrowid or 0)
             if spec.strict:
@@ -273,7 +274,7 @@ class Store:
         return Job(row["id"], row["name"], row["application"], json.loads(row["params"]),
                    row["priority"], JobStatus(row["status"]), row["created"], row["updated"],
                    row["error"], row["timeout"], files, tags=json.loads(row["tags"]),
-                   scheduling=json.loads(row["scheduling"]))
+                   scheduling=json.loads(row["scheduling"]), app_version=row["app_version"])
 
     def job(self, job_id: int) -> Job | None:
         row = self.db.execute("SELECT * FROM jobs WHERE id=? AND status!=?",
@@ -284,6 +285,14 @@ class Store:
         rows = self.db.execute("SELECT * FROM jobs WHERE status!=? ORDER BY id DESC LIMIT ?",
                                (SUBMITTING, limit))
         return [self._job(r) for r in rows.fetchall()]
+
+    def jobs_needing_version(self, application: str, version: str) -> list[int]:
+        """Unfinished jobs (queued, active, paused) that run this pool version."""
+        marks, vals = _marks([JobStatus.QUEUED, JobStatus.ACTIVE, JobStatus.PAUSED,
+                              SUBMITTING])
+        return [r[0] for r in self.db.execute(
+            f"SELECT id FROM jobs WHERE application=? AND app_version=? AND status IN {marks}",
+            [application, version, *vals])]
 
     def job_rows(self, job_ids: Iterable[int] | None = None) -> list[JobRow]:
         """Order and constraints of runnable jobs (queued or active), or of the given ones."""

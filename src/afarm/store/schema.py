@@ -170,6 +170,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE slaves ADD COLUMN state_since REAL;
     CREATE INDEX events_slave_state ON events(kind, at);
     """,
+    # 9: the pool version of its application a job runs, chosen at submit ('' = none)
+    """
+    ALTER TABLE jobs ADD COLUMN app_version TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 

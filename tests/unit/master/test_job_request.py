@@ -106,3 +106,11 @@ def test_strict_is_a_boolean_and_off_by_default() -> None:
     assert check({**base, "strict": True}, 10)["strict"] is True
     with pytest.raises(UsageError, match="strict must be true or false"):
         check({**base, "strict": "yes"}, 10)
+
+
+def test_an_app_constraint_is_passed_on_bounded() -> None:
+    assert check(body(app="blender (>= 4.2)"), 50_000)["app"] == "blender (>= 4.2)"
+    assert check(body(), 50_000)["app"] == ""
+    for bad in ("x" * 513, 42, ["blender"]):
+        with pytest.raises(UsageError, match="app must be a constraint"):
+            check(body(app=bad), 50_000)

@@ -16,7 +16,7 @@ from afarm.errors import UsageError
 from afarm.model.frames import parse_tiles
 
 KEYS = {"name", "application", "params", "files", "priority", "timeout", "require_tags",
-        "policy", "deadline", "min_memory_mib", "gpus", "device"}
+        "policy", "deadline", "min_memory_mib", "gpus", "device", "app"}
 DEVICES = ("CPU", "GPU")
 FLAGS = {"strict"}  # true/false options
 POLICY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -73,6 +73,11 @@ def check(body: Any, max_tasks: int) -> dict[str, Any]:
         raise UsageError("--require-tag must be a list of at most 64 tags of 1 to 64"
                          " characters")
     out["require_tags"] = tags
+    constraint = body.get("app")  # 'blender (>= 4.2)': which pool version (versions.py)
+    if constraint is not None and (not isinstance(constraint, str) or len(constraint) > 512):
+        raise UsageError("app must be a constraint like 'blender (>= 4.2)' of at most 512"
+                         " characters")
+    out["app"] = constraint or ""
     out["scheduling"] = scheduling(body)
     n = task_count(params)
     if n > max_tasks:

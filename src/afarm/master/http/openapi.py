@@ -26,6 +26,8 @@ JOB = {"type": "object",
        "properties": {
            "id": {"type": "integer"}, "name": {"type": "string"},
            "application": {"type": "string"},
+           "app_version": {"type": "string", "description": "the pool version the job"
+                           " runs, fixed at submit; empty: the slaves' own program"},
            "status": {"type": "string", "enum": ["queued", "active", "paused", "completed",
                                                  "completed-with-warnings", "failed",
                                                  "canceled"],
@@ -117,7 +119,22 @@ JOB_REQUEST = {
                  "description": "only slaves with at least this many GPUs"},
         "device": {"type": "string", "enum": ["CPU", "GPU"], "default": "CPU",
                    "description": "GPU: each task takes one of a slave's GPU slots (one"
-                   " per GPU) and renders on that device only"}}}
+                   " per GPU) and renders on that device only"},
+        "app": {"type": "string", "maxLength": 512,
+                "description": "which pool version: a constraint written like a Debian"
+                " dependency, 'blender (>= 4.2), blender (<< 5)'; the newest version"
+                " that satisfies it is fixed at submit (app_version)"}}}
+POOL_ENTRY = {"type": "object", "required": ["package", "version", "arch", "sha256", "size"],
+              "properties": {"package": {"type": "string"}, "version": {"type": "string"},
+                             "arch": {"type": "string"}, "filename": {"type": "string"},
+                             "sha256": SHA, "size": {"type": "integer"},
+                             "unpacked": {"type": "integer"},
+                             "executable": {"type": "string", "nullable": True},
+                             "slaves": {"type": "array", "items": {"type": "string"}}}}
+_POOL_KEY = [{"name": "name", "in": "path", "required": True,
+              "schema": {"type": "string", "maxLength": 63}},
+             {"name": "version", "in": "path", "required": True,
+              "schema": {"type": "string", "maxLength": 64}}]
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -250,6 +267,33 @@ def job_port() -> dict[str, Any]:
                      "responses": _responses({"200": _json({
                          "type": "object", "required": ["name", "forgotten"]},
                          "forgotten")})}},
+        "/api/v1/apps": {
+            "get": {"summary": "the pool's application versions and the slaves holding each",
+                    "responses": _responses({"200": _json({
+                        "type": "object", "required": ["versions"], "properties": {
+                            "versions": {"type": "array", "items": POOL_ENTRY}}},
+                        "the versions")})}},
+        "/api/v1/apps/{name}/{version}": {
+            "put": {"summary": "add a version to the pool: the body is its archive",
+                    "parameters": [*_POOL_KEY,
+                                   {"name": "filename", "in": "query", "required": True,
+                                    "schema": {"type": "string", "maxLength": 201}},
+                                   {"name": "arch", "in": "query",
+                                    "schema": {"type": "string",
+                                               "enum": ["amd64", "arm64", "all"]}},
+                                   {"name": "executable", "in": "query",
+                                    "schema": {"type": "string", "maxLength": 501}}],
+                    "requestBody": {"required": True, "content": {
+                        "application/octet-stream": {"schema": {"type": "string",
+                                                                "format": "binary"}}}},
+                    "responses": _responses({"201": _json(POOL_ENTRY, "added")})}},
+        "/api/v1/apps/{name}/{version}/remove": {
+            "post": {"summary": "remove a version (refused while an unfinished job needs it)",
+                     "parameters": _POOL_KEY,
+                     "requestBody": {"content": {"application/json": {
+                         "schema": {"type": "object"}}}},
+                     "responses": _responses({"200": _json({"type": "object"},
+                                                           "removed")})}},
         "/api/v1/enroll-tokens": {
             "post": {"summary": "make a one-time slave enrolment token",
                      "requestBody": {"content": {"application/json": {"schema": {

@@ -97,7 +97,7 @@ class Placement:
         out with the reason, its inputs decide locality and its deadline cuts
         cheapest-within-deadline."""
         policy = policy or self.site_policy
-        files = frozenset(f.sha256 for f in job.files) if job is not None else None
+        files = locality_keys(job) if job is not None else None
         m = self.properties.matrix(dict(places), files)
         if job is None:
             return rank(m, policy)
@@ -135,7 +135,7 @@ class Placement:
             if not ((changed and (key[1:] != c.key[1:] or due))
                     or (due and policy.columns & DYNAMIC)):
                 return c.names, c.speed
-        files = frozenset(f.sha256 for f in head.files) if head is not None else None
+        files = locality_keys(head) if head is not None else None
         r = rank(self.properties.matrix(dict(places), files), policy)
         speed = r.matrix.column("speed")
         c = _Cached(key, now, r.names,
@@ -172,6 +172,15 @@ class Placement:
             else:
                 held = set()
             index.exclude(job_id, frozenset(m.slaves[i] for i in out) | held)
+
+
+def locality_keys(job: Job) -> frozenset[str]:
+    """What a slave must already hold to be local for a job: its inputs, and the pool
+    version it runs (a link lists an installed one as app:NAME/VERSION)."""
+    keys = {f.sha256 for f in job.files}
+    if job.app_version:
+        keys.add(f"app:{job.application}/{job.app_version}")
+    return frozenset(keys)
 
 
 def _minimums(settings: dict[str, Any]) -> tuple[tuple[str, float], ...]:

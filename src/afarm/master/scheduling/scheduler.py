@@ -97,6 +97,9 @@ class Scheduler:
         self.meter: Callable[[str, Task, int, Outcome], None] | None = None
         self.placement = Placement(store.clock)
         self.gpu = GpuSlots()  # which device each running GPU task holds
+        # The pool version a job runs ("" none), for slaves quarantined for a version.
+        self.version_of: Callable[[int], str] = lambda job_id: ""
+        self._versions: dict[int, str] = {}
         self._gpu_jobs: set[int] = set()  # jobs that asked for GPU rendering
 
     def configure_ranking(self, properties: Properties, policy: str,
@@ -181,6 +184,7 @@ class Scheduler:
     def drop_job(self, job_id: int) -> None:
         self.index.drop_job(job_id)
         self.placement.drop_job(job_id)
+        self._versions.pop(job_id, None)
         self._gpu_jobs.discard(job_id)
 
     def _job_settings(self, job_id: int, scheduling: dict[str, Any]) -> None:
@@ -266,6 +270,7 @@ class Scheduler:
         cpu_only = (lambda job_id, app: job_id not in gpu_jobs) if gpu_jobs else None
         for place in ranked:
             view = SlaveView(place.name, frozenset(place.tags), place.applications)
+            accept = self._version_filter(place, cpu_only)
             # GPU tasks run besides the CPU slots, not in them (those running are counted
             # in place.running; those decided in this pass are not yet).
             free = place.free_slots + self.gpu.held(place.name) \
@@ -276,7 +281,7 @@ class Scheduler:
                 continue
             speed = speeds.get(place.name, math.nan)
             for _ in range(free):
-                cand = self.index.take("slave", view, cpu_only)
+                cand = self.index.take("slave", view, accept)
                 if cand is None:
                     break
                 if len(busy) and tail_defers(speed, self.index.runnable(cand.job_id) + 1,
@@ -292,6 +297,23 @@ class Scheduler:
                     break
                 decisions.append((self.master, cand))
         return decisions
+
+    def _version_filter(self, place: Place, then: Callable[[int, str], bool] | None
+                        ) -> Callable[[int, str], bool] | None:
+        """`then`, and for a slave quarantined for some pool versions: not the tasks of
+        jobs that run one of them (a version failed its acceptance test there)."""
+        bad: dict[str, str] = getattr(place, "quarantined", {})
+        if not bad:
+            return then
+
+        def accept(job_id: int, app: str) -> bool:
+            if then is not None and not then(job_id, app):
+                return False
+            version = self._versions.get(job_id)
+            if version is None:
+                version = self._versions[job_id] = self.version_of(job_id)
+            return not version or f"{app}/{version}" not in bad
+        return accept
 
     def _decide_gpu(self, place: Place, view: SlaveView) -> list[tuple[Place, Candidate]]:
         """GPU tasks onto this slave's free GPUs, one task per device, each pinned to it."""

@@ -74,6 +74,22 @@ class FileSource(Protocol):
     def path(self, sha: str) -> Path: ...
 
 
+class VersionSource(Protocol):
+    """The master's pool (master/pool/index.py) as a link needs it."""
+
+    def entry(self, package: str, version: str, arch: str = "amd64") -> Any: ...
+
+    def path(self, entry: Any) -> Path: ...
+
+    def packages(self) -> frozenset[str]: ...
+
+
+class VersionRefused(AfarmError):
+    """A pool version this slave cannot run (not for its architecture, quarantined)."""
+
+INSTALL_TIMEOUT = 1800.0  # seconds: unpacking a large version and its acceptance test
+
+
 class Admission(Protocol):
     """Runs between a slave's hello and its first task (master/slaves/acceptance.py)."""
 
@@ -95,7 +111,7 @@ class SlaveLink:
         self.files = files
         self.state = "offline"
         self.info: dict[str, Any] = {}
-        self.applications: frozenset[str] | None = None
+        self.own_applications: frozenset[str] | None = None  # from its hello
         self.channel: Channel | None = None
         self.running: dict[int, asyncio.Task[None]] = {}
         self.cached: set[str] = set()
@@ -114,6 +130,21 @@ class SlaveLink:
         self._poke = asyncio.Event()
         self._woken = False
         self._closing: threading.Thread | None = None
+        self.pool: VersionSource | None = None
+        self.installed: set[str] = set()  # "NAME/VERSION" the slave has unpacked
+        self.quarantined: dict[str, str] = {}  # "NAME/VERSION" -> why it failed its test
+        self.arch = "amd64"
+        self._install_locks: dict[str, asyncio.Lock] = {}
+        self.app_bytes = 0  # bytes of pool archives sent to this slave
+
+    @property
+    def applications(self) -> frozenset[str] | None:
+        """What the slave may run: its own applications, and every application the pool
+        has versions of (installed on demand); None until its hello."""
+        own = self.own_applications
+        if own is None or self.pool is None:
+            return own
+        return own | self.pool.packages()
 
     @property
     def free_slots(self) -> int:
@@ -175,8 +206,12 @@ class SlaveLink:
             raise ProtocolError(f"{self.name} refused the hello: {reply.get('reason')}")
         hello = Hello.from_wire(reply)
         self.info = {k: v for k, v in reply.items() if k not in ("op", "id")}
-        self.applications = frozenset(hello.applications)
+        self.own_applications = frozenset(hello.applications)
+        self.installed = set(hello.installed)
+        self.arch = hello.arch or "amd64"
         self.cached.clear()
+        # Installed pool versions count for locality as cached inputs do (placement.py).
+        self.cached |= {f"app:{key}" for key in self.installed}
         if self.acceptance is None:
             self._set_state("online")
         else:
@@ -364,6 +399,9 @@ class SlaveLink:
 
     async def _run_remote(self, task: Task, attempt: int, job: Job,
                           timeout: int) -> TaskReply:
+        version = job.app_version if task.application == job.application else ""
+        if version:
+            await self.ensure_version(task.application, version)
         await self._ensure_inputs([(f.sha256, f.size) for f in job.files])
         key = ("done", task.id, attempt)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -371,7 +409,8 @@ class SlaveLink:
         req = RunRequest(job=task.job_id, task=task.id, attempt=attempt,
                          app=task.application, kind=task.kind, params=task.params,
                          inputs=[InputRef(f.name, f.sha256) for f in job.files],
-                         outputs=[Path(o).name for o in task.outputs], timeout=timeout)
+                         outputs=[Path(o).name for o in task.outputs], timeout=timeout,
+                         version=version)
         self._send(req.to_wire())
         try:
             return TaskReply.from_wire(await asyncio.wait_for(fut, timeout=timeout + GRACE))
@@ -380,6 +419,61 @@ class SlaveLink:
             self._waiters.pop(key, None)
             return TaskReply(task.id, attempt, timed_out=True,
                              error=f"no answer from {self.name} within {timeout + GRACE:.0f} s")
+
+    async def ensure_version(self, package: str, version: str) -> bool:
+        """Make sure the slave has a pool version unpacked: send its archive into the
+        slave's cache (once), then have the slave check, unpack and test it; one install
+        of a version at a time. True if it was installed now."""
+        key = f"{package}/{version}"
+        if key in self.quarantined:
+            raise VersionRefused(f"{self.name} is quarantined for {package} {version}:"
+                                 f" {self.quarantined[key]}")
+        if key in self.installed:
+            return False
+        if self.pool is None:
+            raise VersionRefused(f"this master has no pool for {package} {version}")
+        lock = self._install_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if key in self.installed:
+                return False
+            entry = self.pool.entry(package, version, self.arch)
+            if entry is None:
+                raise VersionRefused(f"the pool has no {package} {version} for {self.name}'s"
+                                     f" architecture {self.arch}")
+            sent = await self._send_archive(entry.sha256, self.pool.path(entry))
+            reply = await asyncio.wait_for(self.request({
+                "op": "install-app", "package": package, "version": version,
+                "sha256": entry.sha256, "definition": entry.definition}),
+                timeout=INSTALL_TIMEOUT)
+            if reply.get("op") == "refused":
+                raise AfarmError(f"{self.name} refused to install {package} {version}:"
+                                 f" {reply.get('reason')}")
+            error = reply.get("error")
+            if error:
+                self.cached.discard(entry.sha256)
+                if reply.get("quarantine"):
+                    self.quarantined[key] = str(error)[:500]
+                    self.hooks.slave_state(self.name, self.state,
+                                           f"quarantined for {package} {version}: {error}",
+                                           None)
+                raise VersionRefused(str(error)[:1000])
+            log.info("%s: installed %s %s (%d bytes sent)", self.name, package, version, sent)
+            self.installed.add(key)
+            self.cached.add(f"app:{key}")
+            return True
+
+    async def _send_archive(self, sha: str, src: Path) -> int:
+        async with self._upload_lock:
+            if sha in self.cached:
+                return 0
+            reply = await self.request({"op": "has", "sha256": [sha]})
+            sent = 0
+            if sha not in set(reply.get("present", [])):
+                sent = await asyncio.to_thread(self.transport.put, src, f"cache/{sha}")
+                self.hooks.count_bytes(self.name, sent)
+                self.app_bytes += sent
+            self.cached.add(sha)
+            return sent
 
     async def _ensure_inputs(self, files: list[tuple[str, int]]) -> None:
         """Send each input file once per slave; the slave's cache keeps it for later jobs."""
@@ -418,6 +512,12 @@ class SlaveLink:
             got[rel] = dst
         return got
 
-    async def collect_garbage(self, keep_jobs: list[int]) -> dict[str, Any]:
-        return await asyncio.wait_for(self.request({"op": "gc", "keep_jobs": keep_jobs}),
-                                      timeout=60)
+    async def collect_garbage(self, keep_jobs: list[int],
+                              app_keep_days: float = 0) -> dict[str, Any]:
+        reply = await asyncio.wait_for(self.request({"op": "gc", "keep_jobs": keep_jobs,
+                                                     "app_keep_days": app_keep_days}),
+                                       timeout=60)
+        for key in reply.get("apps_removed") or []:
+            self.installed.discard(str(key))
+            self.cached.discard(f"app:{key}")
+        return reply

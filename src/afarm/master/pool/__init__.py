@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: MIT
+"""The master's dpkg-style pool of application versions."""
