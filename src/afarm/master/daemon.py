@@ -34,6 +34,7 @@ from afarm.master.scheduling.properties import Properties
 from afarm.master.scheduling.ranking import PRESETS, Policy, make_policy
 from afarm.master.slaves.acceptance import AcceptanceSettings
 from afarm.master.slaves.definitions import slave_definitions, transport_for
+from afarm.master.web import routes as web_routes
 from afarm.notify import notify
 from afarm.protocol.net import is_loopback, join_hostport
 from afarm.runner.sandbox import Sandbox, SandboxSettings
@@ -165,10 +166,17 @@ async def serve(cfg: MasterConfig) -> int:
     job_app.add_routes([openapi.route(openapi.job_port())])
     # Reading results needs a token only where the ports are reachable from elsewhere or
     # the admin made tokens; the Host and Origin checks keep web pages out either way.
+    # The web page's views and assets check the token themselves (a browser following a
+    # link cannot send one: they answer with a page that asks for it).
     res_app = web.Application(middlewares=[
         errors, guard.middleware(names, listen["results_port"][1]),
-        auth.middleware(accepted, required, open_paths)], client_max_size=max_json)
-    res_app.add_routes(results_api.routes(farm))
+        auth.middleware(accepted, required, open_paths | web_routes.OPEN_PATHS,
+                        web_routes.OPEN_PREFIXES)], client_max_size=max_json)
+    page_routes, page_index = web_routes.routes(
+        farm, job_port=listen["job_port"][1],
+        authorized=lambda r: not required or auth.bearer_ok(r, accepted))
+    res_app.add_routes(results_api.routes(farm, page_index))
+    res_app.add_routes(page_routes)
     res_app.add_routes([openapi.route(openapi.results_port(required))])
     runners = []
     try:

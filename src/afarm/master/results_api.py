@@ -13,6 +13,7 @@ from afarm.errors import UsageError
 from afarm.master.farm import Farm
 from afarm.master.files import JobDir
 from afarm.master.http_util import (
+    Handler,
     energy_json,
     int_arg,
     int_query,
@@ -20,6 +21,7 @@ from afarm.master.http_util import (
     job_or_404,
     time_query,
 )
+from afarm.master.web.routes import wants_html
 from afarm.store import benchmarks, usage
 
 _log = logging.getLogger("afarm.master.http")
@@ -28,7 +30,8 @@ _log = logging.getLogger("afarm.master.http")
 SSE_QUEUE = 10_000
 
 
-def routes(farm: Farm) -> list[web.RouteDef]:
+def routes(farm: Farm, page: Handler | None = None) -> list[web.RouteDef]:
+    """``page``: the web page's view of ``/``, served to browsers (which ask for HTML)."""
     store = farm.store
 
     def currency() -> str:
@@ -176,7 +179,9 @@ def routes(farm: Farm) -> list[web.RouteDef]:
                      for j, t in per_job.items()],
             "slaves": [{"slave": s, **entry(t)} for s, t in per_slave.items()]})
 
-    async def index(request: web.Request) -> web.Response:
+    async def index(request: web.Request) -> web.StreamResponse:
+        if page is not None and wants_html(request):
+            return await page(request)
         return web.json_response({"afarm": "results port", "jobs": "/api/v1/jobs",
                                   "slaves": "/api/v1/slaves", "events": "/api/v1/events",
                                   "report": "/api/v1/report?since=DATE"})

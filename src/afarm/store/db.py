@@ -173,6 +173,10 @@ class Store:
                  "task": r["task_id"], "slave": r["slave"], "message": r["message"],
                  **json.loads(r["data"])} for r in rows]
 
+    def last_event_id(self) -> int:
+        """The newest event's id (0 without events): where a live page starts listening."""
+        return int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
+
     # -- files --------------------------------------------------------------------------
     def add_file(self, sha256: str, size: int) -> None:
         self.db.execute("INSERT OR IGNORE INTO files(sha256, size, added) VALUES (?,?,?)",
