@@ -20,6 +20,10 @@ TEST_DEPS := $(RUN_DEPS) python3-pytest python3-pytest-timeout python3-hypothesi
 	iproute2 procps util-linux passwd git systemd strace \
 	debhelper dh-python pybuild-plugin-pyproject python3-setuptools python3-all lintian \
 	groff-base man-db devscripts fakeroot build-essential
+# The web page's browser tests (tests/browser): headless Chromium driven by Selenium, and
+# axe-core from npm (kept in $(TOOLS)/node_modules, so later runs need no network).
+TEST_DEPS += chromium chromium-driver python3-selenium nodejs npm
+AXE := axe-core@4
 
 .PHONY: demo test deps-run deps-test lint unit clean
 
@@ -42,6 +46,8 @@ deps-test:
 		$(TOOLS)/bin/pip install -q ruff==$(RUFF_VERSION); }
 	@test -d $(PYLIB)/schemathesis || \
 		$(PYTHON) -m pip install -q --target $(PYLIB) $(SCHEMATHESIS)
+	@test -f $(TOOLS)/node_modules/axe-core/axe.min.js || \
+		npm install -q --prefix $(TOOLS) --no-save --no-audit --no-fund $(AXE)
 
 demo: deps-run
 	$(PYTHON) -m afarm.cli.main demo

@@ -1,0 +1,161 @@
+# SPDX-License-Identifier: MIT
+"""The web page in a real headless Chromium against a real master with local slaves:
+submit from the page, frames appear live without a reload, cancel, slaves change state."""
+
+from pathlib import Path
+
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
+from tests.browser.chrome import color_scheme, screenshot, wait_for
+from tests.farm import MasterProcess
+
+
+def open_page(driver: webdriver.Chrome, farm: MasterProcess, path: str) -> None:
+    driver.get(f"http://127.0.0.1:{farm.results_port}{path}")
+    wait_for("the page's script", lambda: driver.execute_script(
+        "return document.documentElement.classList.contains('js')"))
+
+
+def use_token(driver: webdriver.Chrome, farm: MasterProcess) -> None:
+    token = farm.local_token()
+    assert token
+    field = driver.find_element(By.ID, "token")
+    field.send_keys(token)
+    driver.find_element(By.CSS_SELECTOR, "#token-form button[type=submit]").click()
+    wait_for("the token kept", lambda: driver.execute_script(
+        "return sessionStorage.getItem('afarm-token')") == token)
+    assert token not in driver.current_url
+
+
+def mark(driver: webdriver.Chrome) -> float:
+    """Leave a marker in the page: it survives live updates, not a reload."""
+    driver.execute_script("window.afarmTestMarker = 'still here'")
+    return float(driver.execute_script("return window.afarmPageLoaded"))
+
+
+def not_reloaded(driver: webdriver.Chrome, loaded: float) -> bool:
+    return bool(driver.execute_script("return window.afarmTestMarker") == "still here"
+                and driver.execute_script("return window.afarmPageLoaded") == loaded)
+
+
+def images(driver: webdriver.Chrome) -> int:
+    return int(driver.execute_script(
+        "return Array.from(document.querySelectorAll('#frames img'))"
+        ".filter((i) => i.complete && i.naturalWidth > 0).length"))
+
+
+def test_a_job_submitted_from_the_page_shows_its_frames_live_without_a_reload(
+        farm: MasterProcess, browser: webdriver.Chrome, picture: Path,
+        artefacts: Path) -> None:
+    d = browser
+    open_page(d, farm, "/")
+    use_token(d, farm)
+    loaded = mark(d)
+    Select(d.find_element(By.ID, "s-app")).select_by_value("hue")
+    d.find_element(By.ID, "s-file").send_keys(str(picture))
+    d.find_element(By.ID, "s-name").send_keys("hues <b>of</b> a test card")
+    d.find_element(By.ID, "s-items").send_keys("0\n60\n120\n180\n240\n300")
+    # Both slaves busy for a while: the new job waits, so its frames come after the page.
+    blocker = farm.submit("--app", "sleep", "--items", "4,4", "--name", "blocker")
+    d.find_element(By.ID, "s-submit").click()
+    state = wait_for("the job accepted", lambda: "accepted" in d.find_element(
+        By.ID, "submit-state").text and d.find_element(By.ID, "submit-state").text,
+        driver=d)
+    job = int(state.split()[1])
+    row = f"#job-row-{job}"
+    wait_for("the new job's row, live", lambda: d.find_elements(By.CSS_SELECTOR, row))
+    assert "hues <b>of</b> a test card" in d.find_element(By.CSS_SELECTOR, f"{row} .name").text
+    assert not_reloaded(d, loaded)
+    screenshot(d, artefacts, "01-jobs-after-submit")
+
+    d.find_element(By.CSS_SELECTOR, f"{row} .name a").click()
+    wait_for("the job page", lambda: d.find_elements(By.ID, "frames"))
+    loaded = mark(d)
+    before = images(d)
+    assert before < 6, "the frames were done before the page showed the job"
+    wait_for("six frames in the grid, live", lambda: images(d) == 6, timeout=90, driver=d)
+    assert not_reloaded(d, loaded)
+    wait_for("the title at 100%", lambda: d.title.startswith("[100%]"))
+    wait_for("the idle favicon", lambda: "favicon-idle" in d.find_element(
+        By.ID, "favicon").get_attribute("href"))
+    # Times are shown in the browser's zone, the UTC original kept as the tooltip.
+    t = d.find_element(By.CSS_SELECTOR, "#job-summary time")
+    assert "UTC" not in t.text and t.get_attribute("title").endswith("Z")
+    screenshot(d, artefacts, "02-job-frames-light")
+    color_scheme(d, "dark")
+    screenshot(d, artefacts, "03-job-frames-dark")
+    assert d.execute_script("return getComputedStyle(document.body).backgroundColor") \
+        == "rgb(13, 17, 23)"
+    color_scheme(d, "light")
+
+    # A deep link to one frame, and the job's tasks all done.
+    open_page(d, farm, f"/jobs/{job}/frames/3")
+    img = d.find_element(By.CSS_SELECTOR, "img.full")
+    wait_for("the full frame", lambda: d.execute_script(
+        "return arguments[0].naturalWidth", img) == 160)
+    screenshot(d, artefacts, "04-frame-deep-link")
+    assert farm.wait(blocker)["status"] == "completed"
+    assert farm.wait(job)["status"] == "completed"
+
+
+def test_a_slave_turns_busy_live_and_a_job_is_canceled_from_the_page(
+        farm: MasterProcess, browser: webdriver.Chrome, artefacts: Path) -> None:
+    d = browser
+    open_page(d, farm, "/slaves")
+    use_token(d, farm)
+    loaded = mark(d)
+
+    def states() -> list[str]:
+        return [r.get_attribute("data-state") for r in d.find_elements(
+            By.CSS_SELECTOR, "#slaves-body tr")]
+
+    wait_for("both slaves online", lambda: states() == ["online", "online"], driver=d)
+    job = farm.submit("--app", "sleep", "--items", "30,30", "--name", "long sleep")
+    wait_for("both slaves busy, live", lambda: states() == ["busy", "busy"], driver=d)
+    assert not_reloaded(d, loaded)
+    running = d.find_element(By.CSS_SELECTOR, "#slaves-body tr td:nth-child(3)").text
+    assert running.isdigit()  # the task it runs
+    screenshot(d, artefacts, "05-slaves-busy")
+
+    open_page(d, farm, "/")
+    loaded = mark(d)
+    row = f"#job-row-{job}"
+    d.find_element(By.CSS_SELECTOR, f"{row} button[data-job-action=cancel]").click()
+    wait_for("the job canceled, live", lambda: d.find_element(
+        By.CSS_SELECTOR, row).get_attribute("data-status") == "canceled", driver=d)
+    assert not_reloaded(d, loaded)
+    assert farm.client.get(f"/api/v1/jobs/{job}")["status"] == "canceled"
+    screenshot(d, artefacts, "06-jobs-canceled")
+
+    open_page(d, farm, "/slaves")
+    wait_for("both slaves online again", lambda: states() == ["online", "online"],
+             timeout=60, driver=d)
+
+
+def test_an_action_without_a_token_says_what_to_do_and_changes_nothing(
+        farm: MasterProcess, browser: webdriver.Chrome) -> None:
+    d = browser
+    job = farm.submit("--app", "sleep", "--items", "20", "--name", "untouched")
+    open_page(d, farm, "/")
+    d.find_element(By.CSS_SELECTOR, f"#job-row-{job} button[data-job-action=pause]").click()
+    wait_for("the hint", lambda: "token" in d.find_element(By.ID, "toast").text)
+    assert farm.client.get(f"/api/v1/jobs/{job}")["status"] in ("queued", "active")
+    farm.ctl("cancel", str(job))
+
+
+def test_a_task_log_shows_warnings_and_errors_highlighted(
+        farm: MasterProcess, browser: webdriver.Chrome, artefacts: Path) -> None:
+    code = (r"import sys; sys.stderr.write('Warning: the denoiser is missing\n');"
+            r" sys.stderr.write('Error: out of memory\n'); print('rendered')")
+    job = farm.submit("--app", "talk", "--items", code)
+    farm.wait(job)
+    task = farm.client.get(f"/api/v1/jobs/{job}")["tasks"][0]["id"]
+    open_page(browser, farm, f"/jobs/{job}/tasks/{task}/log")
+    errors = browser.find_elements(By.CSS_SELECTOR, "pre.log .err")
+    err = next(e for e in errors if e.text == "Error: out of memory")
+    warn = browser.find_element(By.CSS_SELECTOR, "pre.log .warn")
+    assert "denoiser" in warn.text
+    assert err.value_of_css_property("color") != warn.value_of_css_property("color")
+    screenshot(browser, artefacts, "07-task-log")
