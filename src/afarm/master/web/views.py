@@ -15,7 +15,7 @@ from afarm.store import benchmarks, usage
 
 FRAME_RE = re.compile(r"frame_(\d+)")
 PAGE = 120  # frames on one page of the grid: a 10,000-frame job is never one DOM
-TASK_ROWS = 200  # rows of the job page's task table (the unfinished ones first)
+TASK_ROWS = 100  # rows of the job page's task table (the unfinished ones first)
 
 
 @dataclass
