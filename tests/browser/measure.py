@@ -44,7 +44,8 @@ def job_page(driver: webdriver.Chrome, farm: MasterProcess, job: int) -> dict[st
     out["first_paint_ms"] = paint_ms(driver)
     out["sse_open_ms"] = float(wait_for("the event stream open", lambda: driver.execute_script(
         "return window.afarmStats && window.afarmStats.openAt")))
-    out["dom_nodes"] = int(driver.execute_script("return document.getElementsByTagName('*').length"))
+    out["dom_nodes"] = int(driver.execute_script(
+        "return document.getElementsByTagName('*').length"))
     out["grid_items"] = len(driver.find_elements(By.CSS_SELECTOR, "#frames li"))
     sent = time.time() * 1000
     cp = farm.ctl("pause", str(job))
