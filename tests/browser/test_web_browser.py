@@ -159,3 +159,31 @@ def test_a_task_log_shows_warnings_and_errors_highlighted(
     assert "denoiser" in warn.text
     assert err.value_of_css_property("color") != warn.value_of_css_property("color")
     screenshot(browser, artefacts, "07-task-log")
+
+
+def test_pause_resume_and_priority_from_the_job_page_show_live(
+        farm: MasterProcess, browser: webdriver.Chrome, artefacts: Path) -> None:
+    d = browser
+    job = farm.submit("--app", "sleep", "--items", "1,1,1", "--require-tag", "nowhere",
+                      "--name", "waits for a tag")
+    open_page(d, farm, f"/jobs/{job}")
+    use_token(d, farm)
+    loaded = mark(d)
+
+    def status() -> str:
+        return str(d.find_element(By.CSS_SELECTOR, "#job-summary .status").text)
+
+    for action, after in (("pause", "paused"), ("resume", "queued")):
+        d.find_element(By.CSS_SELECTOR, f"#job-summary button[data-job-action={action}]").click()
+        wait_for(f"{after}, live", lambda after=after: status() == after, driver=d)
+    field = d.find_element(By.ID, f"priority-{job}")
+    field.clear()
+    field.send_keys("87")
+    d.find_element(By.CSS_SELECTOR, f"button[data-priority-job='{job}']").click()
+    wait_for("priority 87, live", lambda: farm.client.get(f"/api/v1/jobs/{job}")["priority"]
+             == 87 and "87" in d.find_element(By.CSS_SELECTOR, "#job-summary dl").text,
+             driver=d)
+    assert not_reloaded(d, loaded)
+    screenshot(d, artefacts, "08-job-actions")
+    d.find_element(By.CSS_SELECTOR, "#job-summary button[data-job-action=cancel]").click()
+    wait_for("canceled, live", lambda: status() == "canceled", driver=d)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from afarm.errors import UsageError
 from afarm.master import auth
 from tests.farm import MasterProcess
 
@@ -194,3 +195,15 @@ def test_the_static_assets_are_only_the_shipped_files(farm: MasterProcess) -> No
     for bad in ("..%2Fpages.py", "pages.py", "__init__.py", "nope.js"):
         status, _, _ = get(farm, f"/static/{bad}", accept="*/*")
         assert status == 404, bad
+
+
+def test_the_job_port_sets_a_jobs_priority_within_bounds(farm: MasterProcess) -> None:
+    job = farm.submit("--app", "echo", "--items", "p", "--require-tag", "nowhere")
+    done = farm.client.post(f"/api/v1/jobs/{job}/priority", {"priority": 90})
+    assert done["priority"] == 90
+    assert farm.client.get(f"/api/v1/jobs/{job}")["priority"] == 90
+    for bad in ({"priority": 101}, {"priority": -1}, {"priority": "9"}, {"priority": True},
+                {}):
+        with pytest.raises(UsageError, match="0 to 100"):
+            farm.client.post(f"/api/v1/jobs/{job}/priority", bad)
+

@@ -594,6 +594,14 @@ class Store:
             self._event("job-resumed", f"job {job_id} resumed", job_id=job_id)
             self._refresh_job(job_id)
 
+    def set_priority(self, job_id: int, priority: int) -> None:
+        """A job's new priority (0 to 100, higher first); its tasks keep their places."""
+        with self.transaction():
+            self.db.execute("UPDATE jobs SET priority=?, updated=? WHERE id=?",
+                            (priority, self.clock(), job_id))
+            self._event("job-priority", f"job {job_id} priority {priority}", job_id=job_id,
+                        data={"priority": priority})
+
     def requeue_job(self, job_id: int, only_unfinished: bool = True) -> int:
         """Queue the job's failed and canceled tasks again (all tasks if not only_unfinished)."""
         which = [TaskStatus.FAILED, TaskStatus.CANCELED]

@@ -106,6 +106,13 @@ def action_buttons(job_id: int, status: str) -> str:
     return f'<span class="js-only actions">{"".join(out)}</span>' if out else ""
 
 
+def priority_form(job_id: int, priority: int) -> str:
+    return (f' <span class="js-only"><input type="number" min="0" max="100" size="4"'
+            f' id="priority-{job_id}" value="{priority}" aria-label="new priority of job'
+            f' {job_id}"> <button type="button" class="act" data-priority-job="{job_id}">'
+            "Set priority</button></span>")
+
+
 def jobs_title(views: list[JobView]) -> str:
     active = [v for v in views if v.job.status.value in ("active", "queued")]
     if not active:
@@ -214,7 +221,7 @@ def job_summary(d: JobDetail) -> str:
 <dt>Status</dt><dd>{status_badge(j.status.value)} {action_buttons(j.id, j.status.value)}</dd>
 <dt>Progress</dt><dd>{progress_bar(v.fraction, f"progress of job {j.id}")} {frames}</dd>
 <dt>ETA</dt><dd>{duration(v.eta)}</dd>
-<dt>Priority</dt><dd>{j.priority}</dd>
+<dt>Priority</dt><dd>{j.priority}{priority_form(j.id, j.priority)}</dd>
 <dt>Application</dt><dd>{e(j.application)} {e(v.version)}</dd>
 <dt>Energy</dt><dd>{figure(v.energy.get("kwh"), 3)} kWh,
 {figure(v.energy.get("cost"), 2)} {e(cur)}</dd>

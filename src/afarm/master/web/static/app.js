@@ -57,6 +57,9 @@
   function keyed(el) { return el.children.length > 0 && Array.from(el.children).every((c) => c.id); }
   function patch(old, fresh) {
     if (old.innerHTML === fresh.innerHTML) return;
+    const focus = document.activeElement;
+    // Never swap a field out from under the user's typing: the next refresh catches up.
+    if (focus && focus.tagName === "INPUT" && old.contains(focus)) { again = true; return; }
     if (keyed(old) && keyed(fresh)) {
       const have = new Map(Array.from(old.children, (c) => [c.id, c]));
       let prev = null;
@@ -161,7 +164,7 @@
     streamEvents();
   }
   const KINDS = ["job-accepted", "job-active", "job-completed", "job-failed", "job-canceled",
-    "job-paused", "job-resumed", "job-requeued", "job-queued", "task-active", "task-completed",
+    "job-paused", "job-resumed", "job-requeued", "job-queued", "job-priority", "task-active", "task-completed",
     "task-failed", "task-soft-failed", "task-requeued", "task-canceled", "task-queued",
     "task-paused", "slave-state", "slave-benchmarked", "slave-blocklisted", "frame-saved"];
   // EventSource cannot send a header: with a token, read the same stream through fetch.
@@ -221,6 +224,18 @@
     }
   }
   document.addEventListener("click", (ev) => {
+    const p = ev.target.closest("button[data-priority-job]");
+    if (p) {
+      const id = p.dataset.priorityJob;
+      const value = Number($("priority-" + id).value);
+      p.disabled = true;
+      jobApi("POST", `/api/v1/jobs/${encodeURIComponent(id)}/priority`,
+        JSON.stringify({ priority: value }), "application/json")
+        .then(async (r) => toast(r.ok ? `job ${id}: priority ${value}` : "priority: " + await errorOf(r)),
+          (e) => toast(e.message))
+        .finally(() => { p.disabled = false; schedule(); });
+      return;
+    }
     const b = ev.target.closest("button[data-job-action], button[data-slave-action]");
     if (b && b.dataset.jobAction) {
       act(`/api/v1/jobs/${encodeURIComponent(b.dataset.jobId)}/${b.dataset.jobAction}`,
