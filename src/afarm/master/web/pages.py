@@ -221,7 +221,9 @@ def job_summary(d: JobDetail) -> str:
 <dt>Status</dt><dd>{status_badge(j.status.value)} {action_buttons(j.id, j.status.value)}</dd>
 <dt>Progress</dt><dd>{progress_bar(v.fraction, f"progress of job {j.id}")} {frames}</dd>
 <dt>ETA</dt><dd>{duration(v.eta)}</dd>
-<dt>Priority</dt><dd>{j.priority}{priority_form(j.id, j.priority)}</dd>
+<dt>Priority</dt><dd>{j.priority}{priority_form(j.id, j.priority)
+                                   if j.status.value in ("queued", "active", "paused")
+                                   else ""}</dd>
 <dt>Application</dt><dd>{e(j.application)} {e(v.version)}</dd>
 <dt>Energy</dt><dd>{figure(v.energy.get("kwh"), 3)} kWh,
 {figure(v.energy.get("cost"), 2)} {e(cur)}</dd>
