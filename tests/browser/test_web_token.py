@@ -11,8 +11,8 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 
 from afarm.master import auth
-from tests.browser.conftest import APPS
 from tests.browser.chrome import screenshot, wait_for
+from tests.browser.conftest import APPS
 from tests.farm import MasterProcess
 
 
