@@ -132,6 +132,20 @@ def test_a_slave_turns_busy_live_and_a_job_is_canceled_from_the_page(
     open_page(d, farm, "/slaves")
     wait_for("both slaves online again", lambda: states() == ["online", "online"],
              timeout=60, driver=d)
+    # Test a slave again from its button (the job port's slave test).
+    wait_for("the test button clicked", lambda: d.find_element(
+        By.CSS_SELECTOR, "button[data-slave-action=test][data-slave=local-1]").click() or True)
+    wait_for("the test's answer", lambda: "test local-1: done" in d.find_element(
+        By.ID, "toast").text, timeout=60, driver=d)
+    # A button whose endpoint this master lacks (accept, wake: other features) says so
+    # instead of failing silently.
+    d.execute_script(
+        "const b = document.createElement('button'); b.id = 'fake'; b.textContent = 'x';"
+        " b.dataset.slaveAction = 'no-such-verb'; b.dataset.slave = 'local-2';"
+        " document.getElementById('main').append(b);")
+    d.find_element(By.ID, "fake").click()
+    wait_for("the missing endpoint explained", lambda: "does not offer" in d.find_element(
+        By.ID, "toast").text, driver=d)
 
 
 def test_an_action_without_a_token_says_what_to_do_and_changes_nothing(

@@ -207,3 +207,30 @@ def test_the_job_port_sets_a_jobs_priority_within_bounds(farm: MasterProcess) ->
         with pytest.raises(UsageError, match="0 to 100"):
             farm.client.post(f"/api/v1/jobs/{job}/priority", bad)
 
+
+
+def test_the_page_can_read_every_refusal_of_the_job_port(farm: MasterProcess) -> None:
+    """A refusal (409, 400, 404) carries the CORS headers, so the page shows its message."""
+    origin = f"http://127.0.0.1:{farm.results_port}"
+    job = farm.submit("--app", "echo", "--items", "r", "--require-tag", "nowhere")
+    farm.client.post(f"/api/v1/jobs/{job}/cancel", {})
+
+    def post(path: str, body: bytes = b"{}") -> tuple[int, dict[str, str], Any]:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{farm.job_port}{path}", data=body, method="POST",
+            headers={"Origin": origin, "Content-Type": "application/json",
+                     "Authorization": f"Bearer {farm.local_token()}"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, dict(r.headers), json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), json.loads(exc.read())
+
+    for path, body, status in ((f"/api/v1/jobs/{job}/cancel", b"{}", 409),
+                               (f"/api/v1/jobs/{job}/priority", b'{"priority": 500}', 400),
+                               ("/api/v1/jobs/999999/cancel", b"{}", 404),
+                               ("/api/v1/slaves/local-1/no-such-verb", b"{}", 404)):
+        got, headers, answer = post(path, body)
+        assert got == status, (path, got, answer)
+        assert headers.get("Access-Control-Allow-Origin") == origin, path
+        assert answer["error"]

@@ -155,8 +155,10 @@ async def serve(cfg: MasterConfig) -> int:
     # Every job-port request needs a token, on loopback too; POST /api/v1/enroll carries
     # the enrolment token's signature instead.
     job_auth = auth.middleware(accepted, True, open_paths)
+    # The guard outside `errors`: the errors' JSON answers get the CORS headers the web
+    # page needs to read them (its own refusals are answers, never exceptions).
     job_app = web.Application(
-        middlewares=[errors, guard.middleware(names, listen["job_port"][1]),
+        middlewares=[guard.middleware(names, listen["job_port"][1]), errors,
                      body_deadline(h.body_timeout), enroll.skip_client_auth(job_auth)],
         client_max_size=max_json)
     job_app[BODY_LIMITS] = (max_json, h.body_timeout)
