@@ -18,9 +18,12 @@ CHROMIUM = "/usr/bin/chromium"
 DRIVER = "/usr/bin/chromedriver"
 
 
-def chromium() -> webdriver.Chrome:
+def chromium(javascript: bool = True) -> webdriver.Chrome:
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
+    if not javascript:
+        opts.add_experimental_option(
+            "prefs", {"profile.managed_default_content_settings.javascript": 2})
     for arg in ("--headless=new", "--window-size=1280,900", "--disable-dev-shm-usage",
                 "--disable-gpu", "--no-first-run", "--disable-extensions",
                 "--enable-precise-memory-info"):

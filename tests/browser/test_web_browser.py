@@ -8,7 +8,7 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from tests.browser.chrome import color_scheme, screenshot, wait_for
+from tests.browser.chrome import chromium, color_scheme, screenshot, wait_for
 from tests.farm import MasterProcess
 
 
@@ -201,3 +201,26 @@ def test_pause_resume_and_priority_from_the_job_page_show_live(
     screenshot(d, artefacts, "08-job-actions")
     d.find_element(By.CSS_SELECTOR, "#job-summary button[data-job-action=cancel]").click()
     wait_for("canceled, live", lambda: status() == "canceled", driver=d)
+
+
+def test_the_read_only_views_work_without_javascript(
+        farm: MasterProcess, artefacts: Path) -> None:
+    job = farm.submit("--app", "talk", "--items", "print(1),print(2)", "--name", "no script")
+    farm.wait(job)
+    d = chromium(javascript=False)
+    try:
+        d.get(f"http://127.0.0.1:{farm.results_port}/")
+        row = d.find_element(By.CSS_SELECTOR, f"#job-row-{job}")
+        assert "no script" in row.text and "completed" in row.text
+        # What needs the script (token, actions, submit) is not shown without it.
+        assert not d.find_element(By.ID, "token-form").is_displayed()
+        assert not d.find_element(By.ID, "submit").is_displayed()
+        d.find_element(By.CSS_SELECTOR, f"#job-row-{job} .name a").click()
+        assert "2/2 tasks" in d.find_element(By.ID, "job-summary").text
+        d.find_element(By.CSS_SELECTOR, "#frames a[href$='/frames/2']").click()
+        assert "item_000002.out" in d.find_element(By.TAG_NAME, "h1").text
+        d.find_element(By.LINK_TEXT, "Slaves").click()
+        assert len(d.find_elements(By.CSS_SELECTOR, "#slaves-body tr")) == 2
+        screenshot(d, artefacts, "12-slaves-without-javascript")
+    finally:
+        d.quit()

@@ -234,3 +234,29 @@ def test_the_page_can_read_every_refusal_of_the_job_port(farm: MasterProcess) ->
         assert got == status, (path, got, answer)
         assert headers.get("Access-Control-Allow-Origin") == origin, path
         assert answer["error"]
+
+
+def test_an_event_stream_resumes_after_the_last_event_id_a_browser_saw(
+        farm: MasterProcess) -> None:
+    job = farm.submit("--app", "echo", "--items", "e1,e2")
+    farm.wait(job)
+    ids = []
+    for header in ({}, {"Last-Event-ID": "5"}):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{farm.results_port}/api/v1/events?after=2", headers=header)
+        with urllib.request.urlopen(req, timeout=30) as r:
+            for raw in r:
+                if raw.startswith(b"id: "):
+                    ids.append(int(raw[4:]))
+                    break
+    assert ids == [3, 6]
+
+
+def test_the_zip_leaves_out_a_link_that_leads_out_of_the_job(farm: MasterProcess) -> None:
+    job = farm.submit("--app", "echo", "--items", "kept")
+    farm.wait(job)
+    (farm.job_dir(job) / "out" / "db.out").symlink_to(farm.state / "afarm.db")
+    status, _, body = get(farm, f"/jobs/{job}/download.zip", accept="*/*")
+    assert status == 200
+    with zipfile.ZipFile(io.BytesIO(body)) as z:
+        assert z.namelist() == [f"job-{job}/item_000001.out"]

@@ -107,6 +107,10 @@ def routes(farm: Farm, page: Handler | None = None) -> list[web.RouteDef]:
 
     async def events(request: web.Request) -> web.StreamResponse:
         after = int_query(request, "after") or 0
+        # A browser's EventSource reconnects with the last id it saw: go on from there.
+        seen = request.headers.get("Last-Event-ID", "")
+        if seen.isascii() and seen.isdigit() and len(seen) <= 19:
+            after = max(after, int(seen))
         job_id = int_query(request, "job")
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(SSE_QUEUE)
 

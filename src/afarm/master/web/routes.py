@@ -205,7 +205,12 @@ def routes(farm: Farm, *, job_port: int | None = None,
         if farm.store.job(job_id) is None:
             raise UsageError(f"there is no job {job_id}")
         jd = JobDir(farm.jobs_root, job_id)
-        files = [(f"job-{job_id}/{rel}", jd.final("out/" + rel)) for rel in jd.outputs()]
+        files = []
+        for rel in jd.outputs():
+            try:
+                files.append((f"job-{job_id}/{rel}", jd.final("out/" + rel)))
+            except AfarmError:
+                continue  # a link out of the job: never followed
         if zips.locked():
             raise web.HTTPServiceUnavailable(
                 text='{"error": "other zips are being sent; try again in a moment"}',

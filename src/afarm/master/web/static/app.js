@@ -140,6 +140,7 @@
   }
   function onEvent(ev) {
     window.afarmStats.events++;
+    if (ev.id) body.dataset.lastEvent = String(ev.id);
     if (window.afarmStats.firstEventAt === null) window.afarmStats.firstEventAt = performance.now();
     if (relevant(ev)) schedule();
   }
