@@ -2,6 +2,7 @@
 """The web page in a real headless Chromium against a real master with local slaves:
 submit from the page, frames appear live without a reload, cancel, slaves change state."""
 
+from hashlib import sha256
 from pathlib import Path
 
 from selenium import webdriver
@@ -224,3 +225,33 @@ def test_the_read_only_views_work_without_javascript(
         screenshot(d, artefacts, "12-slaves-without-javascript")
     finally:
         d.quit()
+
+
+def test_a_file_with_files_and_a_folder_beside_it_is_uploaded_from_the_page(
+        farm: MasterProcess, browser: webdriver.Chrome, picture: Path, tmp_path: Path) -> None:
+    d = browser
+    beside = tmp_path / "lut.txt"
+    beside.write_text("a lookup table\n")
+    folder = tmp_path / "textures"
+    (folder / "wood").mkdir(parents=True)
+    (folder / "wood" / "oak.txt").write_text("oak\n")
+    (folder / "stone.txt").write_text("")  # an empty file is an input too
+    open_page(d, farm, "/")
+    use_token(d, farm)
+    Select(d.find_element(By.ID, "s-app")).select_by_value("hue")
+    d.find_element(By.ID, "s-file").send_keys(str(picture))
+    d.find_element(By.ID, "s-extra").send_keys(str(beside))
+    d.find_element(By.ID, "s-dir").send_keys(str(folder))
+    d.find_element(By.ID, "s-items").send_keys("30")
+    d.find_element(By.ID, "s-submit").click()
+    state = wait_for("the job accepted", lambda: "accepted" in d.find_element(
+        By.ID, "submit-state").text and d.find_element(By.ID, "submit-state").text,
+        driver=d)
+    job = farm.client.get(f"/api/v1/jobs/{int(state.split()[1])}")
+    names = {f["name"]: f["sha256"] for f in job["files"]}
+    assert names == {
+        "input.png": sha256(picture.read_bytes()).hexdigest(),
+        "lut.txt": sha256(b"a lookup table\n").hexdigest(),
+        "textures/wood/oak.txt": sha256(b"oak\n").hexdigest(),
+        "textures/stone.txt": sha256(b"").hexdigest()}
+    assert farm.wait(job["id"])["status"] == "completed"

@@ -167,6 +167,9 @@ def jobs_page(views: list[JobView], apps: list[str]) -> str:
 <p><label for="s-app">Application</label>
 <select id="s-app" name="application">{options}</select></p>
 <p><label for="s-file">Input file</label> <input type="file" id="s-file" name="file"></p>
+<p><label for="s-extra">Files beside it</label> <input type="file" id="s-extra" name="extra"
+multiple> <label for="s-dir">a folder beside it</label> <input type="file" id="s-dir"
+name="dir" multiple webkitdirectory></p>
 <p><label for="s-name">Name</label> <input id="s-name" name="name" maxlength="200"></p>
 <p><label for="s-frames">Frames</label> <input id="s-frames" name="frames" placeholder="1-24">
 <label for="s-chunk">Chunk</label> <input id="s-chunk" name="chunk" type="number" min="1" size="4">

@@ -271,21 +271,34 @@
     const request = { name: v("name") || (file ? file.name : v("application")),
       application: v("application"), params, priority: Number(v("priority") || 50) };
     const check = async (r) => { if (!r.ok) throw new Error(await errorOf(r)); return r; };
+    // The input file, then files and a folder beside it, by the names the job sees.
+    const inputs = file ? [[file.name, file]] : [];
     if (file) {
+      for (const f of form.elements.extra.files) inputs.push([f.name, f]);
+      for (const f of form.elements.dir.files) inputs.push([f.webkitRelativePath || f.name, f]);
+    } else if (form.elements.extra.files.length || form.elements.dir.files.length) {
+      throw new Error("files beside the input need the input file itself");
+    }
+    if (inputs.length) {
       // A dry run first: a typo in the frames never costs the upload.
-      request.files = [{ name: file.name, sha256: "0".repeat(64) }];
+      request.files = inputs.map(([name]) => ({ name, sha256: "0".repeat(64) }));
       await check(await jobApi("POST", "/api/v1/jobs?dry_run=1", JSON.stringify(request), "application/json"));
-      const sha = await window.afarmSha256.sha256File(file, (done, size) => {
-        state.textContent = `hashing ${Math.round(100 * done / size)}%`;
-      });
-      const has = await jobApi("HEAD", "/api/v1/files/" + sha);
-      if (has.status === 404) {
-        state.textContent = "uploading…";
-        await check(await jobApi("PUT", "/api/v1/files/" + sha, file, "application/octet-stream"));
-      } else {
-        await check(has);
+      request.files = [];
+      let n = 0;
+      for (const [name, f] of inputs) {
+        n++;
+        const sha = await window.afarmSha256.sha256File(f, (done, size) => {
+          state.textContent = `hashing ${n}/${inputs.length}: ${Math.round(100 * done / (size || 1))}%`;
+        });
+        const has = await jobApi("HEAD", "/api/v1/files/" + sha);
+        if (has.status === 404) {
+          state.textContent = `uploading ${n}/${inputs.length}…`;
+          await check(await jobApi("PUT", "/api/v1/files/" + sha, f, "application/octet-stream"));
+        } else {
+          await check(has);
+        }
+        request.files.push({ name, sha256: sha });
       }
-      request.files = [{ name: file.name, sha256: sha }];
     }
     const r = await check(await jobApi("POST", "/api/v1/jobs", JSON.stringify(request), "application/json"));
     const job = await r.json();
