@@ -54,5 +54,15 @@ def test_a_page_that_needs_a_token_reads_everything_with_it_in_a_header(
         " i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0).length") == 3,
         driver=d)
     screenshot(d, artefacts, "10-token-job-page")
+    # A refresh renders the same pictures again: they are not fetched again.
+    before = d.execute_script("return window.afarmStats.refreshes")
+    farm.client.post(f"/api/v1/jobs/{job}/priority", {"priority": 60})
+    wait_for("a refresh after the priority event", lambda: d.execute_script(
+        "return window.afarmStats.refreshes") > before and "60" in d.find_element(
+        By.ID, "job-summary").text, driver=d)
+    fetched = d.execute_script(
+        "return performance.getEntriesByType('resource').map((e) => e.name)"
+        ".filter((n) => n.includes('/thumbs/'))")
+    assert len(fetched) == len(set(fetched)) == 3, fetched
     d.find_element(By.ID, "token-forget").click()
     assert d.execute_script("return sessionStorage.getItem('afarm-token')") is None

@@ -42,13 +42,40 @@
   }
 
   // -- media through fetch when reading needs the token --------------------------------
+  // Each picture is fetched once and kept as a blob URL (the oldest let go past a bound),
+  // so a refresh that renders the same picture again neither fetches nor flickers.
+  const blobs = new Map();
+  const MAX_BLOBS = 2000;
+  const MEDIA = "img[src^='/'], video[src^='/']";
+  // In a fresh rendering, before it enters the page (where the browser would load each
+  // picture itself, without the token, only to be refused): the cached blob, or none yet.
+  function useCached(root) {
+    if (!needAuth) return;
+    for (const el of root.querySelectorAll(MEDIA)) {
+      const src = el.getAttribute("src");
+      el.setAttribute("data-auth-src", src);
+      const b = blobs.get(src);
+      if (b) el.setAttribute("src", b); else el.removeAttribute("src");
+    }
+  }
   async function authMedia(root) {
     if (!needAuth || !token()) return;
-    for (const el of root.querySelectorAll("img[src^='/'], video[src^='/']")) {
-      const src = el.getAttribute("src");
+    for (const el of root.querySelectorAll("[data-auth-src]:not([src])")) {
+      const src = el.getAttribute("data-auth-src");
       try {
-        const r = await fetch(src, { headers: headers() });
-        if (r.ok) el.src = URL.createObjectURL(await r.blob());
+        let url = blobs.get(src);
+        if (!url) {
+          const r = await fetch(src, { headers: headers() });
+          if (!r.ok) continue;
+          url = URL.createObjectURL(await r.blob());
+          blobs.set(src, url);
+          if (blobs.size > MAX_BLOBS) {
+            const [oldest, old] = blobs.entries().next().value;
+            blobs.delete(oldest);
+            URL.revokeObjectURL(old);
+          }
+        }
+        el.setAttribute("src", url);
       } catch (e) { /* the placeholder stays */ }
     }
   }
@@ -85,6 +112,7 @@
     }
   }
   function apply(doc) {
+    useCached(doc);
     document.title = doc.title;
     const icon = doc.getElementById("favicon");
     if (icon) $("favicon").setAttribute("href", icon.getAttribute("href"));
@@ -106,8 +134,10 @@
     localise(main);
     authMedia(main);
   }
-  let busy = false, again = false, timer = null, last = 0;
+  let busy = false, again = false, timer = null, last = 0, hiddenChanges = false;
   function schedule() {
+    // A tab in the background only notes that something changed; it catches up when shown.
+    if (document.hidden) { hiddenChanges = true; return; }
     if (timer) return;
     timer = setTimeout(() => { timer = null; refresh(); }, Math.max(50, 700 - (Date.now() - last)));
   }
@@ -306,6 +336,10 @@
     toast(`Job ${job.id} accepted: ${job.progress.tasks} tasks`);
     schedule();
   }
+
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && hiddenChanges) { hiddenChanges = false; schedule(); }
+  });
 
   function init() {
     const form = $("token-form");
