@@ -28,6 +28,7 @@ def chromium(javascript: bool = True) -> webdriver.Chrome:
                 "--disable-gpu", "--no-first-run", "--disable-extensions",
                 "--enable-precise-memory-info"):
         opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     if os.geteuid() == 0:
         # Chromium's own sandbox refuses to run as root (CI runs the suite as root).
         opts.add_argument("--no-sandbox")
@@ -94,3 +95,10 @@ def paint_ms(driver: webdriver.Chrome) -> float:
     return float(wait_for("a first paint", lambda: driver.execute_script(
         "const p = performance.getEntriesByName('first-contentful-paint')[0];"
         " return p ? p.startTime : null;")))
+
+
+def console_problems(driver: webdriver.Chrome) -> list[str]:
+    """The page's console errors since the last call (CSP refusals, script errors), except
+    the refused requests a test provoked on purpose (an HTTP status in the message)."""
+    return [e["message"] for e in driver.get_log("browser")
+            if e["level"] == "SEVERE" and "the server responded with a status" not in e["message"]]

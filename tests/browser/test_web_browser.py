@@ -9,7 +9,13 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from tests.browser.chrome import chromium, color_scheme, screenshot, wait_for
+from tests.browser.chrome import (
+    chromium,
+    color_scheme,
+    console_problems,
+    screenshot,
+    wait_for,
+)
 from tests.farm import MasterProcess
 
 
@@ -99,6 +105,7 @@ def test_a_job_submitted_from_the_page_shows_its_frames_live_without_a_reload(
     screenshot(d, artefacts, "04-frame-deep-link")
     assert farm.wait(blocker)["status"] == "completed"
     assert farm.wait(job)["status"] == "completed"
+    assert console_problems(d) == []  # no CSP refusal, no script error on the way
 
 
 def test_a_slave_turns_busy_live_and_a_job_is_canceled_from_the_page(
@@ -255,3 +262,31 @@ def test_a_file_with_files_and_a_folder_beside_it_is_uploaded_from_the_page(
         "textures/wood/oak.txt": sha256(b"oak\n").hexdigest(),
         "textures/stone.txt": sha256(b"").hexdigest()}
     assert farm.wait(job["id"])["status"] == "completed"
+
+
+XSS = "<img src=x onerror=\"window.afarmXss=1\"><script>window.afarmXss=2</script>"
+
+
+def test_markup_in_names_and_logs_stays_text_and_times_follow_the_browsers_zone(
+        farm: MasterProcess, browser: webdriver.Chrome) -> None:
+    d = browser
+    code = "import sys; sys.stderr.write('Error: ' + sys.argv[0] + '\\n')"
+    job = farm.submit("--app", "talk", "--items", code, "--name", XSS)
+    farm.wait(job)
+    task = farm.client.get(f"/api/v1/jobs/{job}")["tasks"][0]["id"]
+    d.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "Asia/Tokyo"})
+    for path in ("/", f"/jobs/{job}", f"/jobs/{job}/frames/1",
+                 f"/jobs/{job}/tasks/{task}/log"):
+        open_page(d, farm, path)
+        assert d.execute_script("return window.afarmXss") is None, path
+        assert not d.find_elements(By.CSS_SELECTOR, "main img[src=x]"), path
+    open_page(d, farm, f"/jobs/{job}")
+    assert XSS in d.find_element(By.CSS_SELECTOR, "h1 .name").text
+    assert XSS in d.title
+    t = d.find_element(By.CSS_SELECTOR, "#job-summary time")
+    utc = t.get_attribute("datetime")  # 2026-12-01T23:40:00Z
+    shown = d.execute_script(
+        "return new Date(arguments[0]).toLocaleString(undefined, {timeZone: 'Asia/Tokyo'})",
+        utc)
+    assert t.text == shown and "UTC" not in t.text
+    assert console_problems(d) == []
