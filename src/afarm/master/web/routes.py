@@ -72,8 +72,11 @@ def routes(farm: Farm, *, job_port: int | None = None,
 
     def html(request: web.Request, title: str, main: str, *, view: str, favicon: str = "idle",
              job: int | None = None, status: int = 200) -> web.Response:
+        # The newest event before the view read the store: the page listens from there, so
+        # nothing that happens while it renders is missed.
+        mark = request.get("afarm.last_event", farm.store.last_event_id())
         text = pages.layout(title, main, view=view, job_port=job_port, favicon=favicon,
-                            job=job, last_event=farm.store.last_event_id())
+                            job=job, last_event=mark)
         return web.Response(text=text, status=status, content_type="text/html",
                             charset="utf-8", headers=security_headers(request, job_port))
 
@@ -91,6 +94,7 @@ def routes(farm: Farm, *, job_port: int | None = None,
     async def index(request: web.Request) -> web.Response:
         if not authorized(request):
             return locked(request, "jobs")
+        request["afarm.last_event"] = farm.store.last_event_id()
         found = views.jobs(farm, farm.clock())
         return html(request, pages.jobs_title(found),
                     pages.jobs_page(found, sorted(farm.apps)), view="jobs",
@@ -99,6 +103,7 @@ def routes(farm: Farm, *, job_port: int | None = None,
     async def job(request: web.Request) -> web.Response:
         if not authorized(request):
             return locked(request, "job")
+        request["afarm.last_event"] = farm.store.last_event_id()
         job_id = int_arg(request, "job")
         found = farm.store.job(job_id)
         if found is None:
@@ -113,6 +118,7 @@ def routes(farm: Farm, *, job_port: int | None = None,
     async def frame(request: web.Request) -> web.Response:
         if not authorized(request):
             return locked(request, "frame")
+        request["afarm.last_event"] = farm.store.last_event_id()
         job_id, key = int_arg(request, "job"), int_arg(request, "frame")
         found = farm.store.job(job_id)
         if found is None:
@@ -135,6 +141,7 @@ def routes(farm: Farm, *, job_port: int | None = None,
     async def task_log(request: web.Request) -> web.Response:
         if not authorized(request):
             return locked(request, "log")
+        request["afarm.last_event"] = farm.store.last_event_id()
         job_id, task_id = int_arg(request, "job"), int_arg(request, "task")
         task = farm.store.task(task_id)
         if task is None or task.job_id != job_id:
@@ -154,6 +161,7 @@ def routes(farm: Farm, *, job_port: int | None = None,
     async def slaves(request: web.Request) -> web.Response:
         if not authorized(request):
             return locked(request, "slaves")
+        request["afarm.last_event"] = farm.store.last_event_id()
         found, policy = views.slaves(farm)
         states = {s.state for s in found}
         icon = "failed" if states & {"unreachable", "refused", "quarantined"} else \
