@@ -319,9 +319,11 @@ log of task {task_id} ({e(label)})</h1>
 def slaves_page(slaves: list[SlaveView], policy: str) -> str:
     rows = []
     for s in slaves:
+        key = f' data-fingerprint="{e(s.fingerprint)}"' if s.fingerprint else ""
         buttons = "".join(
             f'<button type="button" class="act" data-slave-action="{a}"'
-            f' data-slave="{e(s.name)}">{a.capitalize()}</button>' for a in s.actions)
+            f' data-slave="{e(s.name)}"{key if a == "accept" else ""}>{a.capitalize()}</button>'
+            for a in s.actions)
         running = ", ".join(str(t) for t in s.running)
         rows.append(
             f'<tr id="slave-{e(s.name)}" data-state="{e(s.state)}"><th scope="row">{e(s.name)}</th>'

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """What the web page shows, gathered from the farm: plain data, no HTML (see pages.py)."""
 
+import importlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -139,6 +140,24 @@ class SlaveView:
     last_error: str
     slots: int
     actions: list[str]
+    fingerprint: str = ""  # a pending slave's host key, which accepting it trusts
+
+
+# States from which a slave may be woken (afarm.master.slaves.waker has the same list).
+WAKEABLE = frozenset({"asleep", "down", "unreachable", "offline", "waking"})
+
+
+def pending(farm: Farm) -> list[Any]:
+    """Slaves found on the network and waiting to be accepted, where this master finds
+    slaves (the discovery feature keeps them in afarm.store.discovered)."""
+    try:
+        table = importlib.import_module("afarm.store.discovered")
+    except ImportError:
+        return []
+    try:
+        return [r for r in table.all_rows(farm.store.db) if r.state == table.PENDING]
+    except Exception:  # its table not made yet: no pending slaves to show
+        return []
 
 
 def slaves(farm: Farm) -> tuple[list[SlaveView], str]:
@@ -160,9 +179,7 @@ def slaves(farm: Farm) -> tuple[list[SlaveView], str]:
         watts = place.watts_busy if place and place.watts_busy else None
         r = ranked.get(name, {})
         actions = []
-        if state == "pending":
-            actions.append("accept")
-        if state in ("asleep", "offline", "unreachable"):
+        if state in WAKEABLE:
             actions.append("wake")
         if d is not None and state in ("online", "busy", "quarantined"):
             actions.append("test")
@@ -171,4 +188,9 @@ def slaves(farm: Farm) -> tuple[list[SlaveView], str]:
             bench.seconds_per_frame if bench is not None else None, watts,
             r.get("position"), str(r.get("why", "")), str(row.get("last_error") or ""),
             d.slots if d is not None else 0, actions))
+    for found in pending(farm):
+        if found.name not in farm.dispatchers:
+            out.append(SlaveView(found.name, "pending", [], None, None, None,
+                                 f"found at {found.address}, host key {found.fingerprint}",
+                                 found.warning, 0, ["accept"], found.fingerprint))
     return out, str(ranking.get("description", ""))

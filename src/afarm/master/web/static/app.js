@@ -240,10 +240,10 @@
   async function errorOf(r) {
     try { return (await r.json()).error || r.statusText; } catch (e) { return r.statusText; }
   }
-  async function act(path, what, button) {
+  async function act(path, what, button, payload) {
     button.disabled = true;
     try {
-      const r = await jobApi("POST", path, "{}", "application/json");
+      const r = await jobApi("POST", path, JSON.stringify(payload || {}), "application/json");
       if (r.status === 404 || r.status === 405) toast("This master does not offer “" + what + "” yet.");
       else if (!r.ok) toast(what + ": " + await errorOf(r));
       else toast(what + ": done");
@@ -272,8 +272,13 @@
       act(`/api/v1/jobs/${encodeURIComponent(b.dataset.jobId)}/${b.dataset.jobAction}`,
         `${b.dataset.jobAction} job ${b.dataset.jobId}`, b);
     } else if (b) {
+      const fp = b.dataset.fingerprint;
+      // Accepting trusts the host key shown: the admin confirms that it is the machine's.
+      if (b.dataset.slaveAction === "accept" &&
+          !window.confirm(`Accept ${b.dataset.slave} with host key ${fp}? Compare it with`
+            + " the key the machine shows (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub).")) return;
       act(`/api/v1/slaves/${encodeURIComponent(b.dataset.slave)}/${b.dataset.slaveAction}`,
-        `${b.dataset.slaveAction} ${b.dataset.slave}`, b);
+        `${b.dataset.slaveAction} ${b.dataset.slave}`, b, fp ? { fingerprint: fp } : {});
     }
     const a = ev.target.closest("a[download]");
     if (a && needAuth && token()) {
