@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 from tests.browser.chrome import screenshot, wait_for
+from tests.browser.test_web_browser import open_page, use_token
 from tests.farm import MasterProcess
 from tests.fixtures.blends import make_scene
 
@@ -22,8 +24,20 @@ def test_tiles_are_stitched_into_frames_live_and_the_mp4_plays_inline(
         artefacts: Path) -> None:
     d = browser
     scene = make_scene(tmp_path, frames=4)
-    job = farm.submit(str(scene), "--frames", "1-4", "--tiles", "2x2", "--encode", "mp4")
-    d.get(f"http://127.0.0.1:{farm.results_port}/jobs/{job}")
+    # Submitted from the page, as afarmctl submit SCENE --frames 1-4 --tiles 2x2 --encode mp4
+    open_page(d, farm, "/")
+    use_token(d, farm)
+    Select(d.find_element(By.ID, "s-app")).select_by_value("blender")
+    d.find_element(By.ID, "s-file").send_keys(str(scene))
+    d.find_element(By.ID, "s-frames").send_keys("1-4")
+    d.find_element(By.ID, "s-tiles").send_keys("2x2")
+    Select(d.find_element(By.ID, "s-encode")).select_by_value("mp4")
+    d.find_element(By.ID, "s-submit").click()
+    state = wait_for("the job accepted", lambda: "accepted" in d.find_element(
+        By.ID, "submit-state").text and d.find_element(By.ID, "submit-state").text,
+        driver=d)
+    job = int(state.split()[1])
+    d.find_element(By.CSS_SELECTOR, f"#job-row-{job} .name a").click()
     d.execute_script("window.afarmTestMarker = 'kept'")
     seen: set[str] = set()
 
@@ -45,6 +59,7 @@ def test_tiles_are_stitched_into_frames_live_and_the_mp4_plays_inline(
     wait_for("the preview's metadata", lambda: d.execute_script(
         "return arguments[0].readyState >= 1 && arguments[0].duration > 0", video), driver=d)
     assert d.execute_script("return arguments[0].videoWidth", video) == 64
+    d.execute_script("document.getElementById('preview').scrollIntoView()")
     screenshot(d, artefacts, "11-blender-tiles-and-mp4")
 
     d.get(f"http://127.0.0.1:{farm.results_port}/jobs/{job}/frames/3")

@@ -175,7 +175,7 @@ name="dir" multiple webkitdirectory></p>
 <label for="s-chunk">Chunk</label> <input id="s-chunk" name="chunk" type="number" min="1" size="4">
 <label for="s-tiles">Tiles</label> <input id="s-tiles" name="tiles" placeholder="2x2" size="5">
 <label for="s-encode">Encode</label> <select id="s-encode" name="encode">
-<option value="">none</option><option>mp4</option></select></p>
+<option value="">none</option><option value="mp4">mp4</option></select></p>
 <p><label for="s-items">Items (one a line, for command applications)</label><br>
 <textarea id="s-items" name="items" rows="3" cols="40"></textarea></p>
 <p><label for="s-priority">Priority</label>

@@ -328,7 +328,9 @@
         const has = await jobApi("HEAD", "/api/v1/files/" + sha);
         if (has.status === 404) {
           state.textContent = `uploading ${n}/${inputs.length}…`;
-          await check(await jobApi("PUT", "/api/v1/files/" + sha, f, "application/octet-stream"));
+          // ?kind=blend: a master that checks .blend files refuses a broken one at once.
+          const kind = n === 1 && /\.blend$/i.test(name) ? "?kind=blend" : "";
+          await check(await jobApi("PUT", "/api/v1/files/" + sha + kind, f, "application/octet-stream"));
         } else {
           await check(has);
         }
