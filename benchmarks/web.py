@@ -39,7 +39,8 @@ def main() -> int:
             for key, unit in (("server_ms", "ms"), ("first_paint_ms", "ms"),
                               ("sse_open_ms", "ms"), ("first_event_ms", "ms"),
                               ("status_shown_ms", "ms"), ("dom_nodes", ""),
-                              ("grid_items", ""), ("heap_mb", "MiB")):
+                              ("grid_items", ""), ("heap_mb", "MiB"),
+                              ("js_heap_mb", "MiB")):
                 print(f"    {key:16} {page[key]:10.1f} {unit}")
             farm.ctl("cancel", str(job))
             burst = measure.event_burst(driver, farm, a.burst)

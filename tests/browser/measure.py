@@ -48,8 +48,7 @@ def job_page(driver: webdriver.Chrome, farm: MasterProcess, job: int) -> dict[st
         "return document.getElementsByTagName('*').length"))
     out["grid_items"] = len(driver.find_elements(By.CSS_SELECTOR, "#frames li"))
     sent = time.time() * 1000
-    cp = farm.ctl("pause", str(job))
-    assert cp.returncode == 0, cp.stderr
+    farm.client.post(f"/api/v1/jobs/{job}/pause", {})
     first = wait_for("the first event", lambda: driver.execute_script(
         "return window.afarmStats.firstEventAt === null ? null :"
         " performance.timeOrigin + window.afarmStats.firstEventAt"))
@@ -58,7 +57,10 @@ def job_page(driver: webdriver.Chrome, farm: MasterProcess, job: int) -> dict[st
         By.CSS_SELECTOR, "#job-summary .status").text == "paused")
     out["status_shown_ms"] = time.time() * 1000 - sent
     out["heap_mb"] = heap_bytes(driver) / 2**20
-    farm.ctl("resume", str(job))
+    # The same as the page sees it (Chromium's performance.memory, precise with its flag).
+    out["js_heap_mb"] = float(driver.execute_script(
+        "return performance.memory.usedJSHeapSize")) / 2**20
+    farm.client.post(f"/api/v1/jobs/{job}/resume", {})
     return out
 
 
