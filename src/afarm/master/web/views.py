@@ -58,7 +58,8 @@ def job_view(farm: Farm, job: Job, totals: usage.Totals | None, now: float) -> J
     eta = None
     if job.status.value == "active" and 0 < fraction < 1:
         eta = (now - job.created) * (1 - fraction) / fraction
-    version = job.params.get("version") or job.scheduling.get("version") or ""
+    # The version the pool chose (Job.app_version where the pool feature is merged).
+    version = getattr(job, "app_version", None) or job.params.get("version") or ""
     return JobView(job, progress, energy, fraction, eta, str(version))
 
 
