@@ -3,6 +3,7 @@
 page asks for the token, keeps it in sessionStorage only, and then reads views, events
 and thumbnails with it in a header."""
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +39,10 @@ def test_a_page_that_needs_a_token_reads_everything_with_it_in_a_header(
     d.find_element(By.CSS_SELECTOR, "#token-form button[type=submit]").click()
     wait_for("the jobs table", lambda: d.find_elements(By.ID, "jobs-body"), driver=d)
     d.execute_script("window.afarmTestMarker = 'kept'")
+    # The stream starts at the rendering's newest event: the farm's start is not replayed.
+    wait_for("the stream open", lambda: d.find_element(By.ID, "live-state").text == "live")
+    time.sleep(0.5)
+    assert d.execute_script("return window.afarmStats.events") == 0
     job = farm.submit("--app", "hue", str(picture), "--items", "0,120,240")
     row = f"#job-row-{job}"
     wait_for("the job's row from the event stream", lambda: d.find_elements(

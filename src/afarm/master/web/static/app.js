@@ -125,6 +125,8 @@
     if ($("locked") || !main.querySelector("[data-swap]")) {
       main.innerHTML = doc.getElementById("main").innerHTML;
       if (doc.body.dataset.job) body.dataset.job = doc.body.dataset.job;
+      // Listen from where this rendering stands (a page that asked for the token had none).
+      if (!started) body.dataset.lastEvent = doc.body.dataset.lastEvent || "0";
     } else {
       for (const fresh of doc.querySelectorAll("[data-swap]")) {
         const old = fresh.id && $(fresh.id);
