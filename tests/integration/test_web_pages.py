@@ -260,3 +260,20 @@ def test_the_zip_leaves_out_a_link_that_leads_out_of_the_job(farm: MasterProcess
     assert status == 200
     with zipfile.ZipFile(io.BytesIO(body)) as z:
         assert z.namelist() == [f"job-{job}/item_000001.out"]
+
+
+def test_assets_and_thumbnails_are_sent_again_only_when_they_changed(
+        farm: MasterProcess) -> None:
+    status, headers, _ = get(farm, "/static/app.js", accept="*/*")
+    assert status == 200 and headers["Cache-Control"] == "no-cache"
+    status, _, body = get(farm, "/static/app.js", accept="*/*",
+                          headers={"If-None-Match": headers["ETag"]})
+    assert status == 304 and body == b""
+    job = farm.submit("--app", "paint", "--items", "color=c=green:s=64x36")
+    farm.wait(job)
+    src = re.findall(rf'<img src="(/jobs/{job}/thumbs/[^"]+)"', page(farm, f"/jobs/{job}"))[0]
+    status, headers, _ = get(farm, src, accept="image/*")
+    etag = next(v for k, v in headers.items() if k.lower() == "etag")
+    assert status == 200 and headers["Cache-Control"] == "private, no-cache"
+    status, _, body = get(farm, src, accept="image/*", headers={"If-None-Match": etag})
+    assert status == 304

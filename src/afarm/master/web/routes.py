@@ -9,6 +9,7 @@ page could make the browser send).
 """
 
 import asyncio
+import hashlib
 import re
 from collections.abc import Callable
 from importlib import resources
@@ -170,15 +171,22 @@ def routes(farm: Farm, *, job_port: int | None = None,
         return html(request, f"afarm · {busy}/{len(found)} slaves busy",
                     pages.slaves_page(found, policy), view="slaves", favicon=icon)
 
+    tags = {name: '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+            for name, data in assets.items()}
+
     async def static(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         data = assets.get(name)
         if data is None:
             raise web.HTTPNotFound(text='{"error": "no such file"}',
                                    content_type="application/json")
+        # Asked again on every load (an upgrade shows at once), sent again only if changed.
+        headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache",
+                   "ETag": tags[name]}
+        if request.headers.get("If-None-Match") == tags[name]:
+            return web.Response(status=304, headers=headers)
         return web.Response(body=data, content_type=STATIC_TYPES[Path(name).suffix],
-                            headers={"X-Content-Type-Options": "nosniff",
-                                     "Cache-Control": "no-cache"})
+                            headers=headers)
 
     def output_path(request: web.Request) -> Path:
         job_id = int_arg(request, "job")
@@ -202,8 +210,11 @@ def routes(farm: Farm, *, job_port: int | None = None,
         except AfarmError:
             raise web.HTTPNotFound(text='{"error": "no thumbnail"}',
                                    content_type="application/json") from None
+        # A thumbnail file per frame content: when the frame is rendered again the URL
+        # stays, the file (and so aiohttp's ETag) changes; the browser asks each time and
+        # mostly hears 304.
         return web.FileResponse(path, headers={"Content-Type": "image/jpeg",
-                                               "Cache-Control": "private, max-age=86400"})
+                                               "Cache-Control": "private, no-cache"})
 
     async def download(request: web.Request) -> web.StreamResponse:
         if not authorized(request):
