@@ -217,6 +217,9 @@ def job_summary(d: JobDetail) -> str:
     j, p = v.job, v.progress
     frames = (f"{p['frames_done']}/{p['frames_total']} frames" if p["frames_total"]
               else f"{p['completed']}/{p['tasks']} tasks")
+    if d.frames and not p["frames_total"]:  # tiles: frames count once stitched
+        done = sum(1 for f in d.frames if f.published)
+        frames += f", {done}/{len(d.frames)} outputs"
     warn = "".join(f"<li>{e(w)}</li>" for w in d.warnings)
     cur = v.energy.get("currency", "")
     return f"""<section id="job-summary" data-swap aria-label="Summary">
