@@ -37,7 +37,9 @@ def artefacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MasterProcess]:
-    m = MasterProcess(tmp_path_factory.mktemp("webfarm"), slaves=2, apps=APPS).start()
+    # Watts and a price, so jobs show their kWh and cost.
+    m = MasterProcess(tmp_path_factory.mktemp("webfarm"), slaves=2, apps=APPS,
+                      extra_conf="watts_busy = 120\nprice = 0.30\n").start()
     yield m
     m.stop()
 

@@ -106,6 +106,11 @@ def test_a_job_submitted_from_the_page_shows_its_frames_live_without_a_reload(
     assert farm.wait(blocker)["status"] == "completed"
     assert farm.wait(job)["status"] == "completed"
     assert console_problems(d) == []  # no CSP refusal, no script error on the way
+    open_page(d, farm, "/")
+    cells = d.find_elements(By.CSS_SELECTOR, f"#job-row-{job} td")
+    kwh, cost = cells[8].text, cells[9].text
+    assert float(kwh) > 0 and cost.endswith("EUR"), (kwh, cost)
+    assert farm.client.get(f"/api/v1/jobs/{job}")["energy"]["kwh"] > 0
 
 
 def test_a_slave_turns_busy_live_and_a_job_is_canceled_from_the_page(
