@@ -327,10 +327,11 @@ def slaves_page(slaves: list[SlaveView], policy: str) -> str:
             f'<button type="button" class="act" data-slave-action="{a}"'
             f' data-slave="{e(s.name)}"{key if a == "accept" else ""}>{a.capitalize()}</button>'
             for a in s.actions)
-        running = ", ".join(str(t) for t in s.running)
+        running = ", ".join(f'<a href="/jobs/{j}">job {j}</a>: {e(label)}'
+                            for j, _, label in s.running)
         rows.append(
             f'<tr id="slave-{e(s.name)}" data-state="{e(s.state)}"><th scope="row">{e(s.name)}</th>'
-            f"<td>{status_badge(s.state)}</td><td>{e(running) or '—'}</td>"
+            f"<td>{status_badge(s.state)}</td><td>{running or '—'}</td>"
             f"<td>{'—' if s.speed is None else f'{s.speed:.3g} s/frame'}</td>"
             f"<td>{'—' if s.watts is None else f'{s.watts:g} W'}</td>"
             f"<td>{'—' if s.position is None else s.position}</td><td>{e(s.why)}</td>"

@@ -133,7 +133,7 @@ def pages(n: int) -> int:
 class SlaveView:
     name: str
     state: str
-    running: list[int]
+    running: list[tuple[int, int, str]]  # the tasks it runs: (job, task, label)
     speed: float | None  # seconds per frame of the benchmark scene
     watts: float | None
     position: int | None
@@ -184,8 +184,13 @@ def slaves(farm: Farm) -> tuple[list[SlaveView], str]:
             actions.append("wake")
         if d is not None and state in ("online", "busy", "quarantined"):
             actions.append("test")
+        running = []
+        for task_id in sorted(d.running) if d is not None else []:
+            task = farm.store.task(task_id)
+            if task is not None:
+                running.append((task.job_id, task.id, task.label))
         out.append(SlaveView(
-            name, state, sorted(d.running) if d is not None else [],
+            name, state, running,
             bench.seconds_per_frame if bench is not None else None, watts,
             r.get("position"), str(r.get("why", "")), str(row.get("last_error") or ""),
             d.slots if d is not None else 0, actions))

@@ -18,13 +18,15 @@ def test_slaves_get_the_buttons_their_state_offers_with_every_field_escaped() ->
     html = pages.slaves_page([
         SlaveView(NASTY, "pending", [], None, None, None, NASTY, NASTY, 0, ["accept"],
                   "SHA256:abc<"),
-        SlaveView("s2", "asleep", [7], 1.5, 120.0, 2, "+speed", "boom", 1, ["wake"])],
+        SlaveView("s2", "asleep", [(3, 7, "frames 1-4<")], 1.5, 120.0, 2, "+speed", "boom",
+                  1, ["wake"])],
         NASTY)
     assert "<script>" not in html
     assert 'data-slave-action="accept" data-slave="&lt;script&gt;' in html
     assert 'data-fingerprint="SHA256:abc&lt;"' in html
     assert 'data-slave-action="wake" data-slave="s2"' in html
-    assert "120 W" in html and "1.5 s/frame" in html and ">7<" in html
+    assert "120 W" in html and "1.5 s/frame" in html
+    assert '<a href="/jobs/3">job 3</a>: frames 1-4&lt;' in html
 
 
 def test_a_log_line_with_an_error_or_a_warning_is_marked_and_escaped() -> None:
