@@ -12,7 +12,7 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 
 from afarm.master import auth
-from tests.browser.chrome import screenshot, wait_for
+from tests.browser.chrome import axe_violations, screenshot, wait_for
 from tests.browser.conftest import APPS
 from tests.farm import MasterProcess
 
@@ -29,12 +29,13 @@ def locked_farm(tmp_path: Path) -> Iterator[tuple[MasterProcess, str]]:
 
 def test_a_page_that_needs_a_token_reads_everything_with_it_in_a_header(
         locked_farm: tuple[MasterProcess, str], browser: webdriver.Chrome, picture: Path,
-        artefacts: Path) -> None:
+        artefacts: Path, axe_source: Path) -> None:
     farm, token = locked_farm
     d = browser
     d.get(f"http://127.0.0.1:{farm.results_port}/")
     assert d.find_element(By.ID, "locked")
     screenshot(d, artefacts, "09-token-needed")
+    assert [v for v in axe_violations(d) if v["impact"] in ("serious", "critical")] == []
     d.find_element(By.ID, "token").send_keys(token)
     d.find_element(By.CSS_SELECTOR, "#token-form button[type=submit]").click()
     wait_for("the jobs table", lambda: d.find_elements(By.ID, "jobs-body"), driver=d)
