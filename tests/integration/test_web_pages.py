@@ -67,6 +67,7 @@ def test_every_view_is_html_under_a_strict_content_security_policy(
         assert f"connect-src 'self' http://127.0.0.1:{farm.job_port}" in policy
         assert "frame-ancestors 'none'" in policy
         assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Cross-Origin-Resource-Policy"] == "same-origin"
         html = body.decode()
         # No inline script, handler or style: only <script src> from this origin.
         assert re.findall(r"<script(?![^>]*\ssrc=\"/static/)", html) == []
@@ -275,5 +276,6 @@ def test_assets_and_thumbnails_are_sent_again_only_when_they_changed(
     status, headers, _ = get(farm, src, accept="image/*")
     etag = next(v for k, v in headers.items() if k.lower() == "etag")
     assert status == 200 and headers["Cache-Control"] == "private, no-cache"
+    assert headers["Cross-Origin-Resource-Policy"] == "same-origin"
     status, _, body = get(farm, src, accept="image/*", headers={"If-None-Match": etag})
     assert status == 304

@@ -60,7 +60,12 @@ def csp(request: web.Request, job_port: int | None) -> str:
 def security_headers(request: web.Request, job_port: int | None) -> dict[str, str]:
     return {"Content-Security-Policy": csp(request, job_port),
             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
-            "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
+            "X-Frame-Options": "DENY", "Cache-Control": "no-store", **SAME_ORIGIN}
+
+
+# Pictures, assets and zips are for this origin's pages only: a page elsewhere must not
+# embed them (an <img> needs no CORS, and the guard sees no Origin on it).
+SAME_ORIGIN = {"Cross-Origin-Resource-Policy": "same-origin"}
 
 
 def routes(farm: Farm, *, job_port: int | None = None,
@@ -182,7 +187,7 @@ def routes(farm: Farm, *, job_port: int | None = None,
                                    content_type="application/json")
         # Asked again on every load (an upgrade shows at once), sent again only if changed.
         headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache",
-                   "ETag": tags[name]}
+                   "ETag": tags[name], **SAME_ORIGIN}
         if request.headers.get("If-None-Match") == tags[name]:
             return web.Response(status=304, headers=headers)
         return web.Response(body=data, content_type=STATIC_TYPES[Path(name).suffix],
@@ -214,7 +219,8 @@ def routes(farm: Farm, *, job_port: int | None = None,
         # stays, the file (and so aiohttp's ETag) changes; the browser asks each time and
         # mostly hears 304.
         return web.FileResponse(path, headers={"Content-Type": "image/jpeg",
-                                               "Cache-Control": "private, no-cache"})
+                                               "Cache-Control": "private, no-cache",
+                                               **SAME_ORIGIN})
 
     async def download(request: web.Request) -> web.StreamResponse:
         if not authorized(request):
@@ -236,6 +242,7 @@ def routes(farm: Farm, *, job_port: int | None = None,
                 content_type="application/json", headers={"Retry-After": "10"})
         async with zips:
             resp = web.StreamResponse(headers={
+                **SAME_ORIGIN,
                 "Content-Type": "application/zip", "X-Content-Type-Options": "nosniff",
                 "Content-Disposition": f'attachment; filename="job-{job_id}.zip"'})
             await resp.prepare(request)
