@@ -30,6 +30,11 @@ RUN_DEPS += python3-debian
 TEST_DEPS += python3-debian
 export AFARM_TEST_CACHE ?= /var/cache/afarm-test
 BPY_WHEEL := bpy-4.2.0-cp311-cp311-manylinux_2_28_x86_64.whl
+# The web page's browser tests (tests/browser): headless Chromium driven by Selenium, and
+# axe-core from npm (kept in $(TOOLS)/node_modules, so later runs need no network). npm comes
+# from Debian only where no Node.js is installed: Debian's npm conflicts with NodeSource's.
+TEST_DEPS += chromium chromium-driver python3-selenium
+AXE := axe-core@4
 
 .PHONY: demo test deps-run deps-test lint unit clean
 
@@ -61,6 +66,10 @@ deps-test:
 	@test -f $(AFARM_TEST_CACHE)/$(BPY_WHEEL) || $(PYTHON) -m pip download -q bpy==4.2.0 \
 		--no-deps --only-binary=:all: --python-version 3.11 \
 		--platform manylinux_2_28_x86_64 -d $(AFARM_TEST_CACHE)
+	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends nodejs npm; }
+	@test -f $(TOOLS)/node_modules/axe-core/axe.min.js || \
+		npm install -q --prefix $(TOOLS) --no-save --no-audit --no-fund $(AXE)
 
 demo: deps-run
 	$(PYTHON) -m afarm.cli.main demo

@@ -12,6 +12,7 @@ setup(
     package_data={
         "afarm.config": ["*.spec"],
         "afarm.applications": ["scripts/*.py", "defaults/*.conf"],
+        "afarm.master.web": ["static/*.js", "static/*.css", "static/*.svg"],
     },
     entry_points={
         "console_scripts": [

@@ -88,17 +88,27 @@ def ensure_client_token(state_dir: Path) -> str:
     return digest(token)
 
 
+def bearer_ok(request: web.Request, digests: set[str]) -> bool:
+    """Whether the request carries one of the accepted tokens (constant-time compare)."""
+    header = request.headers.get("Authorization", "")
+    token = header[7:] if header.startswith("Bearer ") else ""
+    given = digest(token)
+    return bool(token) and any(hmac.compare_digest(given, d) for d in digests)
+
+
 def middleware(digests: set[str], required: bool,
-               open_paths: frozenset[str] = frozenset()
+               open_paths: frozenset[str] = frozenset(),
+               open_prefixes: tuple[str, ...] = ()
                ) -> web.middleware:  # type: ignore[valid-type]
-    """Bearer-token check; ``open_paths`` (e.g. the OpenAPI description) need none."""
+    """Bearer-token check; ``open_paths`` (e.g. the OpenAPI description) need none, nor do
+    paths under ``open_prefixes`` (the web page's views, which check it themselves)."""
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if required and request.path not in open_paths:
+        if required and request.path not in open_paths \
+                and not request.path.startswith(open_prefixes or ("\0",)):
             header = request.headers.get("Authorization", "")
             token = header[7:] if header.startswith("Bearer ") else ""
-            given = digest(token)
-            if not token or not any(hmac.compare_digest(given, d) for d in digests):
+            if not bearer_ok(request, digests):
                 log.warning("refused %s %s from %s: %s bearer token", request.method,
                             request.path[:200], request.remote,
                             "a wrong" if token else "no")

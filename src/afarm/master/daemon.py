@@ -36,6 +36,7 @@ from afarm.master.slaves.acceptance import AcceptanceSettings
 from afarm.master.slaves.definitions import slave_definitions, transport_for
 from afarm.master.slaves.power import PowerSettings, parse_window, settings_of
 from afarm.master.slaves.waker import Machine, PowerManager
+from afarm.master.web import routes as web_routes
 from afarm.notify import notify
 from afarm.protocol.net import is_loopback, join_hostport
 from afarm.runner.sandbox import Sandbox, SandboxSettings
@@ -183,8 +184,10 @@ async def serve(cfg: MasterConfig) -> int:
     # Every job-port request needs a token, on loopback too; POST /api/v1/enroll carries
     # the enrolment token's signature instead.
     job_auth = auth.middleware(accepted, True, open_paths)
+    # The guard outside `errors`: the errors' JSON answers get the CORS headers the web
+    # page needs to read them (its own refusals are answers, never exceptions).
     job_app = web.Application(
-        middlewares=[errors, guard.middleware(names, listen["job_port"][1]),
+        middlewares=[guard.middleware(names, listen["job_port"][1]), errors,
                      body_deadline(h.body_timeout), enroll.skip_client_auth(job_auth)],
         client_max_size=max_json)
     job_app[BODY_LIMITS] = (max_json, h.body_timeout)
@@ -198,10 +201,17 @@ async def serve(cfg: MasterConfig) -> int:
     job_app.add_routes(discovered.routes(discovery))
     # Reading results needs a token only where the ports are reachable from elsewhere or
     # the admin made tokens; the Host and Origin checks keep web pages out either way.
+    # The web page's views and assets check the token themselves (a browser following a
+    # link cannot send one: they answer with a page that asks for it).
     res_app = web.Application(middlewares=[
         errors, guard.middleware(names, listen["results_port"][1]),
-        auth.middleware(accepted, required, open_paths)], client_max_size=max_json)
-    res_app.add_routes(results_api.routes(farm))
+        auth.middleware(accepted, required, open_paths | web_routes.OPEN_PATHS,
+                        web_routes.OPEN_PREFIXES)], client_max_size=max_json)
+    page_routes, page_index = web_routes.routes(
+        farm, job_port=listen["job_port"][1],
+        authorized=lambda r: not required or auth.bearer_ok(r, accepted))
+    res_app.add_routes(results_api.routes(farm, page_index))
+    res_app.add_routes(page_routes)
     res_app.add_routes([openapi.route(openapi.results_port(required))])
     runners = []
     try:

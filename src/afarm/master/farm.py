@@ -311,6 +311,10 @@ class Farm:
         self.scheduler.reload_job(job_id)
         return n
 
+    def set_priority(self, job_id: int, priority: int) -> None:
+        self.store.set_priority(job_id, priority)
+        self.scheduler.reload_job(job_id)  # the index orders jobs by priority
+
     def _timeout_of(self, task: Task, job: Job) -> int:
         if job.timeout:
             return job.timeout

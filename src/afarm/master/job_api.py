@@ -15,7 +15,7 @@ from afarm.model.job import JobSpec
 from afarm.model.status import JobStatus
 from afarm.project.header import BadBlend, StreamCheck
 
-ACTIONS = ("cancel", "pause", "resume", "requeue")
+ACTIONS = ("cancel", "pause", "resume", "requeue", "priority")
 # The job statuses each action may start from; anything else is a conflict, not a no-op.
 ALLOWED = {
     "cancel": {JobStatus.QUEUED, JobStatus.ACTIVE, JobStatus.PAUSED},
@@ -110,6 +110,13 @@ def routes(farm: Farm, max_upload: int, *, idle_timeout: float = 60.0,
             farm.resume_job(job_id)
         elif what == "requeue":
             farm.requeue_job(job_id)
+        elif what == "priority":
+            body = await json_body(request)
+            value = body.get("priority") if isinstance(body, dict) else None
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+                raise UsageError('priority takes a body {"priority": N}, N a whole number'
+                                 " from 0 to 100 (higher runs first)")
+            farm.set_priority(job_id, value)
         else:
             raise UsageError(f"unknown action {what!r}; use one of {', '.join(ACTIONS)}")
         farm.wake()

@@ -15,6 +15,7 @@ from afarm.master import metering
 from afarm.master.farm import Farm
 from afarm.master.files import JobDir
 from afarm.master.http_util import (
+    Handler,
     energy_json,
     int_arg,
     int_query,
@@ -22,6 +23,7 @@ from afarm.master.http_util import (
     job_or_404,
     time_query,
 )
+from afarm.master.web.routes import wants_html
 from afarm.store import benchmarks, discovered, usage
 
 _log = logging.getLogger("afarm.master.http")
@@ -30,7 +32,8 @@ _log = logging.getLogger("afarm.master.http")
 SSE_QUEUE = 10_000
 
 
-def routes(farm: Farm) -> list[web.RouteDef]:
+def routes(farm: Farm, page: Handler | None = None) -> list[web.RouteDef]:
+    """``page``: the web page's view of ``/``, served to browsers (which ask for HTML)."""
     store = farm.store
 
     def currency() -> str:
@@ -131,6 +134,10 @@ def routes(farm: Farm) -> list[web.RouteDef]:
 
     async def events(request: web.Request) -> web.StreamResponse:
         after = int_query(request, "after") or 0
+        # A browser's EventSource reconnects with the last id it saw: go on from there.
+        seen = request.headers.get("Last-Event-ID", "")
+        if seen.isascii() and seen.isdigit() and len(seen) <= 19:
+            after = max(after, int(seen))
         job_id = int_query(request, "job")
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(SSE_QUEUE)
 
@@ -204,7 +211,9 @@ def routes(farm: Farm) -> list[web.RouteDef]:
             "slaves": [{"slave": s, **entry(t)} for s, t in per_slave.items()],
             "days": metering.energy_by_day(farm.meter, since, until)})
 
-    async def index(request: web.Request) -> web.Response:
+    async def index(request: web.Request) -> web.StreamResponse:
+        if page is not None and wants_html(request):
+            return await page(request)
         return web.json_response({"afarm": "results port", "jobs": "/api/v1/jobs",
                                   "slaves": "/api/v1/slaves", "events": "/api/v1/events",
                                   "report": "/api/v1/report?since=DATE"})

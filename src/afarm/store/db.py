@@ -175,6 +175,10 @@ class Store:
                  "task": r["task_id"], "slave": r["slave"], "message": r["message"],
                  **json.loads(r["data"])} for r in rows]
 
+    def last_event_id(self) -> int:
+        """The newest event's id (0 without events): where a live page starts listening."""
+        return int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
+
     # -- files --------------------------------------------------------------------------
     def add_file(self, sha256: str, size: int) -> None:
         self.db.execute("INSERT OR IGNORE INTO files(sha256, size, added) VALUES (?,?,?)",
@@ -645,6 +649,14 @@ class Store:
             self._set_job(job_id, JobStatus.QUEUED)
             self._event("job-resumed", f"job {job_id} resumed", job_id=job_id)
             self._refresh_job(job_id)
+
+    def set_priority(self, job_id: int, priority: int) -> None:
+        """A job's new priority (0 to 100, higher first); its tasks keep their places."""
+        with self.transaction():
+            self.db.execute("UPDATE jobs SET priority=?, updated=? WHERE id=?",
+                            (priority, self.clock(), job_id))
+            self._event("job-priority", f"job {job_id} priority {priority}", job_id=job_id,
+                        data={"priority": priority})
 
     def requeue_job(self, job_id: int, only_unfinished: bool = True) -> int:
         """Queue the job's failed and canceled tasks again (all tasks if not only_unfinished)."""

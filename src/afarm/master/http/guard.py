@@ -145,7 +145,14 @@ def middleware(guard: Guard, port: int) -> web.middleware:  # type: ignore[valid
             given = request.headers.get("Content-Type", "none")
             return _refuse(request, 415, f"{request.method} {request.path} takes a body of"
                            f" Content-Type {wanted}, not {given!r}")
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            # A refusal the page must be able to read (no such job, no such route): without
+            # these headers the browser hides its message behind "Failed to fetch".
+            if origin is not None:
+                exc.headers.update(_cors(origin))
+            raise
         if origin is not None and not response.prepared:
             response.headers.update(_cors(origin))
         return response

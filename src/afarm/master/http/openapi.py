@@ -199,11 +199,13 @@ def job_port() -> dict[str, Any]:
                                                           " accepted"),
                          "201": _json(JOB, "accepted, with all its tasks")})}},
         "/api/v1/jobs/{job}/{action}": {
-            "post": {"summary": "cancel, pause, resume or requeue a job",
+            "post": {"summary": "cancel, pause, resume or requeue a job, or set its"
+                                " priority (body {\"priority\": 0..100})",
                      "parameters": [_job_param(), {
                          "name": "action", "in": "path", "required": True,
                          "schema": {"type": "string",
-                                    "enum": ["cancel", "pause", "resume", "requeue"]}}],
+                                    "enum": ["cancel", "pause", "resume", "requeue",
+                                             "priority"]}}],
                      "requestBody": {"content": {"application/json": {
                          "schema": {"type": "object"}}}},
                      "responses": _responses({"200": _json(JOB, "the job afterwards")})}},

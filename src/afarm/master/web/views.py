@@ -1,0 +1,202 @@
+# SPDX-License-Identifier: MIT
+"""What the web page shows, gathered from the farm: plain data, no HTML (see pages.py)."""
+
+import importlib
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from afarm.master.farm import Farm
+from afarm.master.files import JobDir
+from afarm.master.http_util import energy_json
+from afarm.master.web.thumbs import kind_of
+from afarm.model.job import Job, Task
+from afarm.store import benchmarks, usage
+
+FRAME_RE = re.compile(r"frame_(\d+)")
+PAGE = 120  # frames on one page of the grid: a 10,000-frame job is never one DOM
+TASK_ROWS = 100  # rows of the job page's task table (the unfinished ones first)
+
+
+@dataclass
+class JobView:
+    job: Job
+    progress: dict[str, int]
+    energy: dict[str, Any]
+    fraction: float  # 0..1 of tasks completed
+    eta: float | None  # seconds left, when it can be told
+    version: str
+
+
+@dataclass
+class Frame:
+    key: int  # the frame number, or the position for outputs that are no frame
+    path: str  # relative to out/
+    status: str
+    kind: str  # image, video or file
+    published: bool
+    task: int
+    tiles_done: int = 0
+    tiles_total: int = 0
+
+
+@dataclass
+class JobDetail:
+    view: JobView
+    frames: list[Frame]
+    videos: list[str]
+    tasks: list[Task]
+    warnings: list[str] = field(default_factory=list)
+
+
+def job_view(farm: Farm, job: Job, totals: usage.Totals | None, now: float) -> JobView:
+    progress = farm.store.job_progress(job.id)
+    energy, _ = energy_json(totals, farm.meter.site.currency)
+    total = progress["tasks"] or 1
+    fraction = progress["completed"] / total
+    eta = None
+    if job.status.value == "active" and 0 < fraction < 1:
+        eta = (now - job.created) * (1 - fraction) / fraction
+    # The version the pool chose (Job.app_version where the pool feature is merged).
+    version = getattr(job, "app_version", None) or job.params.get("version") or ""
+    return JobView(job, progress, energy, fraction, eta, str(version))
+
+
+def jobs(farm: Farm, now: float) -> list[JobView]:
+    found = farm.store.jobs()
+    totals = usage.of_jobs(farm.store.db, [j.id for j in found])
+    return [job_view(farm, j, totals.get(j.id), now) for j in found]
+
+
+def frames_of(farm: Farm, job_id: int, tasks: list[Task]) -> tuple[list[Frame], list[str]]:
+    """The job's outputs in order (frames first by number), and its videos."""
+    published = set(JobDir(farm.jobs_root, job_id).outputs())
+    by_path: dict[str, Frame] = {}
+    tiles: dict[int, list[bool]] = {}
+    videos = []
+    for t in tasks:
+        extra = t.params.get("collect_extra")  # files a command wrote under a dir of its own
+        for out in [*t.outputs, *([extra] if isinstance(extra, str) else [])]:
+            if out.startswith("tiles/"):
+                m = FRAME_RE.search(out)
+                if m:
+                    tiles.setdefault(int(m.group(1)), []).append(t.status.value == "completed")
+                continue
+            if not out.startswith("out/"):
+                continue
+            rel = out[4:].rstrip("/")
+            # An output may be a directory (a command writing files of its own choosing).
+            inside = [p for p in published if p.startswith(rel + "/")] \
+                if rel not in published else []
+            if not inside and out == extra:
+                continue  # the command wrote nothing of its own there
+            for path in inside or [rel]:
+                kind = kind_of(path)
+                if kind == "video":
+                    if path in published:
+                        videos.append(path)
+                    continue
+                m = FRAME_RE.search(path)
+                by_path[path] = Frame(int(m.group(1)) if m else 0, path, t.status.value,
+                                      kind, path in published, t.id)
+    frames = list(by_path.values())
+    numbered = all(FRAME_RE.search(f.path) for f in frames)
+    if numbered:
+        frames.sort(key=lambda f: f.key)
+    else:
+        for i, f in enumerate(frames, 1):
+            f.key = i
+    for f in frames:
+        done = tiles.get(f.key) if numbered else None
+        if done:
+            f.tiles_total, f.tiles_done = len(done), sum(done)
+    return frames, videos
+
+
+def job_detail(farm: Farm, job: Job, now: float) -> JobDetail:
+    tasks = farm.store.tasks(job.id)
+    totals = usage.of_jobs(farm.store.db, [job.id]).get(job.id)
+    frames, videos = frames_of(farm, job.id, tasks)
+    order = {"active": 0, "failed": 1, "soft-failed": 2, "queued": 3, "paused": 4}
+    shown = sorted(tasks, key=lambda t: (order.get(t.status.value, 5), t.idx))[:TASK_ROWS]
+    _, unknown = energy_json(totals, farm.meter.site.currency)
+    return JobDetail(job_view(farm, job, totals, now), frames, videos, shown,
+                     [*farm.warnings(job), *unknown])
+
+
+def pages(n: int) -> int:
+    return max(1, math.ceil(n / PAGE))
+
+
+@dataclass
+class SlaveView:
+    name: str
+    state: str
+    running: list[tuple[int, int, str]]  # the tasks it runs: (job, task, label)
+    speed: float | None  # seconds per frame of the benchmark scene
+    watts: float | None
+    position: int | None
+    why: str
+    last_error: str
+    slots: int
+    actions: list[str]
+    fingerprint: str = ""  # a pending slave's host key, which accepting it trusts
+
+
+# States from which a slave may be woken (afarm.master.slaves.waker has the same list).
+WAKEABLE = frozenset({"asleep", "down", "unreachable", "offline", "waking"})
+
+
+def pending(farm: Farm) -> list[Any]:
+    """Slaves found on the network and waiting to be accepted, where this master finds
+    slaves (the discovery feature keeps them in afarm.store.discovered)."""
+    try:
+        table = importlib.import_module("afarm.store.discovered")
+    except ImportError:
+        return []
+    try:
+        return [r for r in table.all_rows(farm.store.db) if r.state == table.PENDING]
+    except Exception:  # its table not made yet: no pending slaves to show
+        return []
+
+
+def slaves(farm: Farm) -> tuple[list[SlaveView], str]:
+    """Every slave the master knows, with its ranking position under the site's policy."""
+    rows = {s["name"]: s for s in farm.store.slaves()}
+    measured = benchmarks.latest(farm.store.db)
+    try:
+        ranking: dict[str, Any] = farm.scheduler.ranking().to_json()
+    except Exception:  # a ranking that cannot be computed must not take the page down
+        ranking = {"slaves": [], "description": "unknown"}
+    ranked = {r["slave"]: r for r in ranking.get("slaves", [])}
+    out = []
+    for name in sorted(set(rows) | set(farm.dispatchers)):
+        row = rows.get(name, {})
+        d = farm.dispatchers.get(name)
+        state = d.state if d is not None else str(row.get("state", "unknown"))
+        bench = measured.get(name)
+        place = farm.meter.places.get(name)
+        watts = place.watts_busy if place and place.watts_busy else None
+        r = ranked.get(name, {})
+        actions = []
+        if state in WAKEABLE:
+            actions.append("wake")
+        if d is not None and state in ("online", "busy", "quarantined"):
+            actions.append("test")
+        running = []
+        for task_id in sorted(d.running) if d is not None else []:
+            task = farm.store.task(task_id)
+            if task is not None:
+                running.append((task.job_id, task.id, task.label))
+        out.append(SlaveView(
+            name, state, running,
+            bench.seconds_per_frame if bench is not None else None, watts,
+            r.get("position"), str(r.get("why", "")), str(row.get("last_error") or ""),
+            d.slots if d is not None else 0, actions))
+    for found in pending(farm):
+        if found.name not in farm.dispatchers:
+            out.append(SlaveView(found.name, "pending", [], None, None, None,
+                                 f"found at {found.address}, host key {found.fingerprint}",
+                                 found.warning, 0, ["accept"], found.fingerprint))
+    return out, str(ranking.get("description", ""))
