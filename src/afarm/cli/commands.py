@@ -432,6 +432,8 @@ def cmd_slaves(args: argparse.Namespace, client: Client) -> int:
         lines.append(f"{s['name']:<14} {shown(s['state']):<12}"
                      f" {duration(s.get('seconds_in_state')):>6} {bench:>8} {running:<10}"
                      f" {blocked:<16} {last}")
+        for key, why in (s.get("quarantined_versions") or {}).items():
+            lines.append(f"{'':<14} quarantined for {key.replace('/', ' ')}: {why}")
         if s.get("discovery_warning"):
             lines.append(f"{'':<14} WARNING: {s['discovery_warning']}")
     _print(args, slaves, "\n".join(lines) if slaves else "no slaves defined")
@@ -551,9 +553,13 @@ def cmd_app(args: argparse.Namespace, client: Client) -> int:
         if args.name or args.version or args.source:
             raise UsageError("app list takes no NAME, VERSION or ARCHIVE")
         versions = ops.app_list(client)
-        rows = [f"{v['package']:<12} {v['version']:<12} {v['arch']:<6}"
-                f" {v['size'] / 1e6:>9.1f} MB  {v['unpacked'] / 1e6:>9.1f} MB unpacked  "
-                + (", ".join(v["slaves"]) or "(on no slave yet)") for v in versions]
+        rows = []
+        for v in versions:
+            rows.append(f"{v['package']:<12} {v['version']:<12} {v['arch']:<6}"
+                        f" {v['size'] / 1e6:>9.1f} MB  {v['unpacked'] / 1e6:>9.1f} MB unpacked  "
+                        + (", ".join(v["slaves"]) or "(on no slave yet)"))
+            rows += [f"{'':<12} quarantined on {slave}: {why}"
+                     for slave, why in (v.get("quarantined") or {}).items()]
         _print(args, {"versions": versions}, "\n".join(rows) or "the pool is empty")
         return 0
     if not args.name or not args.version:
@@ -565,7 +571,8 @@ def cmd_app(args: argparse.Namespace, client: Client) -> int:
     if not args.source:
         raise UsageError("app add needs NAME VERSION ARCHIVE|DIR")
     entry = ops.app_add(client, args.name, args.version, Path(args.source), args.arch,
-                        args.executable)
+                        args.executable,
+                        Path(args.definition) if args.definition else None)
     _print(args, entry, f"added {entry['package']} {entry['version']} ({entry['arch']}):"
                         f" {entry['size']} bytes, sha256 {entry['sha256'][:16]}...,"
                         f" runs {entry['executable']}")

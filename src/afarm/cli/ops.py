@@ -226,9 +226,20 @@ def reject_slave(client: Client, name: str) -> dict[str, Any]:
 
 
 def app_add(client: Client, name: str, version: str, source: Path, arch: str = "amd64",
-            executable: str | None = None) -> dict[str, Any]:
-    """Upload an archive (a directory is packed into a .tar.gz first) into the pool."""
+            executable: str | None = None,
+            definition: Path | None = None) -> dict[str, Any]:
+    """Upload an archive (a directory is packed into a .tar.gz first) into the pool, with
+    the version's own definition file if given (the master checks it)."""
     import tempfile
+    text = None
+    if definition is not None:
+        try:
+            raw = definition.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--definition {definition}: cannot read it ({exc})") from None
+        # Only the keys travel (in the URL): comment and blank lines are left out.
+        text = "\n".join(ln for ln in raw.splitlines()
+                         if ln.strip() and not ln.lstrip().startswith("#"))
 
     from afarm.pool.archive import ArchiveError, pack_dir, suffix_of
     if not source.exists():
@@ -246,6 +257,8 @@ def app_add(client: Client, name: str, version: str, source: Path, arch: str = "
         query = {"filename": archive.name, "arch": arch}
         if executable:
             query["executable"] = executable
+        if text is not None:
+            query["definition"] = text
         answer: dict[str, Any] = client.put_file(
             f"/api/v1/apps/{urllib.parse.quote(name)}/{urllib.parse.quote(version)}?"
             + urllib.parse.urlencode(query), archive)

@@ -102,6 +102,8 @@ def routes(farm: Farm, page: Handler | None = None) -> list[web.RouteDef]:
                         "running": sorted(d.running), "tags": d.tags,
                         "bytes_sent": farm.bytes_sent.get(name, 0),
                         "benchmark": measured[name].as_json() if name in measured else None})
+            # Pool versions it failed the acceptance test of (NAME/VERSION -> why).
+            row["quarantined_versions"] = dict(getattr(d, "quarantined", {}))
             since = row.get("state_since")  # time in state (the power states among them)
             row["seconds_in_state"] = farm.clock() - since if since is not None else None
             out.append(row)

@@ -24,6 +24,9 @@ from afarm.errors import AfarmError
 SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar", ".zip")
 MAX_MEMBERS = 200_000
 CHUNK = 1 << 20
+# Where the bound comes from: the master's pool takes up to 16 GiB, a slave what its
+# slave.conf says.
+LIMIT_HINT = "(the master's pool takes at most 16384 MiB, a slave [slave] max_unpacked_mib)"
 
 
 class ArchiveError(AfarmError):
@@ -144,8 +147,8 @@ def inspect(path: Path, max_bytes: int) -> ArchiveInfo:
         n += 1
         total += m.size
         if total > max_bytes:
-            raise ArchiveError(f"{path.name} unpacks to more than {max_bytes >> 20} MiB; raise"
-                               " [pool] max_unpacked_mib or give a smaller archive")
+            raise ArchiveError(f"{path.name} unpacks to more than {max_bytes >> 20} MiB"
+                               f" {LIMIT_HINT}")
         top, _, rest = m.name.partition("/")
         tops.add(top)
         if not rest and m.kind != "dir":
@@ -186,7 +189,7 @@ def unpack(path: Path, dest: Path, max_bytes: int) -> int:
                 written += len(block)
                 if written > max_bytes:
                     raise ArchiveError(f"{path.name} unpacks to more than {max_bytes >> 20}"
-                                       " MiB; refused")
+                                       f" MiB {LIMIT_HINT}")
                 out.write(block)
         os.chmod(target, mode)
     # Each link was checked alone; a chain (a link through a link) is checked now that all

@@ -31,6 +31,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,62}$")
 _VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~-]{0,63}$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 USED = "last-used"  # touched by every task of the version, for app_keep_days
+SOURCE = "sha256"  # the archive it was unpacked from
 
 
 class InstallError(AfarmError):
@@ -86,7 +87,7 @@ class AppStore:
         if not _SHA.match(sha256 or ""):
             raise InstallError(f"refused: sha256 {sha256!r}")
         with self._locked(name, version):
-            if (final / "definition.json").is_file():
+            if self._current(final, sha256, definition):
                 return final, False
             archive = self.cache / sha256
             if not archive.is_file():
@@ -104,6 +105,7 @@ class AppStore:
                 unpack(archive, partial / "root", self.max_unpacked)
                 with open(partial / "definition.json", "w", encoding="utf-8") as f:
                     json.dump(definition, f)
+                (partial / SOURCE).write_text(sha256)
                 (partial / USED).touch()
                 os.chmod(partial, 0o755)
                 os.rename(partial, final)
@@ -117,6 +119,22 @@ class AppStore:
                                        " nothing of it was installed") from None
                 raise InstallError(f"unpacking {name} {version} failed: {exc}") from None
             return final, True
+
+    @staticmethod
+    def _current(final: Path, sha256: str, definition: dict[str, Any]) -> bool:
+        """Whether the install there is of this archive with this definition (a version
+        removed from the pool and added again may differ in either: it is installed anew)."""
+        try:
+            with open(final / "definition.json", encoding="utf-8") as f:
+                had = json.load(f)
+            source = (final / SOURCE).read_text().strip()
+        except FileNotFoundError:
+            if not (final / "definition.json").is_file():
+                return False
+            source = sha256  # installed before the archive's sha256 was kept beside it
+        except (OSError, ValueError):
+            return False
+        return bool(source == sha256 and had == definition)
 
     def remove(self, name: str, version: str) -> None:
         with self._locked(name, version):
