@@ -161,6 +161,7 @@ class Farm:
             raise UsageError(f"slave {name} is {link.state}, not connected; it is tested"
                              " when it connects")
         # A test by hand gives every version it was quarantined for another chance.
+        had = bool(link.quarantined)
         link.quarantined.clear()
         with self.store.transaction() as db:
             slave_versions.clear_quarantine(db, name)
@@ -169,6 +170,8 @@ class Farm:
         except SlaveGone as exc:
             raise OperationFailed(f"slave {name} went away during its test: {exc}; it is"
                                   " tested again when it reconnects") from None
+        if had and record.get("passed"):  # its last error was a version's quarantine
+            self.store.set_slave(name, link.state, "", None)
         self.wake()
         return {"name": name, "state": link.state, **record}
 
