@@ -2,7 +2,9 @@
 """Each pool version runs with its own definition (afarmctl app add --definition FILE):
 two versions of one command application whose argv templates differ run on the same slave,
 each with its own; a bad definition is refused at add naming its key; a version whose
-acceptance test fails stays quarantined across a master restart until `slave test`."""
+acceptance test fails stays quarantined across a master restart until `slave test`; and
+Blender 4.2 (PyPI's bpy wheel) added with a definition of its own renders OpenEXR where the
+master's definition says PNG."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.farm import MasterProcess
+from tests.fixtures.blends import make_scene
+from tests.fixtures.pool_versions import bpy_archive
 
 pytestmark = pytest.mark.slow
 TOOL = "#!/bin/sh\necho \"$@\"\n"
@@ -98,3 +102,22 @@ def test_a_quarantined_version_stays_so_across_a_master_restart_until_slave_test
     assert farm.ctl("slave", "test", "local-1").returncode == 0
     assert quarantine() == {}
     assert "quarantined for tool" not in farm.ctl("slaves").stdout
+
+
+def test_a_blender_version_renders_with_its_own_definition(farm: MasterProcess,
+                                                           tmp_path: Path) -> None:
+    definition = tmp_path / "blender-4.2.conf"
+    definition.write_text("kind = blender\nexecutable = blender\nformat = OPEN_EXR\n"
+                          "timeout = 900\n")
+    cp = farm.ctl("app", "add", "blender", "4.2.0", str(bpy_archive()), "--definition",
+                  str(definition))
+    assert cp.returncode == 0, cp.stderr
+    scene = make_scene(tmp_path, frames=1, width=64, height=36)
+    job = farm.submit(str(scene), "--frames", "1", "--app", "blender (= 4.2.0)")
+    assert farm.wait(job)["status"] == "completed", farm.ctl("logs", str(job)).stdout
+    frame = farm.job_dir(job) / "out" / "frame_0001.exr"
+    assert frame.read_bytes()[:4] == b"\x76\x2f\x31\x01"  # OpenEXR's magic number
+    assert "/apps/blender/4.2.0/root/blender" in farm.ctl("logs", str(job)).stdout
+    listed = {v["version"]: v for v in farm.client.get_job("/api/v1/apps")["versions"]
+              if v["package"] == "blender"}
+    assert listed["4.2.0"]["definition"]["format"] == "OPEN_EXR"
