@@ -240,6 +240,9 @@ def app_add(client: Client, name: str, version: str, source: Path, arch: str = "
         # Only the keys travel (in the URL): comment and blank lines are left out.
         text = "\n".join(ln for ln in raw.splitlines()
                          if ln.strip() and not ln.lstrip().startswith("#"))
+        if len(urllib.parse.quote(text)) > 6000:  # the master reads URLs up to 8 KiB
+            raise UsageError(f"--definition {definition}: too long to send (over 6000"
+                             " characters URL-encoded, comments left out); shorten it")
 
     from afarm.pool.archive import ArchiveError, pack_dir, suffix_of
     if not source.exists():

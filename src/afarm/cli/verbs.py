@@ -209,9 +209,12 @@ VERBS: tuple[Verb, ...] = (
          " master's definition of NAME, its program inside the archive, so versions may"
          " differ. Before a task of it runs, a slave receives the archive once, checks"
          " its sha256, unpacks it and runs its acceptance test; a slave where that test"
-         " fails is quarantined for that version only. app list: the versions, their sizes"
-         " and which slaves hold each. app remove NAME VERSION: refused while an unfinished"
-         " job needs it.",
+         " fails is quarantined for that version only (kept across master restarts until"
+         " the version is removed or added again, or afarmctl slave test NAME). A slave"
+         " whose architecture the version lacks is not given its tasks. app list: the"
+         " versions, their sizes, which slaves hold each (as they last reported, connected"
+         " now or not) and which are quarantined for it, with why. app remove NAME"
+         " VERSION: refused while an unfinished job needs it.",
          (Arg(("action",), "add, list or remove", {"choices": ["add", "list", "remove"]}),
           Arg(("name",), "the application (as the master defines it)",
               {"nargs": "?", "default": ""}),
