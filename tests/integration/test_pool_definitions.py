@@ -96,6 +96,8 @@ def test_a_quarantined_version_stays_so_across_a_master_restart_until_slave_test
     assert "acceptance test" in quarantine().get("local-1", "")
     slaves = farm.ctl("slaves").stdout
     assert "quarantined for tool 3.0" in slaves, slaves
+    listing = farm.ctl("app", "list").stdout
+    assert "quarantined on local-1: tool 3.0 failed its acceptance test" in listing, listing
     # Holders come from what was stored, shown after the restart as before.
     holders = {v["version"]: v["slaves"] for v in farm.client.get_job("/api/v1/apps")["versions"]}
     assert holders["1.0"] == ["local-1"] and holders["2.0"] == ["local-1"]
