@@ -6,7 +6,9 @@ checks its SHA256, unpacks it into apps/NAME/VERSION.partial/ and renames that i
 so a version is either wholly there or not at all (a full disk, a refused member or a crash
 leave only a .partial that the next install removes). A lock file per version keeps two
 agents of one slave from installing it at once. The definition the master sent travels in
-the install (definition.json): tasks of that version build their argv from it.
+the install (definition.json): tasks of that version build their argv from it. An install
+is kept only while both its archive's sha256 (kept beside it) and its definition are the
+ones asked for: a version removed from the pool and added again is installed anew.
 """
 
 import errno
