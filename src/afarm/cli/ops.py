@@ -44,7 +44,14 @@ def pack_project(blend: Path, project_root: Path | None = None,
     close it, or use it in a with block, to remove its rewritten copies)."""
     from afarm.project.pack import pack  # imports blender-asset-tracer: only when needed
 
-    return pack(blend, project_root, list(extra or []))
+    try:
+        return pack(blend, project_root, list(extra or []))
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("blender_asset_tracer"):
+            raise
+        raise UsageError("finding a .blend's files needs blender-asset-tracer, which is"
+                         " missing: apt install python3-blender-asset-tracer (the afarmctl"
+                         " package depends on it)") from None
 
 
 def new_files(client: Client, shas: list[str]) -> set[str]:
