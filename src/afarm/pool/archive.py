@@ -24,6 +24,7 @@ from afarm.errors import AfarmError
 SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar", ".zip")
 MAX_MEMBERS = 200_000
 CHUNK = 1 << 20
+MAX_LINK = 4096  # PATH_MAX
 
 
 class ArchiveError(AfarmError):
@@ -96,7 +97,16 @@ def members(path: Path) -> Iterator[tuple[Member, IO[bytes] | None]]:
                 if info.is_dir():
                     yield Member(name, "dir", 0, mode or 0o755), None
                 elif ftype == stat.S_IFLNK:
-                    target = z.read(info).decode("utf-8", "replace")
+                    # The data is the target: read no more than a path can be (a zip bomb
+                    # posing as a symlink would otherwise be inflated into memory whole).
+                    if info.file_size > MAX_LINK:
+                        raise ArchiveError(f"symlink {name!r} has a target of"
+                                           f" {info.file_size} bytes; refused")
+                    with z.open(info) as f:
+                        raw = f.read(MAX_LINK + 1)
+                    if len(raw) > MAX_LINK:
+                        raise ArchiveError(f"symlink {name!r} has too long a target; refused")
+                    target = raw.decode("utf-8", "replace")
                     _check_link(name, target)
                     yield Member(name, "symlink", 0, 0o777, target), None
                 elif ftype in (0, stat.S_IFREG):
