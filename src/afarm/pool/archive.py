@@ -74,6 +74,22 @@ def _check_link(name: str, target: str) -> None:
         raise ArchiveError(f"symlink {name!r} -> {target!r} leaves the archive; refused")
 
 
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile reads the data of a pax or GNU long-name header whole before parsing it: a
+    header claiming gigabytes of zeros (a few MB compressed) is refused before that."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _EXTENSIONS and self.size > MAX_HEADER:
+            raise ArchiveError(f"a tar header extension of {self.size} bytes (more than"
+                               f" {MAX_HEADER}); refused")
+        return super()._proc_member(tarfile_)  # type: ignore[misc]
+
+
+_EXTENSIONS = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+               tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+MAX_HEADER = 1 << 20
+
+
 def members(path: Path) -> Iterator[tuple[Member, IO[bytes] | None]]:
     """Each member, checked, with an open stream for regular files (read it before the next).
     A file named by its sha256 (a slave's cache) is a zip if it starts like one, else tar."""
@@ -116,7 +132,7 @@ def members(path: Path) -> Iterator[tuple[Member, IO[bytes] | None]]:
                     raise ArchiveError(f"member {name!r} is not a file, directory or symlink")
         return
     try:
-        tar = tarfile.open(path, "r:*")
+        tar = tarfile.open(path, "r:*", tarinfo=_BoundedTarInfo)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise ArchiveError(f"{path.name} is not a readable tar archive: {exc}") from None
     with tar:

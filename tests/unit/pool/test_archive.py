@@ -136,3 +136,31 @@ def test_a_zip_symlink_is_read_only_as_far_as_a_link_target_goes(tmp_path: Path)
     finally:
         tracemalloc.stop()
     assert peak < 16 << 20, f"peak {peak >> 20} MiB"
+
+
+@pytest.mark.parametrize("kind", [tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME])
+def test_a_tar_header_extension_is_not_read_into_memory_whole(tmp_path: Path,
+                                                              kind: bytes) -> None:
+    # tarfile reads a pax or GNU long-name header's data whole before it parses it: one
+    # that claims 128 MiB of zeros (a few hundred KB compressed) must be refused first.
+    import gzip
+    import tracemalloc
+    bomb = tmp_path / "bomb.tar.gz"
+    size = 128 << 20
+    head = tarfile.TarInfo("././@LongLink" if kind == tarfile.GNUTYPE_LONGNAME
+                           else "././@PaxHeader")
+    head.type, head.size = kind, size
+    with gzip.open(bomb, "wb", compresslevel=1) as f:
+        f.write(head.tobuf(format=tarfile.USTAR_FORMAT))
+        block = bytes(1 << 20)
+        for _ in range(size >> 20):
+            f.write(block)
+        f.write(entry("x").tobuf(format=tarfile.USTAR_FORMAT) + bytes(1024))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ArchiveError, match="header"):
+            inspect(bomb, 1 << 40)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, f"peak {peak >> 20} MiB"
