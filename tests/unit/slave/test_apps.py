@@ -140,3 +140,16 @@ def test_names_and_versions_that_are_not_plain_are_refused(tmp_path: Path, name:
                                                            version: str) -> None:
     with pytest.raises(InstallError, match="refused"):
         AppStore(tmp_path).install(name, version, "0" * 64, DEFINITION)
+
+
+def test_installing_a_version_never_removes_another_named_like_its_partial_dir(
+        tmp_path: Path) -> None:
+    # Version 4.2 unpacks into 4.2.partial/, which it clears first: a pool version named
+    # "4.2.partial" (the master's version rule allows it) would be deleted under its tasks.
+    work = tmp_path / "work"
+    store = AppStore(work)
+    sha = cached_archive(work)
+    with pytest.raises(InstallError, match="refused"):
+        store.install("blender", "4.2.partial", sha, DEFINITION)
+    store.install("blender", "4.2", sha, DEFINITION)
+    assert store.installed() == ["blender/4.2"]
