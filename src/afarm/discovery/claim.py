@@ -157,7 +157,7 @@ class ClaimServer:
             return 413, {"error": f"a claim is at most {MAX_CLAIM} bytes"}
         try:
             raw = json.loads(req.rfile.read(int(length)) or b"null")
-        except (ValueError, OSError):
+        except (ValueError, OSError, RecursionError):  # RecursionError: [[[[... nested
             return 400, {"error": "the claim is not JSON"}
         if self.claimed:
             return 409, {"error": f"{self.name} is enrolled already; to move it to another"

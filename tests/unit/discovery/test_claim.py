@@ -5,6 +5,7 @@ a sender that opens connections and trickles nothing holds no slot the master ne
 import json
 import socket
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -69,5 +70,21 @@ def test_a_request_trickled_in_is_cut_at_the_deadline(monkeypatch: pytest.Monkey
             time.sleep(0.2)
         s.close()
         assert cut and time.monotonic() - started < 2
+    finally:
+        server.stop()
+
+
+def test_a_deeply_nested_body_is_answered_as_not_json() -> None:
+    server = ClaimServer("render1", FP, lambda m, t: "render1", port=0, host="127.0.0.1")
+    server.start()
+    try:
+        req = urllib.request.Request(f"http://127.0.0.1:{server.port}{CLAIM_PATH}",
+                                     data=b"[" * 4000, method="POST")
+        try:
+            urllib.request.urlopen(req, timeout=5)  # noqa: S310
+            status = 200
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        assert status == 400
     finally:
         server.stop()
