@@ -14,6 +14,7 @@ from typing import Any
 from afarm.cli import ops
 from afarm.cli.client import Client
 from afarm.cli.progress import ProgressBar
+from afarm.cli.text import printable
 from afarm.errors import OperationFailed, UsageError
 from afarm.model.frames import parse_frames, parse_tiles
 from afarm.model.slave import shown
@@ -21,7 +22,7 @@ from afarm.model.slave import shown
 
 def _print(args: argparse.Namespace, data: Any, text: str) -> None:
     # Flushed, so through a pipe `submit --wait` shows "accepted" before the wait, not after.
-    print(json.dumps(data, indent=2) if args.json else text, flush=True)
+    print(json.dumps(data, indent=2) if args.json else printable(text), flush=True)
 
 
 def submission(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
@@ -123,7 +124,7 @@ def size_text(n: float) -> str:
 
 
 def missing_text(p: Any) -> list[str]:
-    return [f"{m.reason}: {m.path} (wanted by the {m.wanted_by} in {m.blend})"
+    return [printable(f"{m.reason}: {m.path} (wanted by the {m.wanted_by} in {m.blend})")
             for m in p.missing]
 
 
@@ -338,7 +339,7 @@ def wait_for(client: Client, job_id: int, quiet: bool = False) -> int:
     code, lines = ending(job)
     if not quiet:
         for line in lines:
-            print(line, file=sys.stderr, flush=True)
+            print(printable(line), file=sys.stderr, flush=True)
     return code
 
 
@@ -358,7 +359,7 @@ def cmd_fetch(args: argparse.Namespace, client: Client) -> int:
     if job["status"] in ("failed", "canceled"):
         _, lines = ending(job)
         for line in lines:
-            print(line, file=sys.stderr, flush=True)
+            print(printable(line), file=sys.stderr, flush=True)
         return 1
     if job["status"] == "completed-with-warnings" and not args.json:
         print(f"note: job {args.job} completed with warnings; its frames may be wrong"

@@ -41,7 +41,9 @@ class InstallError(AfarmError):
 
 
 def check_key(name: str, version: str) -> None:
-    if not _NAME.match(name or "") or not _VERSION.match(version or ""):
+    # Not "X.partial": that is where version X unpacks (and what it clears first).
+    if not _NAME.match(name or "") or not _VERSION.match(version or "") \
+            or version.endswith(".partial"):
         raise InstallError(f"refused: application {name!r} version {version!r}")
 
 

@@ -177,3 +177,16 @@ def test_slave_conf_bounds_the_largest_unpacked_version(tmp_path: Path) -> None:
     with pytest.raises(InstallError, match=r"more than 1 MiB .*\[slave\] max_unpacked_mib"):
         agent.app_store.install("blender", "4.2.0", sha, DEFINITION)
     assert agent.app_store.installed() == []
+
+
+def test_installing_a_version_never_removes_another_named_like_its_partial_dir(
+        tmp_path: Path) -> None:
+    # Version 4.2 unpacks into 4.2.partial/, which it clears first: a pool version named
+    # "4.2.partial" (the master's version rule allows it) would be deleted under its tasks.
+    work = tmp_path / "work"
+    store = AppStore(work)
+    sha = cached_archive(work)
+    with pytest.raises(InstallError, match="refused"):
+        store.install("blender", "4.2.partial", sha, DEFINITION)
+    store.install("blender", "4.2", sha, DEFINITION)
+    assert store.installed() == ["blender/4.2"]
