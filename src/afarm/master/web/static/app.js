@@ -199,7 +199,9 @@
   const KINDS = ["job-accepted", "job-active", "job-completed", "job-failed", "job-canceled",
     "job-paused", "job-resumed", "job-requeued", "job-queued", "job-priority", "task-active", "task-completed",
     "task-failed", "task-soft-failed", "task-requeued", "task-canceled", "task-queued",
-    "task-paused", "slave-state", "slave-benchmarked", "slave-blocklisted", "frame-saved"];
+    "task-paused", "slave-state", "slave-benchmarked", "slave-blocklisted", "frame-saved",
+    // A completed task's warnings (the job then shows completed-with-warnings).
+    "task-warnings"];
   // EventSource cannot send a header: with a token, read the same stream through fetch.
   async function streamEvents() {
     let after = body.dataset.lastEvent || "0";
