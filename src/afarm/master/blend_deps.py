@@ -1,0 +1,243 @@
+# SPDX-License-Identifier: MIT
+"""The dependency report of an uploaded .blend, for clients that cannot trace it themselves
+(the web page): which files it needs, relative to it, and which of them were uploaded.
+
+``POST /api/v1/files/{sha256}/dependencies`` on the job port, with the uploaded files by the
+names the job will see them, ``{"blend": "shots/a.blend", "files": [{"name", "sha256"}]}``.
+The master lays those files out by name in a scratch directory (links into its file store)
+and traces the .blend there with afarm.project.trace (blender-asset-tracer), so libraries
+of libraries are followed as they will be on the slave. A path that leaves the uploaded
+files is reported missing, never looked up on the master, and no library outside them is
+opened.
+
+BAT parses untrusted input: the trace runs in a child process with a bound on time, memory
+and file size, so a hostile .blend can neither hang nor exhaust the master. Its temporary
+files (BAT decompresses zstd files to one) stay in the scratch directory, removed after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+import afarm
+from afarm.applications.base import relative_name
+from afarm.errors import OperationFailed, UsageError
+from afarm.master.farm import Farm
+from afarm.master.files import check_sha
+from afarm.master.http.job_request import MAX_FILES
+from afarm.master.http.limits import json_body
+
+TIMEOUT = 60.0  # seconds of wall time one trace may take
+CPU_SECONDS = 60
+MEMORY = 1 << 30  # address space of the tracing process
+FILE_SIZE = 2 << 30  # the largest file it may write (a decompressed zstd .blend)
+MAX_ANSWER = 16 << 20  # bytes of report read from the child
+PARALLEL = 2  # traces at once
+
+
+def _limits() -> None:  # pragma: no cover - runs in the child before exec
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
+    resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE, FILE_SIZE))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def parse_request(body: Any) -> tuple[str, dict[str, str]]:
+    """The .blend's name and the uploaded files (name: sha256) from a request body."""
+    if not isinstance(body, dict):
+        raise UsageError('give {"blend": NAME, "files": [{"name": ..., "sha256": ...}]}')
+    blend = body.get("blend")
+    if not isinstance(blend, str):
+        raise UsageError("blend: give the .blend's name as the job sees it (shots/a.blend)")
+    relative_name(blend, "blend")
+    files = body.get("files", [])
+    if not isinstance(files, list) or len(files) > MAX_FILES:
+        raise UsageError(f"files must be a list of at most {MAX_FILES} {{name, sha256}}")
+    named: dict[str, str] = {}
+    for f in files:
+        if not isinstance(f, dict) or not isinstance(f.get("name"), str) \
+                or not isinstance(f.get("sha256"), str):
+            raise UsageError("each of files is {name, sha256}")
+        named[relative_name(f["name"], "file name")] = check_sha(f["sha256"])
+    return blend, named
+
+
+def lay_out(top: Path, store: Any, files: dict[str, str]) -> list[str]:
+    """Links named as the job names them to the stored files; returns the names listed but
+    not uploaded (they count as missing)."""
+    absent = []
+    for name, sha in files.items():
+        src = store.path(sha)
+        if not src.is_file():
+            absent.append(name)
+            continue
+        dst = top / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not dst.exists() and not dst.is_symlink():
+            dst.symlink_to(src)
+    return absent
+
+
+async def report(farm: Farm, sha: str, blend: str, files: dict[str, str],
+                 slots: asyncio.Semaphore) -> dict[str, Any]:
+    if not farm.files.has(sha):
+        raise web.HTTPNotFound(text=json.dumps({
+            "error": f"no file {sha[:12]} on this master; upload the .blend first",
+            "kind": "not-found"}), content_type="application/json")
+    if files.get(blend, sha) != sha:
+        raise UsageError(f"files names {blend!r} with another sha256 than the .blend's")
+    files = {**files, blend: sha}
+    scratch = farm.state_dir / "deps"
+    scratch.mkdir(parents=True, exist_ok=True)
+    async with slots:
+        top = Path(tempfile.mkdtemp(dir=scratch))
+        try:
+            tree = top / "tree"
+            tree.mkdir()
+            absent = lay_out(tree, farm.files, files)
+            answer = await _trace(tree, blend, top)
+        finally:
+            shutil.rmtree(top, ignore_errors=True)
+    for dep in answer["dependencies"]:
+        dep["files"] = [f for f in dep["files"] if f not in absent]
+        if not dep["files"] and dep["present"]:
+            dep.update(present=False, reason="listed but not uploaded")
+    answer["missing"] = sum(1 for d in answer["dependencies"] if not d["present"])
+    return answer
+
+
+async def _trace(tree: Path, blend: str, top: Path) -> dict[str, Any]:
+    tmp = top / "tmp"
+    tmp.mkdir()
+    # Only what the child needs: where this afarm is (a source tree or dist-packages).
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp), "LANG": "C.UTF-8",
+           "PYTHONPATH": str(Path(afarm.__file__).resolve().parent.parent)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-s", "-m", "afarm.master.blend_deps",
+        str(tree), blend, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        preexec_fn=_limits, cwd=str(top))
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise OperationFailed(f"tracing {blend} took over {TIMEOUT:g} s and was stopped;"
+                              " submit it with afarmctl, which traces it on your machine")\
+            from None
+    if len(out) > MAX_ANSWER:
+        raise OperationFailed(f"the dependency report of {blend} is too large")
+    try:
+        answer: dict[str, Any] = json.loads(out)
+    except ValueError:
+        last = err.decode(errors="replace").strip().splitlines()[-1:]
+        why = "it ran out of memory or time" if proc.returncode and proc.returncode < 0 \
+            else last[0][:300] if last else "no answer"
+        raise OperationFailed(f"tracing {blend} failed: {why}") from None
+    if "error" in answer:
+        raise UsageError(str(answer["error"])[:1000])
+    return answer
+
+
+def routes(farm: Farm) -> list[web.RouteDef]:
+    slots = asyncio.Semaphore(PARALLEL)
+
+    async def dependencies(request: web.Request) -> web.Response:
+        sha = check_sha(request.match_info["sha"])
+        blend, files = parse_request(await json_body(request))
+        return web.json_response(await report(farm, sha, blend, files, slots))
+
+    return [web.post("/api/v1/files/{sha}/dependencies", dependencies)]
+
+
+# -- the child process ---------------------------------------------------------------------
+def inside(path: Path, top: Path) -> bool:
+    return path == top or path.is_relative_to(top)
+
+
+def trace_tree(tree: Path, blend: str) -> dict[str, Any]:
+    """Runs in the child: trace ``tree/blend`` (symlinks into the store), keep to ``tree``."""
+    from blender_asset_tracer import bpathlib
+    from blender_asset_tracer.trace import file2blocks
+
+    from afarm.project import trace as tracer
+
+    top = tracer.lexical(tree)
+    main = tracer.lexical(tree / blend)
+
+    def linked(self: Any, blocks_per_lib: Any) -> Any:
+        # BAT 1.23's own loop, except that a library outside the uploaded files is never
+        # opened (it would be a file of the master, e.g. another job's input).
+        for lib_bpath, idblocks in blocks_per_lib.items():
+            lib_path = bpathlib.make_absolute(lib_bpath.to_path())
+            if not inside(tracer.lexical(lib_path), top) or not lib_path.exists():
+                continue
+            yield from self.iter_blocks(self.open_blendfile(lib_path), idblocks)
+
+    file2blocks.BlockIterator._visit_linked_blocks = linked  # type: ignore[assignment]
+    tracer.check(main, main)
+
+    def name(p: Path) -> str:
+        return os.path.relpath(p, top)
+
+    deps: dict[tuple[str, str], dict[str, Any]] = {}
+    from blender_asset_tracer import blendfile
+
+    try:
+        for u in tracer._usages(main):
+            if not inside(u.blend, top):
+                continue
+            raw = u.raw.decode("utf-8", "replace")
+            outside = not inside(u.target, top)
+            found = [] if outside else [name(f) for f in u.files if inside(f, top)]
+            if u.owner.startswith("library ") and found:
+                tracer.check(u.files[0], main)
+            where = os.path.relpath(u.target, main.parent)
+            key = (where, raw)
+            dep = deps.setdefault(key, {
+                "path": where if not outside else raw, "raw": raw, "sequence": u.sequence,
+                "present": bool(found), "files": found, "wanted_by": [],
+                "reason": "" if found else "outside the uploaded files" if outside
+                else "not uploaded"})
+            dep["wanted_by"].append(f"{u.owner} in {name(u.blend)}")
+    except blendfile.exceptions.BlendFileError as exc:
+        raise UsageError(f"{name(tracer.lexical(exc.filepath))}: cannot be read as a .blend"
+                         f" file ({exc.args[0]}); save it again from Blender") from None
+    except (EOFError, OSError, ValueError, KeyError, NotImplementedError) as exc:
+        raise UsageError(f"{blend}: reading it (or a library it links) failed: {exc!s:.200};"
+                         " is it a complete .blend file? Save it again from Blender") from None
+    finally:
+        blendfile.close_all_cached()
+    out = sorted(deps.values(), key=lambda d: (d["present"], d["path"]))
+    for d in out:
+        d["wanted_by"] = list(dict.fromkeys(d["wanted_by"]))
+    return {"blend": blend, "dependencies": out}
+
+
+def main(argv: list[str]) -> int:  # pragma: no cover - the child process
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    try:
+        answer = trace_tree(Path(argv[0]), argv[1])
+    except UsageError as exc:
+        answer = {"error": str(exc).replace(argv[0].rstrip("/") + "/", "")}
+    except MemoryError:
+        answer = {"error": f"{argv[1]}: tracing it needs more than {MEMORY >> 20} MiB;"
+                           " submit it with afarmctl, which traces it on your machine"}
+    sys.stdout.write(json.dumps(answer))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))
