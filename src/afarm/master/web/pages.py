@@ -183,14 +183,20 @@ def jobs_page(views: list[JobView], apps: list[str]) -> str:
 <select id="s-app" name="application">{options}</select></p>
 <p><label for="s-file">Input file</label> <input type="file" id="s-file" name="file"></p>
 <p><label for="s-extra">Files beside it</label> <input type="file" id="s-extra" name="extra"
-multiple> <label for="s-dir">a folder beside it</label> <input type="file" id="s-dir"
-name="dir" multiple webkitdirectory></p>
+multiple> <label for="s-dir">a folder beside it, or the project's folder</label>
+<input type="file" id="s-dir" name="dir" multiple webkitdirectory></p>
 <p><label for="s-name">Name</label> <input id="s-name" name="name" maxlength="200"></p>
 <p><label for="s-frames">Frames</label> <input id="s-frames" name="frames" placeholder="1-24">
 <label for="s-chunk">Chunk</label> <input id="s-chunk" name="chunk" type="number" min="1" size="4">
 <label for="s-tiles">Tiles</label> <input id="s-tiles" name="tiles" placeholder="2x2" size="5">
 <label for="s-encode">Encode</label> <select id="s-encode" name="encode">
 <option value="">none</option><option value="mp4">mp4</option></select></p>
+<p class="hint">A .blend with libraries in sibling folders (//../assets/): choose the
+project's folder and pick the .blend from inside it; the files keep their places.</p>
+<div id="deps" aria-live="polite" hidden></div>
+<p><input type="checkbox" id="s-allow-missing" name="allow_missing">
+<label for="s-allow-missing">render anyway when files are missing (the frames may be
+wrong: the job ends completed-with-warnings)</label></p>
 <p><label for="s-items">Items (one a line, for command applications)</label><br>
 <textarea id="s-items" name="items" rows="3" cols="40"></textarea></p>
 <p><label for="s-priority">Priority</label>
