@@ -80,3 +80,20 @@ def test_the_zip_streams_every_file_in_bounded_chunks(tmp_path: Path) -> None:
     with zipfile.ZipFile(io.BytesIO(b"".join(chunks))) as z:
         assert z.namelist() == ["job-1/f0.bin", "job-1/f1.bin", "job-1/f2.bin"]
         assert z.read("job-1/f2.bin") == bytes([2]) * (3 << 20)
+
+
+def test_the_favicon_tells_warnings_apart_from_a_plain_finish() -> None:
+    assert pages.favicon_of(["completed", "completed-with-warnings"]) == "warnings"
+    assert pages.favicon_of(["completed-with-warnings", "active"]) == "busy"
+    assert pages.favicon_of(["completed-with-warnings", "failed"]) == "failed"
+    assert pages.favicon_of(["completed"]) == "idle"
+
+
+def test_a_slave_shows_how_long_it_has_been_in_its_state() -> None:
+    html = pages.slaves_page([
+        SlaveView("s1", "asleep", [], None, None, None, "", "", 1, ["wake"], since=3 * 3600),
+        SlaveView("s2", "idle", [], None, None, None, "", "", 1, [])], "speed")
+    assert '<tr id="slave-s1" data-state="asleep">' in html
+    assert "<td>3 h 0 min</td>" in html and "<td>—</td>" in html
+    assert 'data-slave-action="wake" data-slave="s1"' in html
+    assert 'data-slave="s2"' not in html
