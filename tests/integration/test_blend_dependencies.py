@@ -145,3 +145,29 @@ def test_the_trace_runs_under_a_time_bound(tmp_path: Path, monkeypatch: pytest.M
         asyncio.run(blend_deps.report(Farm(), sha, "s.blend", {},  # type: ignore[arg-type]
                                       asyncio.Semaphore(1)))
     assert list((tmp_path / "deps").iterdir()) == []
+
+
+def test_the_trace_runs_under_a_memory_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             project: Path) -> None:
+    import asyncio
+
+    from afarm.errors import AfarmError
+
+    store = FileStore(tmp_path / "files")
+    sha = "b" * 64
+    dst = store.path(sha)
+    dst.parent.mkdir(parents=True)
+    dst.write_bytes((project / "shots/shot.blend").read_bytes())
+
+    class Farm:
+        files = store
+        state_dir = tmp_path
+
+    def run() -> Any:
+        return asyncio.run(blend_deps.report(Farm(), sha, "s.blend", {},  # type: ignore[arg-type]
+                                             asyncio.Semaphore(1)))
+
+    assert run()["missing"] >= 4  # within the bound it works
+    monkeypatch.setattr(blend_deps, "MEMORY", 16 << 20)  # too little to read a .blend
+    with pytest.raises(AfarmError, match="(?i)memory"):
+        run()

@@ -46,5 +46,5 @@ def test_the_master_declares_the_dependency_tracer_its_job_port_runs() -> None:
     """The master traces an uploaded .blend with BAT for the web page's dependency report
     (afarm.master.blend_deps); a slave never does."""
     assert _declared("afarm-master") == {"python3-blender-asset-tracer"}
-    assert "blender_asset_tracer" in (ROOT / "src/afarm/master/blend_deps.py").read_text()
+    assert "blender_asset_tracer" in (ROOT / "src/afarm/master/blend_child.py").read_text()
     assert "python3-blender-asset-tracer" not in _declared("afarm-slave")
