@@ -293,7 +293,7 @@ def test_a_job_whose_tasks_warned_is_never_shown_as_plainly_completed(
     assert row is not None
     assert 'data-status="completed-with-warnings"' in row.group(0)
     assert "status-completed-with-warnings" in row.group(0)
-    assert f'href="/jobs/{job}#task-warnings">1 tasks with warnings' in row.group(0)
+    assert f'href="/jobs/{job}#task-warnings">1 task with warnings' in row.group(0)
     html = page(farm, f"/jobs/{job}")
     title = re.search(r"<title>(.*?)</title>", html)
     assert title is not None and title.group(1).startswith("⚠ [100%]")
@@ -303,7 +303,7 @@ def test_a_job_whose_tasks_warned_is_never_shown_as_plainly_completed(
     assert (f'<li id="task-warnings-{task}"><a href="/jobs/{job}/tasks/{task}/log">') in html
     assert ('<li class="warn">image &lt;b&gt;wood&lt;/b&gt; reads //tex/wood.png: no such'
             " file</li>") in html
-    assert "1 tasks completed with warnings" in html
+    assert "1 task completed with warnings" in html
     status, headers, _ = get(farm, "/static/favicon-warnings.svg", accept="*/*")
     assert status == 200 and headers["Content-Type"] == "image/svg+xml"
     # The event the page's script listens for (a named SSE event) is sent.

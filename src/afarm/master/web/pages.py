@@ -143,12 +143,16 @@ def job_title(v: JobView, what: str = "") -> str:
     return f"{mark}[{round(v.fraction * 100)}%] {v.job.name}{what} · afarm"
 
 
+def tasks(n: int) -> str:
+    return f"{n} task" if n == 1 else f"{n} tasks"
+
+
 def job_row(v: JobView) -> str:
     j, p = v.job, v.progress
     frames = (f"{p['frames_done']}/{p['frames_total']}" if p["frames_total"]
               else f"{p['completed']}/{p['tasks']} tasks")
     cur = v.energy.get("currency", "")
-    warned = (f' <a class="warned" href="/jobs/{j.id}#task-warnings">{v.warned} tasks with'
+    warned = (f' <a class="warned" href="/jobs/{j.id}#task-warnings">{tasks(v.warned)} with'
               " warnings</a>" if v.warned else "")
     return (f'<tr id="job-row-{j.id}" data-status="{e(v.status)}">'
             f'<td><a href="/jobs/{j.id}">{j.id}</a></td>'
@@ -243,7 +247,7 @@ def job_summary(d: JobDetail) -> str:
         frames += f", {done}/{len(d.frames)} outputs"
     warn = "".join(f"<li>{e(w)}</li>" for w in d.warnings)
     if v.warned:
-        warn = (f'<li><a href="#task-warnings">{v.warned} tasks completed with warnings</a>:'
+        warn = (f'<li><a href="#task-warnings">{tasks(v.warned)} completed with warnings</a>:'
                 " their frames may be wrong (a file the scene needs was missing, ...).</li>"
                 + warn)
     cur = v.energy.get("currency", "")
