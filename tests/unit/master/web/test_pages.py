@@ -5,6 +5,7 @@ import asyncio
 import io
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from afarm.master.web import pages
 from afarm.master.web.thumbs import kind_of, thumb_argv
@@ -97,3 +98,15 @@ def test_a_slave_shows_how_long_it_has_been_in_its_state() -> None:
     assert "<td>3 h 0 min</td>" in html and "<td>—</td>" in html
     assert 'data-slave-action="wake" data-slave="s1"' in html
     assert 'data-slave="s2"' not in html
+
+
+def test_wake_is_offered_only_where_the_master_can_wake_the_slave() -> None:
+    from types import SimpleNamespace
+
+    from afarm.master.web.views import wakeable
+
+    farm: Any = SimpleNamespace(power=SimpleNamespace(machines={"s1": object()}))
+    assert wakeable(farm, "s1", "asleep") and wakeable(farm, "s1", "down")
+    assert not wakeable(farm, "s1", "online") and not wakeable(farm, "s1", "busy")
+    assert not wakeable(farm, "s2", "asleep")  # no mac in its definition
+    assert not wakeable(SimpleNamespace(power=None), "s1", "asleep")  # type: ignore[arg-type]
