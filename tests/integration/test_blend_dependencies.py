@@ -171,3 +171,14 @@ def test_the_trace_runs_under_a_memory_bound(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(blend_deps, "MEMORY", 16 << 20)  # too little to read a .blend
     with pytest.raises(AfarmError, match="(?i)memory"):
         run()
+
+
+def test_a_name_used_as_a_file_and_as_a_folder_is_refused(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "files")
+    sha = "c" * 64
+    store.path(sha).parent.mkdir(parents=True)
+    store.path(sha).write_bytes(b"x")
+    (tmp_path / "tree").mkdir()
+    with pytest.raises(UsageError, match="'a/b' both as a file and as a folder"):
+        blend_deps.lay_out(tmp_path / "tree", store, {"a": sha, "a/b": sha})
+    assert blend_deps.lay_out(tmp_path / "tree2", store, {"x/y": sha, "z": "d" * 64}) == ["z"]

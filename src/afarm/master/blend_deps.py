@@ -82,9 +82,12 @@ def lay_out(top: Path, store: Any, files: dict[str, str]) -> list[str]:
             absent.append(name)
             continue
         dst = top / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if not dst.exists() and not dst.is_symlink():
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
             dst.symlink_to(src)
+        except (FileExistsError, NotADirectoryError):
+            raise UsageError(f"files name {name!r} both as a file and as a folder (or"
+                             " twice); give each file once, by its path in the job") from None
     return absent
 
 
