@@ -182,3 +182,16 @@ def test_a_name_used_as_a_file_and_as_a_folder_is_refused(tmp_path: Path) -> Non
     with pytest.raises(UsageError, match="'a/b' both as a file and as a folder"):
         blend_deps.lay_out(tmp_path / "tree", store, {"a": sha, "a/b": sha})
     assert blend_deps.lay_out(tmp_path / "tree2", store, {"x/y": sha, "z": "d" * 64}) == ["z"]
+
+
+def test_the_report_needs_the_job_ports_token(farm: MasterProcess) -> None:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{farm.job_port}/api/v1/files/{'0' * 64}/dependencies",
+        data=b'{"blend": "a.blend"}', method="POST",
+        headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=30)
+    assert refused.value.code == 401
