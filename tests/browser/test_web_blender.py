@@ -37,7 +37,9 @@ def test_tiles_are_stitched_into_frames_live_and_the_mp4_plays_inline(
         By.ID, "submit-state").text and d.find_element(By.ID, "submit-state").text,
         driver=d)
     job = int(state.split()[1])
-    d.find_element(By.CSS_SELECTOR, f"#job-row-{job} .name a").click()
+    # The row comes with the next live update (under load, after the answer).
+    wait_for("the job's row", lambda: d.find_elements(
+        By.CSS_SELECTOR, f"#job-row-{job} .name a"), driver=d)[0].click()
     d.execute_script("window.afarmTestMarker = 'kept'")
     seen: set[str] = set()
 

@@ -279,3 +279,51 @@ def test_assets_and_thumbnails_are_sent_again_only_when_they_changed(
     assert headers["Cross-Origin-Resource-Policy"] == "same-origin"
     status, _, body = get(farm, src, accept="image/*", headers={"If-None-Match": etag})
     assert status == 304
+
+
+def test_a_job_whose_tasks_warned_is_never_shown_as_plainly_completed(
+        farm: MasterProcess) -> None:
+    # A command's stderr is its log, where the runner reads task warnings from.
+    warn = (r"import sys; sys.stderr.write('afarm: warning: image <b>wood</b> reads"
+            r" //tex/wood.png: no such file\n')")
+    job = farm.submit("--app", "talk", "--items", warn)
+    assert farm.wait(job)["status"] == "completed-with-warnings", farm.logtext()[-2000:]
+    listed = page(farm, "/jobs")
+    row = re.search(rf'<tr id="job-row-{job}".*?</tr>', listed, re.S)
+    assert row is not None
+    assert 'data-status="completed-with-warnings"' in row.group(0)
+    assert "status-completed-with-warnings" in row.group(0)
+    assert f'href="/jobs/{job}#task-warnings">1 task with warnings' in row.group(0)
+    html = page(farm, f"/jobs/{job}")
+    title = re.search(r"<title>(.*?)</title>", html)
+    assert title is not None and title.group(1).startswith("⚠ [100%]")
+    assert "favicon-warnings.svg" in html
+    assert 'class="status status-completed-with-warnings"' in html
+    task = farm.client.get(f"/api/v1/jobs/{job}")["tasks"][0]["id"]
+    assert (f'<li id="task-warnings-{task}"><a href="/jobs/{job}/tasks/{task}/log">') in html
+    assert ('<li class="warn">image &lt;b&gt;wood&lt;/b&gt; reads //tex/wood.png: no such'
+            " file</li>") in html
+    assert "1 task completed with warnings" in html
+    status, headers, _ = get(farm, "/static/favicon-warnings.svg", accept="*/*")
+    assert status == 200 and headers["Content-Type"] == "image/svg+xml"
+    # The event the page's script listens for (a named SSE event) is sent.
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{farm.results_port}/api/v1/events?after=0&job={job}")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        kinds = []
+        for raw in r:
+            if raw.startswith(b"event: "):
+                kinds.append(raw[7:].strip().decode())
+            if "job-completed" in kinds:
+                break
+    assert "task-warnings" in kinds
+    assert '"task-warnings"' in get(farm, "/static/app.js", accept="*/*")[2].decode()
+
+
+def test_a_job_without_task_warnings_stays_plainly_completed(farm: MasterProcess) -> None:
+    job = farm.submit("--app", "talk", "--items",
+                      r"import sys; sys.stderr.write('a warning: not one of afarm\'s\n')")
+    assert farm.wait(job)["status"] == "completed"
+    html = page(farm, f"/jobs/{job}")
+    assert "No task has warnings." in html and "favicon-warnings" not in html
+    assert "status-completed-with-warnings" not in html

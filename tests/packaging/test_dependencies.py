@@ -36,7 +36,15 @@ def test_every_declared_python_dependency_is_imported_by_afarm() -> None:
 
 
 def test_afarmctl_declares_the_dependency_tracer_it_imports() -> None:
-    """afarmctl (not the master or a slave) traces .blend dependencies with BAT."""
+    """afarmctl traces .blend dependencies with BAT before it uploads."""
     declared = _declared("afarmctl")
     assert declared == {"python3-blender-asset-tracer"}
     assert all(MODULES[p] in _imported() for p in declared)
+
+
+def test_the_master_declares_the_dependency_tracer_its_job_port_runs() -> None:
+    """The master traces an uploaded .blend with BAT for the web page's dependency report
+    (afarm.master.blend_deps); a slave never does."""
+    assert _declared("afarm-master") == {"python3-blender-asset-tracer"}
+    assert "blender_asset_tracer" in (ROOT / "src/afarm/master/blend_child.py").read_text()
+    assert "python3-blender-asset-tracer" not in _declared("afarm-slave")

@@ -16,7 +16,7 @@ from afarm.applications.registry import load_applications
 from afarm.config.loader import load
 from afarm.config.types import MasterConfig
 from afarm.errors import AfarmError, ConfigError
-from afarm.master import auth, discovered, enroll, job_api, pool_api, results_api
+from afarm.master import auth, blend_deps, discovered, enroll, job_api, pool_api, results_api
 from afarm.master.accounting import parse_tariff
 from afarm.master.farm import Farm
 from afarm.master.http import guard, openapi
@@ -199,6 +199,7 @@ async def serve(cfg: MasterConfig) -> int:
     discovery = discovered.Discovery(farm, cfg.state_dir, Path(m.slaves_dir),
                                      listen["job_port"])
     job_app.add_routes(discovered.routes(discovery))
+    job_app.add_routes(blend_deps.routes(farm))  # the web page's dependency report
     # Reading results needs a token only where the ports are reachable from elsewhere or
     # the admin made tokens; the Host and Origin checks keep web pages out either way.
     # The web page's views and assets check the token themselves (a browser following a

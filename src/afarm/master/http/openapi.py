@@ -170,6 +170,36 @@ def _doc(title: str, paths: dict[str, Any], secured: bool) -> dict[str, Any]:
     return doc
 
 
+DEPS_REQUEST = {
+    "type": "object", "required": ["blend"],
+    "properties": {
+        "blend": {"type": "string", "description": "the .blend's name in the job"
+                  " (shots/a.blend)"},
+        "files": {"type": "array", "maxItems": 10000, "items": {
+            "type": "object", "required": ["name", "sha256"],
+            "properties": {"name": {"type": "string"}, "sha256": SHA}}}}}
+DEPS = {
+    "type": "object", "required": ["blend", "dependencies", "missing"],
+    "properties": {
+        "blend": {"type": "string"},
+        "missing": {"type": "integer", "description": "how many are not present"},
+        "dependencies": {"type": "array", "items": {
+            "type": "object",
+            "required": ["path", "raw", "present", "files", "wanted_by", "reason"],
+            "properties": {
+                "path": {"type": "string", "description": "relative to the .blend's"
+                         " directory (as stored, where it leaves the uploaded files)"},
+                "raw": {"type": "string", "description": "as stored in the .blend"},
+                "sequence": {"type": "boolean", "description": "UDIM tiles, an image"
+                             " sequence or a cache directory"},
+                "present": {"type": "boolean"},
+                "files": {"type": "array", "items": {"type": "string"},
+                          "description": "the uploaded names that satisfy it"},
+                "wanted_by": {"type": "array", "items": {"type": "string"}},
+                "reason": {"type": "string", "description": "why it is missing: not"
+                           " uploaded, outside the uploaded files"}}}}}}
+
+
 def job_port() -> dict[str, Any]:
     sha = {"name": "sha", "in": "path", "required": True, "schema": SHA}
     stored = {"type": "object", "required": ["sha256", "stored"],
@@ -191,6 +221,14 @@ def job_port() -> dict[str, Any]:
                                                                 "format": "binary"}}}},
                     "responses": _responses({"200": _json(stored, "already there"),
                                              "201": _json(stored, "stored")})}},
+        "/api/v1/files/{sha}/dependencies": {
+            "post": {"summary": "the dependency report of an uploaded .blend (sha): every"
+                                " path it needs, traced by the master among the uploaded"
+                                " files as the job names them, present or missing",
+                     "parameters": [sha],
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": DEPS_REQUEST}}},
+                     "responses": _responses({"200": _json(DEPS, "the report")})}},
         "/api/v1/jobs": {
             "post": {"summary": "submit a job",
                      "parameters": [{"name": "dry_run", "in": "query",

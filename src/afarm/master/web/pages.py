@@ -113,21 +113,38 @@ def priority_form(job_id: int, priority: int) -> str:
             "Set priority</button></span>")
 
 
+WARNED = "completed-with-warnings"
+
+
 def jobs_title(views: list[JobView]) -> str:
     active = [v for v in views if v.job.status.value in ("active", "queued")]
     if not active:
-        return f"afarm · {len(views)} jobs"
+        warned = sum(1 for v in views if v.status == WARNED)
+        return f"afarm · {len(views)} jobs" + (f", {warned} with warnings" if warned else "")
     done = sum(v.progress["completed"] for v in active)
     total = sum(v.progress["tasks"] for v in active) or 1
     return f"[{round(100 * done / total)}%] afarm · {len(active)} running"
 
 
 def favicon_of(statuses: list[str]) -> str:
+    """The icon of the statuses as clients see them (completed-with-warnings among them)."""
     if "failed" in statuses:
         return "failed"
     if any(s in ("active", "queued") for s in statuses):
         return "busy"
+    if WARNED in statuses:
+        return "warnings"
     return "idle"
+
+
+def job_title(v: JobView, what: str = "") -> str:
+    """A job's page title: progress, and a mark when its frames may be wrong."""
+    mark = "⚠ " if v.status == WARNED else ""
+    return f"{mark}[{round(v.fraction * 100)}%] {v.job.name}{what} · afarm"
+
+
+def tasks(n: int) -> str:
+    return f"{n} task" if n == 1 else f"{n} tasks"
 
 
 def job_row(v: JobView) -> str:
@@ -135,10 +152,12 @@ def job_row(v: JobView) -> str:
     frames = (f"{p['frames_done']}/{p['frames_total']}" if p["frames_total"]
               else f"{p['completed']}/{p['tasks']} tasks")
     cur = v.energy.get("currency", "")
-    return (f'<tr id="job-row-{j.id}" data-status="{e(j.status.value)}">'
+    warned = (f' <a class="warned" href="/jobs/{j.id}#task-warnings">{tasks(v.warned)} with'
+              " warnings</a>" if v.warned else "")
+    return (f'<tr id="job-row-{j.id}" data-status="{e(v.status)}">'
             f'<td><a href="/jobs/{j.id}">{j.id}</a></td>'
             f'<td class="name"><a href="/jobs/{j.id}">{e(j.name)}</a></td>'
-            f"<td>{status_badge(j.status.value)}</td>"
+            f"<td>{status_badge(v.status)}{warned}</td>"
             f"<td>{progress_bar(v.fraction, f'progress of job {j.id}')}</td>"
             f"<td>{frames}</td><td>{duration(v.eta)}</td><td>{j.priority}</td>"
             f"<td>{e(v.version) or '—'}</td>"
@@ -168,14 +187,20 @@ def jobs_page(views: list[JobView], apps: list[str]) -> str:
 <select id="s-app" name="application">{options}</select></p>
 <p><label for="s-file">Input file</label> <input type="file" id="s-file" name="file"></p>
 <p><label for="s-extra">Files beside it</label> <input type="file" id="s-extra" name="extra"
-multiple> <label for="s-dir">a folder beside it</label> <input type="file" id="s-dir"
-name="dir" multiple webkitdirectory></p>
+multiple> <label for="s-dir">a folder beside it, or the project's folder</label>
+<input type="file" id="s-dir" name="dir" multiple webkitdirectory></p>
 <p><label for="s-name">Name</label> <input id="s-name" name="name" maxlength="200"></p>
 <p><label for="s-frames">Frames</label> <input id="s-frames" name="frames" placeholder="1-24">
 <label for="s-chunk">Chunk</label> <input id="s-chunk" name="chunk" type="number" min="1" size="4">
 <label for="s-tiles">Tiles</label> <input id="s-tiles" name="tiles" placeholder="2x2" size="5">
 <label for="s-encode">Encode</label> <select id="s-encode" name="encode">
 <option value="">none</option><option value="mp4">mp4</option></select></p>
+<p class="hint">A .blend with libraries in sibling folders (//../assets/): choose the
+project's folder and pick the .blend from inside it; the files keep their places.</p>
+<div id="deps" aria-live="polite" hidden></div>
+<p><input type="checkbox" id="s-allow-missing" name="allow_missing">
+<label for="s-allow-missing">render anyway when files are missing (the frames may be
+wrong: the job ends completed-with-warnings)</label></p>
 <p><label for="s-items">Items (one a line, for command applications)</label><br>
 <textarea id="s-items" name="items" rows="3" cols="40"></textarea></p>
 <p><label for="s-priority">Priority</label>
@@ -221,16 +246,21 @@ def job_summary(d: JobDetail) -> str:
         done = sum(1 for f in d.frames if f.published)
         frames += f", {done}/{len(d.frames)} outputs"
     warn = "".join(f"<li>{e(w)}</li>" for w in d.warnings)
+    if v.warned:
+        warn = (f'<li><a href="#task-warnings">{tasks(v.warned)} completed with warnings</a>:'
+                " their frames may be wrong (a file the scene needs was missing, ...).</li>"
+                + warn)
     cur = v.energy.get("currency", "")
     return f"""<section id="job-summary" data-swap aria-label="Summary">
 <dl class="facts">
-<dt>Status</dt><dd>{status_badge(j.status.value)} {action_buttons(j.id, j.status.value)}</dd>
+<dt>Status</dt><dd>{status_badge(v.status)} {action_buttons(j.id, j.status.value)}</dd>
 <dt>Progress</dt><dd>{progress_bar(v.fraction, f"progress of job {j.id}")} {frames}</dd>
 <dt>ETA</dt><dd>{duration(v.eta)}</dd>
 <dt>Priority</dt><dd>{j.priority}{priority_form(j.id, j.priority)
                                    if j.status.value in ("queued", "active", "paused")
                                    else ""}</dd>
-<dt>Application</dt><dd>{e(j.application)} {e(v.version)}</dd>
+<dt>Application</dt><dd>{e(j.application)}{f" {e(v.version)} (from the pool)"
+                                             if v.version else ""}</dd>
 <dt>Energy</dt><dd>{figure(v.energy.get("kwh"), 3)} kWh,
 {figure(v.energy.get("cost"), 2)} {e(cur)}</dd>
 <dt>Submitted</dt><dd>{when(j.created)}</dd>
@@ -255,7 +285,9 @@ def job_page(d: JobDetail, page: int) -> str:
         f'<tr><td>{t.idx}</td><td>{e(t.label)}</td><td>{status_badge(t.status.value)}</td>'
         f"<td>{e(t.slave or '')}</td><td>{t.attempt}</td><td>{when(t.started)}</td>"
         f"<td>{when(t.finished)}</td><td class=\"err\">{e(t.error)}</td>"
-        f'<td><a href="/jobs/{j.id}/tasks/{t.id}/log">log</a></td></tr>' for t in d.tasks)
+        + (f'<td class="warn"><a href="#task-warnings-{t.id}">{d.warning_counts[t.id]}</a></td>'
+           if t.id in d.warning_counts else "<td></td>")
+        + f'<td><a href="/jobs/{j.id}/tasks/{t.id}/log">log</a></td></tr>' for t in d.tasks)
     return f"""<h1>Job {j.id}: <span class="name">{e(j.name)}</span></h1>
 {job_summary(d)}
 <section id="preview" data-swap aria-label="Preview">{videos}</section>
@@ -272,10 +304,30 @@ def job_page(d: JobDetail, page: int) -> str:
 <caption>Unfinished and failed tasks first (at most {len(d.tasks)} shown)</caption>
 <thead><tr><th scope="col">#</th><th scope="col">Task</th><th scope="col">Status</th>
 <th scope="col">Slave</th><th scope="col">Attempt</th><th scope="col">Started</th>
-<th scope="col">Finished</th><th scope="col">Error</th><th scope="col">Log</th></tr></thead>
+<th scope="col">Finished</th><th scope="col">Error</th><th scope="col">Warnings</th>
+<th scope="col">Log</th></tr></thead>
 <tbody>
 {rows}
 </tbody></table></div>
+</section>
+{task_warnings(j.id, d)}"""
+
+
+def task_warnings(job_id: int, d: JobDetail) -> str:
+    """Each warned task's warnings, highlighted: why the job is completed-with-warnings."""
+    items = "\n".join(
+        f'<li id="task-warnings-{t.id}"><a href="/jobs/{job_id}/tasks/{t.id}/log">task'
+        f" {t.idx}: {e(t.label)}</a><ul>"
+        + "".join(f'<li class="warn">{e(w)}</li>' for w in texts) + "</ul></li>"
+        for t, texts in d.task_warnings)
+    more = (f"<p>The first {len(d.task_warnings)} of {d.view.warned} tasks with warnings are"
+            f' listed; <a href="/api/v1/jobs/{job_id}">the job\'s JSON</a> has them all.</p>'
+            if d.view.warned > len(d.task_warnings) else "")
+    body = (f'<ul class="task-warnings">\n{items}\n</ul>{more}' if items
+            else "<p>No task has warnings.</p>")
+    return f"""<section id="task-warnings" data-swap aria-labelledby="task-warnings-h">
+<h2 id="task-warnings-h">Task warnings</h2>
+{body}
 </section>"""
 
 
@@ -331,18 +383,20 @@ def slaves_page(slaves: list[SlaveView], policy: str) -> str:
                             for j, _, label in s.running)
         rows.append(
             f'<tr id="slave-{e(s.name)}" data-state="{e(s.state)}"><th scope="row">{e(s.name)}</th>'
-            f"<td>{status_badge(s.state)}</td><td>{running or '—'}</td>"
+            f"<td>{status_badge(s.state)}</td><td>{duration(s.since)}</td>"
+            f"<td>{running or '—'}</td>"
             f"<td>{'—' if s.speed is None else f'{s.speed:.3g} s/frame'}</td>"
             f"<td>{'—' if s.watts is None else f'{s.watts:g} W'}</td>"
             f"<td>{'—' if s.position is None else s.position}</td><td>{e(s.why)}</td>"
             f'<td class="err">{e(s.last_error)}</td>'
             f'<td><span class="js-only actions">{buttons}</span></td></tr>')
-    body = "\n".join(rows) or '<tr><td colspan="9">No slaves.</td></tr>'
+    body = "\n".join(rows) or '<tr><td colspan="10">No slaves.</td></tr>'
     return f"""<h1>Slaves</h1>
 <p>Ranked by {e(policy)}.</p>
 <div class="scroll"><table id="slaves">
 <caption>Slaves and their ranking</caption>
-<thead><tr><th scope="col">Name</th><th scope="col">State</th><th scope="col">Tasks</th>
+<thead><tr><th scope="col">Name</th><th scope="col">State</th><th scope="col">For</th>
+<th scope="col">Tasks</th>
 <th scope="col">Benchmark</th><th scope="col">Watts</th><th scope="col">Rank</th>
 <th scope="col">Why</th><th scope="col">Last error</th><th scope="col">Actions</th></tr></thead>
 <tbody id="slaves-body" data-swap>

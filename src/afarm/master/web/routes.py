@@ -104,7 +104,7 @@ def routes(farm: Farm, *, job_port: int | None = None,
         found = views.jobs(farm, farm.clock())
         return html(request, pages.jobs_title(found),
                     pages.jobs_page(found, sorted(farm.apps)), view="jobs",
-                    favicon=pages.favicon_of([v.job.status.value for v in found]))
+                    favicon=pages.favicon_of([v.status for v in found]))
 
     async def job(request: web.Request) -> web.Response:
         if not authorized(request):
@@ -116,10 +116,9 @@ def routes(farm: Farm, *, job_port: int | None = None,
             return missing(request, f"There is no job {job_id}.")
         detail = views.job_detail(farm, found, farm.clock())
         page = int_query(request, "page") or 1
-        pct = round(detail.view.fraction * 100)
-        return html(request, f"[{pct}%] {found.name} · afarm",
+        return html(request, pages.job_title(detail.view),
                     pages.job_page(detail, page), view="job", job=job_id,
-                    favicon=pages.favicon_of([found.status.value]))
+                    favicon=pages.favicon_of([detail.view.status]))
 
     async def frame(request: web.Request) -> web.Response:
         if not authorized(request):
@@ -135,14 +134,10 @@ def routes(farm: Farm, *, job_port: int | None = None,
             return missing(request, f"Job {job_id} has no frame {key}.")
         prev = frames[at - 1].key if at > 0 else None
         nxt = frames[at + 1].key if at + 1 < len(frames) else None
-        pct = round(100 * found_fraction(job_id))
-        return html(request, f"[{pct}%] {found.name} frame {key} · afarm",
+        seen = views.job_view(farm, found, None, farm.clock())
+        return html(request, pages.job_title(seen, f" frame {key}"),
                     pages.frame_page(job_id, frames[at], prev, nxt, at // views.PAGE + 1),
-                    view="frame", job=job_id, favicon=pages.favicon_of([found.status.value]))
-
-    def found_fraction(job_id: int) -> float:
-        p = farm.store.job_progress(job_id)
-        return p["completed"] / (p["tasks"] or 1)
+                    view="frame", job=job_id, favicon=pages.favicon_of([seen.status]))
 
     async def task_log(request: web.Request) -> web.Response:
         if not authorized(request):

@@ -5,6 +5,13 @@ A thumbnail is named by the sha256 of its frame, so a frame rendered again gets 
 and two jobs with the same frame share it. ffmpeg runs as an argv list (no shell), with a
 time limit, a bounded input size and at most a few at a time, so a page of a thousand
 frames cannot start a thousand processes.
+
+The frames come from slaves, and a compromised slave can publish anything under a frame's
+name. ffmpeg left to itself picks its demuxer by probing the content, so a "frame.png" that
+is an HLS playlist or an ffconcat script would make it read other files of the master (other
+jobs' outputs) into the thumbnail this page serves. So the input is read only by the image2
+demuxer, as the one picture its name says (no pattern, no glob), and only through the file
+protocol; names without a picture's extension get no thumbnail at all.
 """
 
 import asyncio
@@ -27,10 +34,21 @@ def kind_of(name: str) -> str:
     return "image" if ext in IMAGE_EXTS else "video" if ext in VIDEO_EXTS else "file"
 
 
+def must_be_picture(src: Path) -> None:
+    if kind_of(src.name) != "image":
+        raise OperationFailed(f"{src.name} is no picture (by its name); thumbnails are made"
+                              " of " + ", ".join(sorted(IMAGE_EXTS)) + " files only")
+
+
 def thumb_argv(ffmpeg: str, src: Path, dst: Path) -> list[str]:
+    must_be_picture(src)
     # -nostdin: never read the master's stdin; the input is a plain file path (the "file:"
-    # prefix keeps ffmpeg from reading a name as a protocol such as concat: or http:).
-    return [ffmpeg, "-nostdin", "-v", "error", "-y", "-i", f"file:{src}",
+    # prefix keeps ffmpeg from reading a name as a protocol such as concat: or http:), read
+    # by the image2 demuxer as one picture decoded by its extension's codec, never probed
+    # (an HLS playlist or ffconcat script in a .png fails to decode), and whatever the
+    # input names, only files may be opened.
+    return [ffmpeg, "-nostdin", "-v", "error", "-y", "-protocol_whitelist", "file",
+            "-f", "image2", "-pattern_type", "none", "-i", f"file:{src}",
             "-vf", f"scale='min({WIDTH},iw)':-2", "-frames:v", "1", "-q:v", "4",
             "-f", "image2", f"file:{dst}"]
 
@@ -65,6 +83,7 @@ class Thumbnails:
 
     async def get(self, src: Path) -> Path:
         """The thumbnail (JPEG) of ``src``, made now if it is not cached."""
+        must_be_picture(src)  # before reading it at all
         loop = asyncio.get_running_loop()
         sha = await loop.run_in_executor(None, self._sha, src)
         dst = self.root / sha[:2] / f"{sha}.jpg"

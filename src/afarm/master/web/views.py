@@ -1,7 +1,6 @@
 # SPDX-License-Identifier: MIT
 """What the web page shows, gathered from the farm: plain data, no HTML (see pages.py)."""
 
-import importlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -10,13 +9,17 @@ from typing import Any
 from afarm.master.farm import Farm
 from afarm.master.files import JobDir
 from afarm.master.http_util import energy_json
+from afarm.master.slaves.waker import WAKEABLE_STATES
 from afarm.master.web.thumbs import kind_of
 from afarm.model.job import Job, Task
-from afarm.store import benchmarks, usage
+from afarm.model.slave import shown
+from afarm.model.status import shown_job_status
+from afarm.store import benchmarks, discovered, usage
 
 FRAME_RE = re.compile(r"frame_(\d+)")
 PAGE = 120  # frames on one page of the grid: a 10,000-frame job is never one DOM
 TASK_ROWS = 100  # rows of the job page's task table (the unfinished ones first)
+WARNED_ROWS = 200  # task warnings one job page lists (a 10,000-task job may have more)
 
 
 @dataclass
@@ -27,6 +30,8 @@ class JobView:
     fraction: float  # 0..1 of tasks completed
     eta: float | None  # seconds left, when it can be told
     version: str
+    status: str = ""  # as clients see it: completed-with-warnings for a warned job
+    warned: int = 0  # completed tasks with warnings
 
 
 @dataclass
@@ -48,6 +53,9 @@ class JobDetail:
     videos: list[str]
     tasks: list[Task]
     warnings: list[str] = field(default_factory=list)
+    # Each warned task's warnings, as (task, its warnings), in task order.
+    task_warnings: list[tuple[Task, list[str]]] = field(default_factory=list)
+    warning_counts: dict[int, int] = field(default_factory=dict)  # task id -> warnings
 
 
 def job_view(farm: Farm, job: Job, totals: usage.Totals | None, now: float) -> JobView:
@@ -58,9 +66,10 @@ def job_view(farm: Farm, job: Job, totals: usage.Totals | None, now: float) -> J
     eta = None
     if job.status.value == "active" and 0 < fraction < 1:
         eta = (now - job.created) * (1 - fraction) / fraction
-    # The version the pool chose (Job.app_version where the pool feature is merged).
-    version = getattr(job, "app_version", None) or job.params.get("version") or ""
-    return JobView(job, progress, energy, fraction, eta, str(version))
+    warned = farm.store.warned_tasks(job.id)
+    # The version the pool chose for the job ("" for an application defined on the slaves).
+    return JobView(job, progress, energy, fraction, eta, job.app_version or "",
+                   shown_job_status(job.status, warned), warned)
 
 
 def jobs(farm: Farm, now: float) -> list[JobView]:
@@ -118,11 +127,32 @@ def job_detail(farm: Farm, job: Job, now: float) -> JobDetail:
     tasks = farm.store.tasks(job.id)
     totals = usage.of_jobs(farm.store.db, [job.id]).get(job.id)
     frames, videos = frames_of(farm, job.id, tasks)
+    counts = farm.store.task_warning_counts(job.id)
+    # Completed tasks with warnings come right after the unfinished and failed ones: their
+    # frames may be wrong.
     order = {"active": 0, "failed": 1, "soft-failed": 2, "queued": 3, "paused": 4}
-    shown = sorted(tasks, key=lambda t: (order.get(t.status.value, 5), t.idx))[:TASK_ROWS]
+    rows = sorted(tasks, key=lambda t: (order.get(t.status.value, 6 - (t.id in counts)),
+                                        t.idx))[:TASK_ROWS]
     _, unknown = energy_json(totals, farm.meter.site.currency)
-    return JobDetail(job_view(farm, job, totals, now), frames, videos, shown,
-                     [*farm.warnings(job), *unknown])
+    return JobDetail(job_view(farm, job, totals, now), frames, videos, rows,
+                     [*farm.warnings(job), *unknown], warned_tasks(farm, tasks, counts),
+                     counts)
+
+
+def warned_tasks(farm: Farm, tasks: list[Task], counts: dict[int, int]
+                 ) -> list[tuple[Task, list[str]]]:
+    """The warnings of the job's completed tasks (those that make it
+    completed-with-warnings), at most WARNED_ROWS tasks."""
+    by_id = {t.id: t for t in tasks if t.id in counts and t.status.value == "completed"}
+    ids = sorted(by_id, key=lambda i: by_id[i].idx)[:WARNED_ROWS]
+    texts: dict[int, list[str]] = {i: [] for i in ids}
+    for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)):
+        marks = ",".join("?" * len(chunk))
+        for task_id, text in farm.store.db.execute(
+                f"SELECT task_id, text FROM task_warnings WHERE task_id IN ({marks})"
+                " ORDER BY task_id, seq", chunk):
+            texts[task_id].append(text)
+    return [(by_id[i], texts[i]) for i in ids]
 
 
 def pages(n: int) -> int:
@@ -142,28 +172,25 @@ class SlaveView:
     slots: int
     actions: list[str]
     fingerprint: str = ""  # a pending slave's host key, which accepting it trusts
+    since: float | None = None  # seconds in this state (asleep for 3 h, ...)
 
 
-# States from which a slave may be woken (afarm.master.slaves.waker has the same list).
-WAKEABLE = frozenset({"asleep", "down", "unreachable", "offline", "waking"})
+def pending(farm: Farm) -> list[discovered.Discovered]:
+    """Slaves found on the network and waiting to be accepted."""
+    return [r for r in discovered.all_rows(farm.store.db) if r.state == discovered.PENDING]
 
 
-def pending(farm: Farm) -> list[Any]:
-    """Slaves found on the network and waiting to be accepted, where this master finds
-    slaves (the discovery feature keeps them in afarm.store.discovered)."""
-    try:
-        table = importlib.import_module("afarm.store.discovered")
-    except ImportError:
-        return []
-    try:
-        return [r for r in table.all_rows(farm.store.db) if r.state == table.PENDING]
-    except Exception:  # its table not made yet: no pending slaves to show
-        return []
+def wakeable(farm: Farm, name: str, state: str) -> bool:
+    """Whether Wake would work: the master manages power, the slave has a mac and is in a
+    state the waker wakes from (asleep, down, ...)."""
+    power = farm.power
+    return power is not None and name in power.machines and state in WAKEABLE_STATES
 
 
 def slaves(farm: Farm) -> tuple[list[SlaveView], str]:
     """Every slave the master knows, with its ranking position under the site's policy."""
     rows = {s["name"]: s for s in farm.store.slaves()}
+    now = farm.clock()
     measured = benchmarks.latest(farm.store.db)
     try:
         ranking: dict[str, Any] = farm.scheduler.ranking().to_json()
@@ -174,15 +201,15 @@ def slaves(farm: Farm) -> tuple[list[SlaveView], str]:
     for name in sorted(set(rows) | set(farm.dispatchers)):
         row = rows.get(name, {})
         d = farm.dispatchers.get(name)
-        state = d.state if d is not None else str(row.get("state", "unknown"))
+        state = shown(d.state if d is not None else str(row.get("state", "unknown")))
         bench = measured.get(name)
         place = farm.meter.places.get(name)
         watts = place.watts_busy if place and place.watts_busy else None
         r = ranked.get(name, {})
         actions = []
-        if state in WAKEABLE:
+        if wakeable(farm, name, d.state if d is not None else state):
             actions.append("wake")
-        if d is not None and state in ("online", "busy", "quarantined"):
+        if d is not None and state in ("idle", "busy", "quarantined"):
             actions.append("test")
         running = []
         for task_id in sorted(d.running) if d is not None else []:
@@ -193,10 +220,12 @@ def slaves(farm: Farm) -> tuple[list[SlaveView], str]:
             name, state, running,
             bench.seconds_per_frame if bench is not None else None, watts,
             r.get("position"), str(r.get("why", "")), str(row.get("last_error") or ""),
-            d.slots if d is not None else 0, actions))
+            d.slots if d is not None else 0, actions,
+            since=now - row["state_since"] if row.get("state_since") is not None else None))
     for found in pending(farm):
         if found.name not in farm.dispatchers:
             out.append(SlaveView(found.name, "pending", [], None, None, None,
                                  f"found at {found.address}, host key {found.fingerprint}",
-                                 found.warning, 0, ["accept"], found.fingerprint))
+                                 found.warning, 0, ["accept"], found.fingerprint,
+                                 since=now - found.first_seen if found.first_seen else None))
     return out, str(ranking.get("description", ""))

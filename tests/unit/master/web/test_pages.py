@@ -5,6 +5,7 @@ import asyncio
 import io
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from afarm.master.web import pages
 from afarm.master.web.thumbs import kind_of, thumb_argv
@@ -80,3 +81,32 @@ def test_the_zip_streams_every_file_in_bounded_chunks(tmp_path: Path) -> None:
     with zipfile.ZipFile(io.BytesIO(b"".join(chunks))) as z:
         assert z.namelist() == ["job-1/f0.bin", "job-1/f1.bin", "job-1/f2.bin"]
         assert z.read("job-1/f2.bin") == bytes([2]) * (3 << 20)
+
+
+def test_the_favicon_tells_warnings_apart_from_a_plain_finish() -> None:
+    assert pages.favicon_of(["completed", "completed-with-warnings"]) == "warnings"
+    assert pages.favicon_of(["completed-with-warnings", "active"]) == "busy"
+    assert pages.favicon_of(["completed-with-warnings", "failed"]) == "failed"
+    assert pages.favicon_of(["completed"]) == "idle"
+
+
+def test_a_slave_shows_how_long_it_has_been_in_its_state() -> None:
+    html = pages.slaves_page([
+        SlaveView("s1", "asleep", [], None, None, None, "", "", 1, ["wake"], since=3 * 3600),
+        SlaveView("s2", "idle", [], None, None, None, "", "", 1, [])], "speed")
+    assert '<tr id="slave-s1" data-state="asleep">' in html
+    assert "<td>3 h 0 min</td>" in html and "<td>—</td>" in html
+    assert 'data-slave-action="wake" data-slave="s1"' in html
+    assert 'data-slave="s2"' not in html
+
+
+def test_wake_is_offered_only_where_the_master_can_wake_the_slave() -> None:
+    from types import SimpleNamespace
+
+    from afarm.master.web.views import wakeable
+
+    farm: Any = SimpleNamespace(power=SimpleNamespace(machines={"s1": object()}))
+    assert wakeable(farm, "s1", "asleep") and wakeable(farm, "s1", "down")
+    assert not wakeable(farm, "s1", "online") and not wakeable(farm, "s1", "busy")
+    assert not wakeable(farm, "s2", "asleep")  # no mac in its definition
+    assert not wakeable(SimpleNamespace(power=None), "s1", "asleep")  # type: ignore[arg-type]

@@ -199,7 +199,9 @@
   const KINDS = ["job-accepted", "job-active", "job-completed", "job-failed", "job-canceled",
     "job-paused", "job-resumed", "job-requeued", "job-queued", "job-priority", "task-active", "task-completed",
     "task-failed", "task-soft-failed", "task-requeued", "task-canceled", "task-queued",
-    "task-paused", "slave-state", "slave-benchmarked", "slave-blocklisted", "frame-saved"];
+    "task-paused", "slave-state", "slave-benchmarked", "slave-blocklisted", "frame-saved",
+    // A completed task's warnings (the job then shows completed-with-warnings).
+    "task-warnings"];
   // EventSource cannot send a header: with a token, read the same stream through fetch.
   async function streamEvents() {
     let after = body.dataset.lastEvent || "0";
@@ -294,6 +296,34 @@
     }
   });
 
+  const hashed = new WeakMap();  // File -> sha256: a second try does not hash again
+  // The dependency report, built as text nodes (paths and names come from the .blend).
+  function showDependencies(deps) {
+    const box = $("deps");
+    box.replaceChildren();
+    const head = document.createElement("p");
+    const total = deps.dependencies.length;
+    head.textContent = deps.missing
+      ? `${deps.missing} of ${total} files ${deps.blend} needs are missing:`
+      : `All ${total} files ${deps.blend} needs are uploaded.`;
+    head.className = deps.missing ? "warn" : "";
+    box.append(head);
+    const list = document.createElement("ul");
+    list.id = "deps-list";
+    for (const d of deps.dependencies) {
+      const li = document.createElement("li");
+      li.className = d.present ? "present" : "warn";
+      li.dataset.present = d.present ? "1" : "0";
+      const path = document.createElement("code");
+      path.textContent = d.path;
+      li.append(path, " — " + (d.present ? "uploaded" : "missing"
+        + (d.reason ? ` (${d.reason})` : "")) + ", wanted by " + d.wanted_by.join(", "));
+      list.append(li);
+    }
+    box.append(list);
+    box.hidden = false;
+  }
+
   async function submit(form) {
     const state = $("submit-state");
     const v = (n) => (form.elements[n].value || "").trim();
@@ -311,8 +341,20 @@
     // The input file, then files and a folder beside it, by the names the job sees.
     const inputs = file ? [[file.name, file]] : [];
     if (file) {
+      const folder = Array.from(form.elements.dir.files);
+      // The input picked from inside the project folder: the folder is the project, its
+      // files keep their paths below its top (shots/a.blend beside assets/), so that
+      // //../assets/x.blend is found where the .blend looks for it.
+      const same = (f) => f.name === file.name && f.size === file.size
+        && f.lastModified === file.lastModified;
+      const within = folder.find(same);
+      const below = (f) => (f.webkitRelativePath || f.name).split("/").slice(1).join("/") || f.name;
+      if (within) inputs[0][0] = below(within);
       for (const f of form.elements.extra.files) inputs.push([f.name, f]);
-      for (const f of form.elements.dir.files) inputs.push([f.webkitRelativePath || f.name, f]);
+      for (const f of folder) {
+        if (f === within) continue;
+        inputs.push([within ? below(f) : (f.webkitRelativePath || f.name), f]);
+      }
     } else if (form.elements.extra.files.length || form.elements.dir.files.length) {
       throw new Error("files beside the input need the input file itself");
     }
@@ -324,9 +366,13 @@
       let n = 0;
       for (const [name, f] of inputs) {
         n++;
-        const sha = await window.afarmSha256.sha256File(f, (done, size) => {
-          state.textContent = `hashing ${n}/${inputs.length}: ${Math.round(100 * done / (size || 1))}%`;
-        });
+        let sha = hashed.get(f);
+        if (!sha) {
+          sha = await window.afarmSha256.sha256File(f, (done, size) => {
+            state.textContent = `hashing ${n}/${inputs.length}: ${Math.round(100 * done / (size || 1))}%`;
+          });
+          hashed.set(f, sha);
+        }
         const has = await jobApi("HEAD", "/api/v1/files/" + sha);
         if (has.status === 404) {
           state.textContent = `uploading ${n}/${inputs.length}…`;
@@ -337,6 +383,20 @@
           await check(has);
         }
         request.files.push({ name, sha256: sha });
+      }
+      if (/\.blend$/i.test(request.files[0].name)) {
+        state.textContent = "finding the files the .blend needs…";
+        const report = await check(await jobApi("POST",
+          "/api/v1/files/" + request.files[0].sha256 + "/dependencies",
+          JSON.stringify({ blend: request.files[0].name, files: request.files }), "application/json"));
+        const deps = await report.json();
+        showDependencies(deps);
+        // As afarmctl submit without --allow-missing: a missing file makes wrong frames.
+        if (deps.missing && !form.elements.allow_missing.checked) {
+          throw new Error(`${deps.missing} of the files ${request.files[0].name} needs`
+            + " are missing: choose the project's folder (the .blend picked from inside it),"
+            + " or tick “render anyway”");
+        }
       }
     }
     const r = await check(await jobApi("POST", "/api/v1/jobs", JSON.stringify(request), "application/json"));
