@@ -35,11 +35,12 @@ from afarm.errors import IllegalTransition, OperationFailed, UsageError
 from afarm.master import enroll
 from afarm.master.farm import Farm
 from afarm.master.http.limits import json_body
+from afarm.master.slaves.wakeaddr import broadcast_towards, choose_mac, read_neighbours
 from afarm.protocol.enroll import fingerprint
 from afarm.protocol.names import is_slave_name
 from afarm.protocol.net import http_url, is_loopback, join_hostport
 from afarm.store import discovered as table
-from afarm.store.discovered import ACCEPTED, PENDING, Discovered
+from afarm.store.discovered import ACCEPTED, KNOWN, PENDING, Discovered
 
 log = logging.getLogger(__name__)
 ACCEPT_TTL = 300  # seconds the bound token lives: the slave enrols at once or not at all
@@ -90,7 +91,12 @@ class Discovery:
         a = found.announcement
         db = self.farm.store.db
         with self.farm.store.transaction():
-            verdict = judge(a, found.address, table.get(db, a.name), self.trusted(a.name),
+            old = table.get(db, a.name)
+            if old is not None and old.macs and old.macs[0] in a.macs[1:]:
+                # The MAC chosen to wake it (wake_address) stays first.
+                a = dataclasses.replace(a, macs=(old.macs[0], *(m for m in a.macs
+                                                                if m != old.macs[0])))
+            verdict = judge(a, found.address, old, self.trusted(a.name),
                             table.count(db, PENDING), self.farm.clock(), self.max_pending)
             if verdict.row is not None:
                 table.put(db, verdict.row)
@@ -98,6 +104,25 @@ class Discovery:
             log.warning("%s", verdict.warning)
         if verdict.note:
             log.info("%s", verdict.note)
+
+    def wake_address(self, name: str) -> tuple[str, str] | None:
+        """(MAC, broadcast) to wake slave ``name`` at, from what it announced; None when it
+        announced no MAC or is not an enrolled or accepted slave. Of several MACs, the one
+        the master's neighbour table holds for its address (master/slaves/wakeaddr.py);
+        the choice is stored first, for when it sleeps and the entry is gone."""
+        db = self.farm.store.db
+        row = table.get(db, name)
+        if row is None or row.state not in (KNOWN, ACCEPTED) or not row.macs:
+            return None
+        mac = choose_mac(row.address, row.macs, read_neighbours())
+        if mac is None:
+            return None
+        if mac != row.macs[0]:
+            with self.farm.store.transaction():
+                table.put(db, dataclasses.replace(
+                    row, macs=(mac, *(m for m in row.macs if m != mac))))
+            log.info("%s is woken at %s, its card on the master's network", name, mac)
+        return mac, broadcast_towards(row.address)
 
     def rows(self) -> list[Discovered]:
         return table.all_rows(self.farm.store.db)
