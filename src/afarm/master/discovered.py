@@ -57,6 +57,7 @@ class Discovery:
         self.max_pending = max_pending
         self.browser: Browser | None = None
         self.unavailable = ""
+        self.neighbours = read_neighbours  # the master's ARP table (tests give their own)
 
     # -- browsing -----------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -114,7 +115,7 @@ class Discovery:
         row = table.get(db, name)
         if row is None or row.state not in (KNOWN, ACCEPTED) or not row.macs:
             return None
-        mac = choose_mac(row.address, row.macs, read_neighbours())
+        mac = choose_mac(row.address, row.macs, self.neighbours())
         if mac is None:
             return None
         if mac != row.macs[0]:

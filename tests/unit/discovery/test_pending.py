@@ -75,3 +75,12 @@ def test_an_accepted_slave_whose_enrolment_did_not_finish_may_be_accepted_again(
     from dataclasses import replace
 
     assert accept_problem(replace(row, state=ACCEPTED), "render1", FP1) is None
+
+
+def test_an_impostor_of_an_enrolled_slave_does_not_move_where_it_is_woken() -> None:
+    known = judge(ann(), "10.0.0.5", None, {FP1}, 0, 100.0).row
+    fake = Announcement("render1", FP2, ("66:66:66:66:66:66",), "0.2.0", 22, 0)
+    v = judge(fake, "10.0.0.66", known, {FP1}, 0, 130.0)
+    assert v.row is not None and v.warning
+    assert (v.row.address, v.row.macs, v.row.fingerprint) == ("10.0.0.5",
+                                                              ("52:54:00:12:34:56",), FP1)
