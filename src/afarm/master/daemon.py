@@ -216,8 +216,9 @@ async def serve(cfg: MasterConfig) -> int:
     job_app.add_routes(enroll.routes(farm, cfg.state_dir, slaves_dir=Path(m.slaves_dir)))
     job_app.add_routes(pool_api.routes(farm, max_upload, idle_timeout=h.body_timeout))
     job_app.add_routes([openapi.route(openapi.job_port())])
-    discovery = discovered.Discovery(farm, cfg.state_dir, Path(m.slaves_dir),
-                                     listen["job_port"])
+    discovery = discovered.Discovery(
+        farm, cfg.state_dir, Path(m.slaves_dir), listen["job_port"],
+        pending_expiry=float(cfg.discovery.get("pending_expiry_hours", 24)) * 3600)
     job_app.add_routes(discovered.routes(discovery))
     if farm.power is not None:
         farm.power.announced = announced_machines(cfg, discovery)

@@ -31,6 +31,7 @@ from afarm.discovery import avahi
 from afarm.discovery.browse import Browser, Found
 from afarm.discovery.claim import CLAIM_PATH
 from afarm.discovery.pending import MAX_PENDING, accept_problem, judge
+from afarm.discovery.pending import lost as lost_row
 from afarm.errors import IllegalTransition, OperationFailed, UsageError
 from afarm.master import enroll
 from afarm.master.farm import Farm
@@ -40,17 +41,22 @@ from afarm.protocol.enroll import fingerprint
 from afarm.protocol.names import is_slave_name
 from afarm.protocol.net import http_url, is_loopback, join_hostport
 from afarm.store import discovered as table
-from afarm.store.discovered import ACCEPTED, KNOWN, PENDING, Discovered
+from afarm.store.discovered import ACCEPTED, KNOWN, Discovered
 
 log = logging.getLogger(__name__)
+PENDING_EXPIRY = 86400.0  # [discovery] pending_expiry_hours, in seconds
 ACCEPT_TTL = 300  # seconds the bound token lives: the slave enrols at once or not at all
 CLAIM_TIMEOUT = 60.0
 
 
 class Discovery:
     def __init__(self, farm: Farm, state_dir: Path, slaves_dir: Path | None,
-                 job_port: tuple[str, int], max_pending: int = MAX_PENDING) -> None:
+                 job_port: tuple[str, int], max_pending: int = MAX_PENDING,
+                 pending_expiry: float = PENDING_EXPIRY) -> None:
         self.farm = farm
+        self.pending_expiry = pending_expiry  # seconds a pending or gone row outlives
+        #                                       its last announcement
+        self.present: dict[str, str] = {}  # DNS-SD instance -> slave name, announced now
         self.state_dir = state_dir
         self.slaves_dir = slaves_dir
         self.job_port = job_port
@@ -65,7 +71,10 @@ class Discovery:
         def found(f: Found) -> None:
             loop.call_soon_threadsafe(self.observe, f)
 
-        browser = Browser(found)
+        def gone(service: str) -> None:
+            loop.call_soon_threadsafe(self.lost, service)
+
+        browser = Browser(found, gone)
         try:
             browser.start()
         except avahi.Unavailable as exc:
@@ -74,6 +83,17 @@ class Discovery:
             return
         self.browser = browser
         log.info("browsing for slaves (%s over Avahi)", "_afarm._tcp")
+        self._tick(loop)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Expire stale rows now and then, also when nothing is announced."""
+        if self.browser is None:
+            return
+        try:
+            self.rows()
+        except Exception:  # a busy store must not end the expiry
+            log.exception("expiring discovered slaves failed")
+        loop.call_later(min(self.pending_expiry / 4, 600.0), self._tick, loop)
 
     def stop(self) -> None:
         if self.browser is not None:
@@ -97,8 +117,11 @@ class Discovery:
                 # The MAC chosen to wake it (wake_address) stays first.
                 a = dataclasses.replace(a, macs=(old.macs[0], *(m for m in a.macs
                                                                 if m != old.macs[0])))
+            now = self.farm.clock()
+            self.present[found.service] = a.name
+            self._expire(now)
             verdict = judge(a, found.address, old, self.trusted(a.name),
-                            table.count(db, PENDING), self.farm.clock(), self.max_pending)
+                            table.count_waiting(db), now, self.max_pending)
             if verdict.row is not None:
                 table.put(db, verdict.row)
         if verdict.warning:
@@ -125,7 +148,31 @@ class Discovery:
             log.info("%s is woken at %s, its card on the master's network", name, mac)
         return mac, broadcast_towards(row.address)
 
+    def lost(self, service: str) -> None:
+        """Avahi withdrew an announcement: a pending slave is shown as gone."""
+        name = self.present.pop(service, None)
+        if name is None or name in self.present.values():
+            return  # not one we saw, or still announced under another instance name
+        db = self.farm.store.db
+        with self.farm.store.transaction():
+            row = lost_row(table.get(db, name), self.farm.clock())
+            if row is not None:
+                table.put(db, row)
+        if row is not None:
+            log.info("pending slave %s left the network; it is forgotten in %g h unless"
+                     " it comes back", name, self.pending_expiry / 3600)
+
+    def _expire(self, now: float) -> None:
+        """Forget pending and gone rows not announced for pending_expiry (in a
+        transaction of the caller's)."""
+        keep = frozenset(self.present.values())
+        for name in table.expire(self.farm.store.db, now - self.pending_expiry, keep):
+            log.info("forgot discovered slave %s: not announced for %g h", name,
+                     self.pending_expiry / 3600)
+
     def rows(self) -> list[Discovered]:
+        with self.farm.store.transaction():
+            self._expire(self.farm.clock())
         return table.all_rows(self.farm.store.db)
 
     # -- accept and reject --------------------------------------------------------------
