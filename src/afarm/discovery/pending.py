@@ -54,10 +54,12 @@ def judge(a: Announcement, address: str, old: Discovered | None, trusted: set[st
                    f" but the master trusts {', '.join(sorted(trusted))}: refused. If the"
                    f" machine was reinstalled: afarmctl slave token --replace {a.name};"
                    " otherwise someone on the network claims its name")
-        if old is not None and old.state == KNOWN:
+        if old is not None:
             # The impostor's address and MACs are not stored: the slave is still woken
-            # and listed where it really is.
-            return Verdict(replace(old, last_seen=now, warning=warning), warning=warning)
+            # and listed where it really is (also right after its accept, before its own
+            # announcement as an enrolled slave came).
+            return Verdict(replace(old, state=KNOWN, fingerprint=sorted(trusted)[0],
+                                   last_seen=now, warning=warning), warning=warning)
         return Verdict(_row(a, address, KNOWN, now, old, fingerprint=sorted(trusted)[0],
                             warning=warning), warning=warning)
     if old is None or old.state == KNOWN:

@@ -102,3 +102,15 @@ def test_a_withdrawn_pending_slave_is_gone_and_back_pending_when_announced_again
     assert other.warning and other.row is not None and other.row.fingerprint == FP1
     known = judge(ann(), "10.0.0.5", None, {FP1}, 0, 100.0).row
     assert lost(known, 200.0) is None and lost(None, 200.0) is None
+
+
+def test_an_impostor_right_after_the_accept_does_not_move_the_accepted_slave() -> None:
+    from dataclasses import replace
+
+    pending = judge(ann(), "10.0.0.5", None, None, 0, 100.0).row
+    assert pending is not None
+    accepted = replace(pending, state=ACCEPTED)
+    fake = Announcement("render1", FP2, (), "0.2.0", 22, 0)
+    v = judge(fake, "10.0.0.66", accepted, {FP1}, 0, 130.0)
+    assert v.row is not None and v.row.state == KNOWN and v.warning
+    assert (v.row.address, v.row.macs) == ("10.0.0.5", ("52:54:00:12:34:56",))
