@@ -112,7 +112,8 @@ class Farm:
             self.scheduler.properties.benchmarked(slave, seconds)
         if self.power is not None and self.power_loop:
             # Sleeping slaves stay asleep (set before their links start connecting).
-            self.power.restore(self.store.slave_states())
+            self.power.restore(self.store.slave_states(),
+                               {s["name"]: s["info"] for s in self.store.slaves()})
             self._tasks.append(asyncio.create_task(self.power.run()))
         self._started = True
         for link in self.scheduler.places.values():

@@ -117,13 +117,19 @@ class PowerManager:
             if state in ("testing", "online"):
                 self._found.pop(name, None)  # connected: its neighbour entry is fresh
 
-    def restore(self, stored: dict[str, tuple[str, float | None]]) -> None:
+    def restore(self, stored: dict[str, tuple[str, float | None]],
+                infos: Mapping[str, dict[str, Any]] | None = None) -> None:
         """At start: slaves the store says are asleep or down stay so (no reconnect
-        storm against sleeping machines); the others connect as usual."""
+        storm against sleeping machines); the others connect as usual. What a sleeping
+        slave said of itself last (`infos`: memory, GPUs) stands until it says it again,
+        so work that needs it can wake it."""
         for name, (state, since) in stored.items():
             place = self.places.get(name)
             if place is None or state not in ("asleep", "down"):
                 continue
+            info = (infos or {}).get(name)
+            if info and not getattr(place, "info", True):
+                place.info = dict(info)
             if self.machine(name) is not None:
                 place.sleep(state, "asleep when the master started" if state == "asleep"
                             else "down when the master started")

@@ -131,3 +131,23 @@ def test_a_slave_without_a_mac_in_its_definition_is_woken_at_what_it_announced()
     pm.observe("found", "online")  # back online: asked again (a fresh neighbour entry)
     pm.machine("found")
     assert asked == ["found", "found"]
+
+
+def test_after_a_restart_a_sleeping_slaves_last_memory_still_lets_work_wake_it() -> None:
+    from afarm.master.scheduling.properties import Properties
+    from afarm.master.slaves.power import Demand
+
+    place = Place("big", "offline")
+    place.info = {}  # type: ignore[attr-defined]
+    props = Properties()
+    pm = PowerManager({"big": place}, PowerSettings(enabled=True, min_sleep=0),
+                      {"big": Machine(WIRED)}, waker=Recorder(), clock=lambda: 10_000.0,
+                      properties=props.row,
+                      demand=lambda: [Demand(frozenset(), 1, min_memory=16.0 * (1 << 30))])
+    pm.restore({"big": ("asleep", 0.0)}, {"big": {"memory": 64 * (1 << 30)}})
+    assert place.state == "asleep"
+    assert [(s.name, s.memory) for s in pm.view()] == [("big", 64.0 * (1 << 30))]
+    import asyncio
+
+    acts = asyncio.run(pm.step())
+    assert [(a.kind, a.slave) for a in acts] == [("wake", "big")]
