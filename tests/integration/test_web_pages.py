@@ -279,3 +279,11 @@ def test_assets_and_thumbnails_are_sent_again_only_when_they_changed(
     assert headers["Cross-Origin-Resource-Policy"] == "same-origin"
     status, _, body = get(farm, src, accept="image/*", headers={"If-None-Match": etag})
     assert status == 304
+
+
+def test_the_slaves_page_and_the_json_show_the_same_state(farm: MasterProcess) -> None:
+    rows = {s["name"]: s for s in farm.client.get("/api/v1/slaves")}
+    text = page(farm, "/slaves")
+    for name, row in rows.items():
+        assert f'id="slave-{name}" data-state="{row["shown_state"]}"' in text
+    assert any(r["state"] == "online" and r["shown_state"] == "idle" for r in rows.values())

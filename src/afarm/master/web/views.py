@@ -12,6 +12,7 @@ from afarm.master.files import JobDir
 from afarm.master.http_util import energy_json
 from afarm.master.web.thumbs import kind_of
 from afarm.model.job import Job, Task
+from afarm.model.slave import shown
 from afarm.store import benchmarks, usage
 
 FRAME_RE = re.compile(r"frame_(\d+)")
@@ -190,7 +191,7 @@ def slaves(farm: Farm) -> tuple[list[SlaveView], str]:
             if task is not None:
                 running.append((task.job_id, task.id, task.label))
         out.append(SlaveView(
-            name, state, running,
+            name, shown(state), running,  # as afarmctl slaves and shown_state say
             bench.seconds_per_frame if bench is not None else None, watts,
             r.get("position"), str(r.get("why", "")), str(row.get("last_error") or ""),
             d.slots if d is not None else 0, actions))
