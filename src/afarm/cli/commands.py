@@ -14,6 +14,7 @@ from typing import Any
 from afarm.cli import ops
 from afarm.cli.client import Client
 from afarm.cli.progress import ProgressBar
+from afarm.cli.text import printable
 from afarm.errors import OperationFailed, UsageError
 from afarm.model.frames import parse_frames, parse_tiles
 from afarm.model.slave import shown
@@ -21,7 +22,7 @@ from afarm.model.slave import shown
 
 def _print(args: argparse.Namespace, data: Any, text: str) -> None:
     # Flushed, so through a pipe `submit --wait` shows "accepted" before the wait, not after.
-    print(json.dumps(data, indent=2) if args.json else text, flush=True)
+    print(json.dumps(data, indent=2) if args.json else printable(text), flush=True)
 
 
 def submission(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
@@ -123,7 +124,7 @@ def size_text(n: float) -> str:
 
 
 def missing_text(p: Any) -> list[str]:
-    return [f"{m.reason}: {m.path} (wanted by the {m.wanted_by} in {m.blend})"
+    return [printable(f"{m.reason}: {m.path} (wanted by the {m.wanted_by} in {m.blend})")
             for m in p.missing]
 
 
@@ -338,7 +339,7 @@ def wait_for(client: Client, job_id: int, quiet: bool = False) -> int:
     code, lines = ending(job)
     if not quiet:
         for line in lines:
-            print(line, file=sys.stderr, flush=True)
+            print(printable(line), file=sys.stderr, flush=True)
     return code
 
 
@@ -358,7 +359,7 @@ def cmd_fetch(args: argparse.Namespace, client: Client) -> int:
     if job["status"] in ("failed", "canceled"):
         _, lines = ending(job)
         for line in lines:
-            print(line, file=sys.stderr, flush=True)
+            print(printable(line), file=sys.stderr, flush=True)
         return 1
     if job["status"] == "completed-with-warnings" and not args.json:
         print(f"note: job {args.job} completed with warnings; its frames may be wrong"
@@ -432,6 +433,8 @@ def cmd_slaves(args: argparse.Namespace, client: Client) -> int:
         lines.append(f"{s['name']:<14} {shown(s.get('shown_state') or s['state']):<12}"
                      f" {duration(s.get('seconds_in_state')):>6} {bench:>8} {running:<10}"
                      f" {blocked:<16} {last}")
+        for key, why in (s.get("quarantined_versions") or {}).items():
+            lines.append(f"{'':<14} quarantined for {key.replace('/', ' ')}: {why}")
         if s.get("discovery_warning"):
             lines.append(f"{'':<14} WARNING: {s['discovery_warning']}")
     _print(args, slaves, "\n".join(lines) if slaves else "no slaves defined")
@@ -560,9 +563,13 @@ def cmd_app(args: argparse.Namespace, client: Client) -> int:
         if args.name or args.version or args.source:
             raise UsageError("app list takes no NAME, VERSION or ARCHIVE")
         versions = ops.app_list(client)
-        rows = [f"{v['package']:<12} {v['version']:<12} {v['arch']:<6}"
-                f" {v['size'] / 1e6:>9.1f} MB  {v['unpacked'] / 1e6:>9.1f} MB unpacked  "
-                + (", ".join(v["slaves"]) or "(on no slave yet)") for v in versions]
+        rows = []
+        for v in versions:
+            rows.append(f"{v['package']:<12} {v['version']:<12} {v['arch']:<6}"
+                        f" {v['size'] / 1e6:>9.1f} MB  {v['unpacked'] / 1e6:>9.1f} MB unpacked  "
+                        + (", ".join(v["slaves"]) or "(on no slave yet)"))
+            rows += [f"{'':<12} quarantined on {slave}: {why}"
+                     for slave, why in (v.get("quarantined") or {}).items()]
         _print(args, {"versions": versions}, "\n".join(rows) or "the pool is empty")
         return 0
     if not args.name or not args.version:
@@ -574,7 +581,8 @@ def cmd_app(args: argparse.Namespace, client: Client) -> int:
     if not args.source:
         raise UsageError("app add needs NAME VERSION ARCHIVE|DIR")
     entry = ops.app_add(client, args.name, args.version, Path(args.source), args.arch,
-                        args.executable)
+                        args.executable,
+                        Path(args.definition) if args.definition else None)
     _print(args, entry, f"added {entry['package']} {entry['version']} ({entry['arch']}):"
                         f" {entry['size']} bytes, sha256 {entry['sha256'][:16]}...,"
                         f" runs {entry['executable']}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from afarm import __version__
 from afarm.cli.client import Client
 from afarm.cli.commands import HANDLERS
+from afarm.cli.text import printable
 from afarm.cli.verbs import EXIT_CODES, GLOBAL_ARGS, VERBS
 from afarm.errors import AfarmError, UsageError
 
@@ -62,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except UsageError as exc:
-        print(f"afarmctl: error: {exc}", file=sys.stderr)
+        print(printable(f"afarmctl: error: {exc}"), file=sys.stderr)
         return EX_USAGE
     except AfarmError as exc:
-        print(f"afarmctl: {exc}", file=sys.stderr)
+        print(printable(f"afarmctl: {exc}"), file=sys.stderr)
         return EX_FAILED
     except KeyboardInterrupt:
         print("afarmctl: interrupted", file=sys.stderr)

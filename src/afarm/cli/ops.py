@@ -44,7 +44,14 @@ def pack_project(blend: Path, project_root: Path | None = None,
     close it, or use it in a with block, to remove its rewritten copies)."""
     from afarm.project.pack import pack  # imports blender-asset-tracer: only when needed
 
-    return pack(blend, project_root, list(extra or []))
+    try:
+        return pack(blend, project_root, list(extra or []))
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("blender_asset_tracer"):
+            raise
+        raise UsageError("finding a .blend's files needs blender-asset-tracer, which is"
+                         " missing: apt install python3-blender-asset-tracer (the afarmctl"
+                         " package depends on it)") from None
 
 
 def new_files(client: Client, shas: list[str]) -> set[str]:
@@ -236,9 +243,23 @@ def reject_slave(client: Client, name: str) -> dict[str, Any]:
 
 
 def app_add(client: Client, name: str, version: str, source: Path, arch: str = "amd64",
-            executable: str | None = None) -> dict[str, Any]:
-    """Upload an archive (a directory is packed into a .tar.gz first) into the pool."""
+            executable: str | None = None,
+            definition: Path | None = None) -> dict[str, Any]:
+    """Upload an archive (a directory is packed into a .tar.gz first) into the pool, with
+    the version's own definition file if given (the master checks it)."""
     import tempfile
+    text = None
+    if definition is not None:
+        try:
+            raw = definition.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--definition {definition}: cannot read it ({exc})") from None
+        # Only the keys travel (in the URL): comment and blank lines are left out.
+        text = "\n".join(ln for ln in raw.splitlines()
+                         if ln.strip() and not ln.lstrip().startswith("#"))
+        if len(urllib.parse.quote(text)) > 6000:  # the master reads URLs up to 8 KiB
+            raise UsageError(f"--definition {definition}: too long to send (over 6000"
+                             " characters URL-encoded, comments left out); shorten it")
 
     from afarm.pool.archive import ArchiveError, pack_dir, suffix_of
     if not source.exists():
@@ -256,6 +277,8 @@ def app_add(client: Client, name: str, version: str, source: Path, arch: str = "
         query = {"filename": archive.name, "arch": arch}
         if executable:
             query["executable"] = executable
+        if text is not None:
+            query["definition"] = text
         answer: dict[str, Any] = client.put_file(
             f"/api/v1/apps/{urllib.parse.quote(name)}/{urllib.parse.quote(version)}?"
             + urllib.parse.urlencode(query), archive)

@@ -217,12 +217,16 @@ VERBS: tuple[Verb, ...] = (
          " master's pool (pool/main/N/NAME/NAME_VERSION_ARCH.EXT, indexed in a checksummed"
          " Packages file). ARCHIVE is a .tar.xz, .tar.gz, .tar.bz2, .tar or .zip, such as a"
          " blender.org release (blender-4.2.3-linux-x64.tar.xz) as it is; a DIR is packed"
-         " first. The version carries the master's definition of NAME, its program inside"
-         " the archive. Before a task of it runs, a slave receives the archive once, checks"
+         " first. The version carries its own definition (--definition FILE) or else the"
+         " master's definition of NAME, its program inside the archive, so versions may"
+         " differ. Before a task of it runs, a slave receives the archive once, checks"
          " its sha256, unpacks it and runs its acceptance test; a slave where that test"
-         " fails is quarantined for that version only. app list: the versions, their sizes"
-         " and which slaves hold each. app remove NAME VERSION: refused while an unfinished"
-         " job needs it.",
+         " fails is quarantined for that version only (kept across master restarts until"
+         " the version is removed or added again, or afarmctl slave test NAME). A slave"
+         " whose architecture the version lacks is not given its tasks. app list: the"
+         " versions, their sizes, which slaves hold each (as they last reported, connected"
+         " now or not) and which are quarantined for it, with why. app remove NAME"
+         " VERSION: refused while an unfinished job needs it.",
          (Arg(("action",), "add, list or remove", {"choices": ["add", "list", "remove"]}),
           Arg(("name",), "the application (as the master defines it)",
               {"nargs": "?", "default": ""}),
@@ -233,7 +237,11 @@ VERBS: tuple[Verb, ...] = (
               " all", {"default": "amd64", "choices": ["amd64", "arm64", "all"]}),
           Arg(("--executable",), "the program's path inside the archive (default: the"
               " definition's program name at its top or in its one top directory)",
-              {"metavar": "PATH"})),
+              {"metavar": "PATH"}),
+          Arg(("--definition",), "app add: this version's own application definition (a"
+              " file like those of the applications directory, see afarm.conf(5)); checked"
+              " now, and its slaves build this version's argv from it. Default: the"
+              " master's definition of NAME", {"metavar": "FILE"})),
          "afarmctl app add blender 4.2.3 blender-4.2.3-linux-x64.tar.xz"),
 )
 

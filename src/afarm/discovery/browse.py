@@ -39,7 +39,8 @@ def usable_address(text: str) -> bool:
         ip = ipaddress.ip_address(text)
     except ValueError:
         return False
-    return not (ip.is_link_local or ip.is_multicast or ip.is_unspecified)
+    ip = getattr(ip, "ipv4_mapped", None) or ip
+    return not (ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_loopback)
 
 
 class Browser:

@@ -11,7 +11,9 @@ installed behind the forced command). What it refuses, and why:
   enrol with a third machine);
 - any claim once this slave is enrolled: the first master to accept a fresh slave wins
   (trust on first use), and moving it is a deliberate ``afarm-slave enroll`` by token;
-- bodies over 4 KiB, slow senders (10 s), and more than one claim at a time.
+- bodies over 4 KiB, slow senders (10 s for a whole request), more than one claim at a
+  time, and more than 32 connections at once (each has its own thread, so a sender that
+  trickles nothing keeps no other from the port).
 
 A master's job port speaks plain HTTP, so the token it sends here can be seen on the
 wire; the master bound it to this slave's name and host key, so it is worth nothing to
@@ -23,9 +25,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,8 @@ log = logging.getLogger(__name__)
 CLAIM_PATH = "/afarm/v1/claim"
 MAX_CLAIM = 4096
 CLAIM_PORT = 7733
+REQUEST_DEADLINE = 10.0  # seconds for a whole request, however slowly it trickles in
+MAX_CONNECTIONS = 32
 Enrol = Callable[[str, str], str]  # (master HOST:PORT, token) -> the enrolled name
 
 
@@ -71,6 +76,41 @@ def check_claim(raw: Any, name: str, fingerprint: str, peer: str) -> tuple[str, 
     return str(fields["master"]), str(fields["token"])
 
 
+def _cut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    """One thread per connection, at most MAX_CONNECTIONS, each cut at REQUEST_DEADLINE:
+    the per-read timeout alone let one sender that sends a byte now and then hold a
+    single-threaded port for good."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: Any) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        timer = threading.Timer(REQUEST_DEADLINE, _cut, (request,))
+        timer.daemon = True
+        timer.start()
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            timer.cancel()
+            self._slots.release()
+
+
 class ClaimServer:
     """Listen on ``port`` until one claim succeeded (then ``on_claimed(name)``) or stop()."""
 
@@ -104,7 +144,7 @@ class ClaimServer:
                 status, body = server.handle(self)
                 self._answer(status, body)
 
-        self.httpd = HTTPServer((host, port), Handler)
+        self.httpd = _Server((host, port), Handler)
         self.port = int(self.httpd.server_address[1])
         self._thread: threading.Thread | None = None
 
@@ -117,7 +157,7 @@ class ClaimServer:
             return 413, {"error": f"a claim is at most {MAX_CLAIM} bytes"}
         try:
             raw = json.loads(req.rfile.read(int(length)) or b"null")
-        except (ValueError, OSError):
+        except (ValueError, OSError, RecursionError):  # RecursionError: [[[[... nested
             return 400, {"error": "the claim is not JSON"}
         if self.claimed:
             return 409, {"error": f"{self.name} is enrolled already; to move it to another"

@@ -17,7 +17,9 @@ from afarm.applications.base import Application, relative_name
 from afarm.errors import OperationFailed, UsageError
 from afarm.master.files import FileStore, JobDir, check_sha
 from afarm.master.metering import Meter
-from afarm.master.pool.index import Pool, PoolEntry
+from afarm.master.pool.definition import build as build_definition
+from afarm.master.pool.definition import parse_definition
+from afarm.master.pool.index import Pool, PoolEntry, PoolError
 from afarm.master.results import Results
 from afarm.master.scheduling.scheduler import Scheduler
 from afarm.master.scheduling.versions import choose, parse_constraint
@@ -29,6 +31,7 @@ from afarm.model.job import InputFile, Job, JobSpec, Task
 from afarm.model.policy import FailurePolicy
 from afarm.protocol.messages import Progress
 from afarm.runner.sandbox import Sandbox
+from afarm.store import slave_versions
 from afarm.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -70,7 +73,9 @@ class Farm:
         # Application versions kept as Debian keeps packages (master/pool/index.py).
         self.pool = Pool(pool_dir or state_dir / "pool")
         self.app_keep_days = app_keep_days
+        self._version_apps: dict[str, tuple[str, Application]] = {}  # key -> (sha, app)
         self.scheduler.version_of = self._version_of
+        self.scheduler.version_arches = self._version_arches
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._gc_due: asyncio.TimerHandle | None = None
@@ -88,7 +93,14 @@ class Farm:
         link = SlaveLink(name, transport, slots, self, self.files, tags=tags,
                          max_output_bytes=self.max_output_bytes, acceptance=self.acceptance)
         link.pool = self.pool
+        # Versions it failed the acceptance test of stay refused across master restarts.
+        link.quarantined = slave_versions.quarantined(self.store.db, name)
+        link.on_versions = self._save_versions
         return link
+
+    def _save_versions(self, link: SlaveLink) -> None:
+        with self.store.transaction() as db:
+            slave_versions.save(db, link.name, link.installed, link.quarantined, self.clock())
 
     def add_slave(self, link: SlaveLink) -> None:
         self.scheduler.places[link.name] = link
@@ -150,11 +162,18 @@ class Farm:
                                                   "refused"):
             raise UsageError(f"slave {name} is {link.state}, not connected; it is tested"
                              " when it connects")
+        # A test by hand gives every version it was quarantined for another chance.
+        had = bool(link.quarantined)
+        link.quarantined.clear()
+        with self.store.transaction() as db:
+            slave_versions.clear_quarantine(db, name)
         try:
             record = await self.acceptance.admit(link, force=True)
         except SlaveGone as exc:
             raise OperationFailed(f"slave {name} went away during its test: {exc}; it is"
                                   " tested again when it reconnects") from None
+        if had and record.get("passed"):  # its last error was a version's quarantine
+            self.store.set_slave(name, link.state, "", None)
         self.wake()
         return {"name": name, "state": link.state, **record}
 
@@ -206,8 +225,23 @@ class Farm:
         self.bytes_sent[name] = self.bytes_sent.get(name, 0) + n
 
     # -- jobs -----------------------------------------------------------------------------
+    def app_for(self, application: str, version: str = "") -> Application | None:
+        """The Application a job of this pool version runs: built from the version's own
+        definition (it travels with the version); without a version, the master's."""
+        if not version:
+            return self.apps.get(application)
+        entry = next((e for e in self.pool.versions(application) if e.version == version),
+                     None)
+        if entry is None:
+            return self.apps.get(application)
+        cached = self._version_apps.get(entry.key)
+        if cached is None or cached[0] != entry.sha256:
+            cached = (entry.sha256, build_definition(application, entry.definition))
+            self._version_apps[entry.key] = cached
+        return cached[1]
+
     def _plan(self, spec: JobSpec, dry_run: bool) -> list[Any]:
-        app = self.apps.get(spec.application)
+        app = self.app_for(spec.application, spec.app_version)
         if app is None:
             raise UsageError(f"unknown application {spec.application!r}; this master has: "
                              + ", ".join(sorted(self.apps)))
@@ -218,7 +252,7 @@ class Farm:
         spec.params = app.validate(spec.params, spec.files)
         plan = app.plan(spec.name, spec.params, spec.files)
         for t in plan:
-            if t.application not in self.apps:
+            if t.application not in self.apps and t.application != spec.application:
                 raise UsageError(f"job needs application {t.application!r} for its"
                                  f" {t.kind} tasks, but this master does not define it")
         if not dry_run:
@@ -247,23 +281,41 @@ class Farm:
             return ""
         return choose(c, versions)
 
+    def _version_arches(self, application: str, version: str) -> frozenset[str] | None:
+        """The architectures the pool has a version for; None when it is not in the pool
+        (the scheduler does not hold back what it cannot judge: the install says why)."""
+        try:
+            found = frozenset(e.arch for e in self.pool.versions(application)
+                              if e.version == version)
+        except PoolError:
+            return None
+        return found or None
+
     def _version_of(self, job_id: int) -> str:
         job = self.store.job(job_id)
         return job.app_version if job is not None else ""
 
     # -- the pool -------------------------------------------------------------------------
     def add_version(self, package: str, version: str, source: Path, arch: str = "amd64",
-                    executable: str | None = None) -> PoolEntry:
-        """Put an archive or directory into the pool; the definition it carries is this
-        master's definition of that application, the program inside the archive."""
-        app = self.apps.get(package)
-        if app is None:
-            raise UsageError(f"this master defines no application {package!r} (it has:"
-                             f" {', '.join(sorted(self.apps))}); add its definition to"
-                             " the applications directory first")
-        definition = dict(getattr(app, "conf", {}) or {"kind": app.kind})
-        definition.setdefault("kind", app.kind)
-        return self.pool.add(package, version, source, definition, arch, executable)
+                    executable: str | None = None,
+                    definition_text: str | None = None) -> PoolEntry:
+        """Put an archive or directory into the pool; the definition it carries is its own
+        (definition_text, checked here) or else this master's definition of that
+        application, the program inside the archive."""
+        if definition_text is not None:
+            definition = parse_definition(package, definition_text)
+        else:
+            app = self.apps.get(package)
+            if app is None:
+                raise UsageError(f"this master defines no application {package!r} (it has:"
+                                 f" {', '.join(sorted(self.apps))}); give the version its"
+                                 " own definition with --definition FILE, or add one to the"
+                                 " applications directory")
+            definition = dict(getattr(app, "conf", {}) or {"kind": app.kind})
+            definition.setdefault("kind", app.kind)
+        entry = self.pool.add(package, version, source, definition, arch, executable)
+        self._version_changed(package, version)
+        return entry
 
     def remove_version(self, package: str, version: str) -> list[PoolEntry]:
         waiting = self.store.jobs_needing_version(package, version)
@@ -272,16 +324,34 @@ class Farm:
                              f"{'s' if len(waiting) > 1 else ''} "
                              + ", ".join(map(str, waiting[:20]))
                              + "; cancel them or wait until they finish")
-        return self.pool.remove(package, version)
+        gone = self.pool.remove(package, version)
+        self._version_changed(package, version)
+        return gone
+
+    def _version_changed(self, package: str, version: str) -> None:
+        """A version removed or added again: what slaves knew of the old one (its
+        quarantine, its install) no longer holds."""
+        key = f"{package}/{version}"
+        self._version_apps.pop(key, None)
+        self.scheduler.versions_changed()
+        with self.store.transaction() as db:
+            slave_versions.forget_version(db, package, version)
+        for link in self.scheduler.places.values():
+            if isinstance(link, SlaveLink):
+                link.forget_version(key)
 
     def list_versions(self) -> list[dict[str, Any]]:
-        """Every pool version, with the slaves that reported it installed."""
-        holders: dict[str, list[str]] = {}
-        for name, link in self.scheduler.places.items():
-            for key in getattr(link, "installed", ()):
-                holders.setdefault(key, []).append(name)
-        return [{**e.to_json(), "slaves": sorted(holders.get(e.key, []))}
-                for e in self.pool.entries()]
+        """Every pool version, with the slaves that hold it (as stored from their hellos
+        and installs, connected now or not) and those quarantined for it, with why."""
+        known = slave_versions.holders(self.store.db)
+        out = []
+        for e in self.pool.entries():
+            slaves = known.get(e.key, {})
+            out.append({**e.to_json(),
+                        "definition": e.definition,
+                        "slaves": sorted(n for n, why in slaves.items() if not why),
+                        "quarantined": {n: why for n, why in sorted(slaves.items()) if why}})
+        return out
 
     def submit(self, spec: JobSpec, dry_run: bool = False) -> int:
         """Validate, plan and store a job; with dry_run only validate (returns 0)."""
@@ -351,12 +421,15 @@ class Farm:
     def _timeout_of(self, task: Task, job: Job) -> int:
         if job.timeout:
             return job.timeout
-        app = self.apps.get(task.application)
+        app = self.app_for(task.application,
+                           job.app_version if task.application == job.application else "")
         return app.timeout if app else self.task_timeout
 
     def warnings(self, job: Job) -> list[str]:
         """What the user must know about a job that its status alone does not say."""
         out = []
+        if job.app_version and job.status.value in ("queued", "active"):
+            out += self._version_warnings(job)
         if job.tags and job.status.value in ("queued", "active"):
             able = [n for n, p in self.scheduler.places.items() if set(job.tags) <= set(p.tags)]
             if not able:
@@ -364,6 +437,29 @@ class Farm:
                            + "; add them to a slave definition (tags = ...) or resubmit"
                            " without --require-tag")
         return out
+
+    def _version_warnings(self, job: Job) -> list[str]:
+        """A job whose version exists for no connected slave's architecture, or that every
+        connected slave is quarantined for, would wait silently: say so."""
+        arches = self._version_arches(job.application, job.app_version)
+        links = [p for p in self.scheduler.places.values() if isinstance(p, SlaveLink)
+                 and p.own_applications is not None and p.state not in (
+                     "offline", "connecting", "unreachable", "refused")]
+        if arches is None or not links:
+            return []
+        shown = f"{job.application} {job.app_version}"
+        if "all" not in arches and not any(p.arch in arches for p in links):
+            return [f"{shown} exists for {', '.join(sorted(arches))} only, and no connected"
+                    " slave is: add it for "
+                    + ", ".join(sorted({p.arch for p in links}))
+                    + f" (afarmctl app add {job.application} {job.app_version} ARCHIVE"
+                    " --arch ARCH) or connect such a slave"]
+        key = f"{job.application}/{job.app_version}"
+        if all(key in p.quarantined for p in links):
+            return [f"every connected slave is quarantined for {shown} (it failed its"
+                    " acceptance test; afarmctl app list says why); fix the version and"
+                    " add it again, or run afarmctl slave test NAME"]
+        return []
 
     # -- garbage --------------------------------------------------------------------------
     def job_finished(self) -> None:

@@ -16,6 +16,7 @@ from aiohttp import web
 from afarm.errors import UsageError
 from afarm.master.farm import Farm
 from afarm.master.http.limits import json_body
+from afarm.master.pool.definition import parse_definition
 from afarm.pool.archive import ArchiveError, suffix_of
 
 _FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$")
@@ -38,6 +39,9 @@ def routes(farm: Farm, max_upload: int, idle_timeout: float = 60.0) -> list[web.
         if executable is not None and (not _EXECUTABLE.match(executable)
                                        or ".." in executable.split("/")):
             raise UsageError("--executable must be a relative path inside the archive")
+        definition = q.get("definition")
+        if definition is not None:  # refused before the upload, not after it
+            parse_definition(name, definition)
         if request.content_length is not None and request.content_length > max_upload:
             raise UsageError(f"the archive is {request.content_length} bytes; this master"
                              f" takes at most {max_upload} (raise [job_port] max_upload_mib)")
@@ -61,7 +65,8 @@ def routes(farm: Farm, max_upload: int, idle_timeout: float = 60.0) -> list[web.
                                          " raise [job_port] max_upload_mib")
                     f.write(data)
             entry = await asyncio.to_thread(farm.add_version, name, version, path,
-                                            q.get("arch", "amd64"), executable)
+                                            q.get("arch", "amd64"), executable,
+                                            definition)
         farm.wake()  # slaves may now take tasks of an application only the pool has
         return web.json_response(entry.to_json(), status=201)
 

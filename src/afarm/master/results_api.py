@@ -31,6 +31,13 @@ _log = logging.getLogger("afarm.master.http")
 # Events one stream may have waiting for its client; a client that falls this far behind
 # (stalled, or reading slower than the farm produces) is dropped, and its queue freed.
 SSE_QUEUE = 10_000
+# A job's outputs are whatever its program wrote (an .html, an .svg): served on the web
+# page's origin, such a file would run script there, read the page's token and drive the
+# job port. sandbox gives the document an opaque origin; it runs and loads nothing.
+OUTPUT_HEADERS = {"Content-Security-Policy": "default-src 'none'; img-src 'self';"
+                                             " media-src 'self'; sandbox",
+                  "X-Content-Type-Options": "nosniff",
+                  "Cross-Origin-Resource-Policy": "same-origin"}
 
 
 def routes(farm: Farm, page: Handler | None = None) -> list[web.RouteDef]:
@@ -71,7 +78,7 @@ def routes(farm: Farm, page: Handler | None = None) -> list[web.RouteDef]:
         if not path.is_file():
             raise web.HTTPNotFound(text=json.dumps({"error": "no such output"}),
                                    content_type="application/json")
-        return web.FileResponse(path)
+        return web.FileResponse(path, headers=OUTPUT_HEADERS)
 
     async def log(request: web.Request) -> web.Response:
         j = job_or_404(store, int_arg(request, "job"))
@@ -84,7 +91,8 @@ def routes(farm: Farm, page: Handler | None = None) -> list[web.RouteDef]:
             p = jd.task_log(t.id)
             if p.is_file():
                 chunks.append(p.read_text("utf-8", errors="replace"))
-        return web.Response(text="".join(chunks), content_type="text/plain")
+        return web.Response(text="".join(chunks), content_type="text/plain",
+                            headers={"X-Content-Type-Options": "nosniff"})
 
     async def addon_zip(request: web.Request) -> web.Response:
         # The Blender add-on, for Edit > Preferences > Add-ons > Install (no token needed:
@@ -107,6 +115,8 @@ def routes(farm: Farm, page: Handler | None = None) -> list[web.RouteDef]:
             # scripts written against it); `shown_state` is what afarmctl slaves shows.
             row["shown_state"] = shown(d.state)
             row["drained"] = bool(getattr(d, "drained", False))
+            # Pool versions it failed the acceptance test of (NAME/VERSION -> why).
+            row["quarantined_versions"] = dict(getattr(d, "quarantined", {}))
             since = row.get("state_since")  # time in state (the power states among them)
             row["seconds_in_state"] = farm.clock() - since if since is not None else None
             out.append(row)

@@ -24,6 +24,10 @@ from afarm.errors import AfarmError
 SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar", ".zip")
 MAX_MEMBERS = 200_000
 CHUNK = 1 << 20
+# Where the bound comes from: the master's pool takes up to 16 GiB, a slave what its
+# slave.conf says.
+LIMIT_HINT = "(the master's pool takes at most 16384 MiB, a slave [slave] max_unpacked_mib)"
+MAX_LINK = 4096  # PATH_MAX
 
 
 class ArchiveError(AfarmError):
@@ -73,6 +77,22 @@ def _check_link(name: str, target: str) -> None:
         raise ArchiveError(f"symlink {name!r} -> {target!r} leaves the archive; refused")
 
 
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile reads the data of a pax or GNU long-name header whole before parsing it: a
+    header claiming gigabytes of zeros (a few MB compressed) is refused before that."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _EXTENSIONS and self.size > MAX_HEADER:
+            raise ArchiveError(f"a tar header extension of {self.size} bytes (more than"
+                               f" {MAX_HEADER}); refused")
+        return super()._proc_member(tarfile_)  # type: ignore[misc]
+
+
+_EXTENSIONS = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+               tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+MAX_HEADER = 1 << 20
+
+
 def members(path: Path) -> Iterator[tuple[Member, IO[bytes] | None]]:
     """Each member, checked, with an open stream for regular files (read it before the next).
     A file named by its sha256 (a slave's cache) is a zip if it starts like one, else tar."""
@@ -96,7 +116,16 @@ def members(path: Path) -> Iterator[tuple[Member, IO[bytes] | None]]:
                 if info.is_dir():
                     yield Member(name, "dir", 0, mode or 0o755), None
                 elif ftype == stat.S_IFLNK:
-                    target = z.read(info).decode("utf-8", "replace")
+                    # The data is the target: read no more than a path can be (a zip bomb
+                    # posing as a symlink would otherwise be inflated into memory whole).
+                    if info.file_size > MAX_LINK:
+                        raise ArchiveError(f"symlink {name!r} has a target of"
+                                           f" {info.file_size} bytes; refused")
+                    with z.open(info) as f:
+                        raw = f.read(MAX_LINK + 1)
+                    if len(raw) > MAX_LINK:
+                        raise ArchiveError(f"symlink {name!r} has too long a target; refused")
+                    target = raw.decode("utf-8", "replace")
                     _check_link(name, target)
                     yield Member(name, "symlink", 0, 0o777, target), None
                 elif ftype in (0, stat.S_IFREG):
@@ -106,7 +135,7 @@ def members(path: Path) -> Iterator[tuple[Member, IO[bytes] | None]]:
                     raise ArchiveError(f"member {name!r} is not a file, directory or symlink")
         return
     try:
-        tar = tarfile.open(path, "r:*")
+        tar = tarfile.open(path, "r:*", tarinfo=_BoundedTarInfo)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise ArchiveError(f"{path.name} is not a readable tar archive: {exc}") from None
     with tar:
@@ -144,8 +173,8 @@ def inspect(path: Path, max_bytes: int) -> ArchiveInfo:
         n += 1
         total += m.size
         if total > max_bytes:
-            raise ArchiveError(f"{path.name} unpacks to more than {max_bytes >> 20} MiB; raise"
-                               " [pool] max_unpacked_mib or give a smaller archive")
+            raise ArchiveError(f"{path.name} unpacks to more than {max_bytes >> 20} MiB"
+                               f" {LIMIT_HINT}")
         top, _, rest = m.name.partition("/")
         tops.add(top)
         if not rest and m.kind != "dir":
@@ -186,7 +215,7 @@ def unpack(path: Path, dest: Path, max_bytes: int) -> int:
                 written += len(block)
                 if written > max_bytes:
                     raise ArchiveError(f"{path.name} unpacks to more than {max_bytes >> 20}"
-                                       " MiB; refused")
+                                       f" MiB {LIMIT_HINT}")
                 out.write(block)
         os.chmod(target, mode)
     # Each link was checked alone; a chain (a link through a link) is checked now that all

@@ -12,6 +12,7 @@ block at its end.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 GZIP = b"\x1f\x8b"
@@ -72,6 +73,18 @@ def check_file(path: Path, name: str | None = None) -> None:
     check_bytes(head, tail, size, what)
 
 
+def _inflate(d: zlib._Decompress, data: bytes) -> Iterator[bytes]:
+    """What ``data`` inflates to, CHUNK bytes at a time: deflate inflates up to ~1000
+    times, so a small chunk of a gzip bomb must never be inflated in one piece. Called
+    again with no input until nothing more comes (zlib may hold output back)."""
+    while not d.eof:
+        out = d.decompress(data, CHUNK)
+        data = d.unconsumed_tail
+        if not out and not data:
+            return
+        yield out
+
+
 def _check_gzip(head: bytes, f: object, what: str) -> None:
     d = zlib.decompressobj(wbits=31)
     inner_head = b""
@@ -79,10 +92,10 @@ def _check_gzip(head: bytes, f: object, what: str) -> None:
     data = head
     try:
         while data:
-            out = d.decompress(data)
-            if len(inner_head) < 16:
-                inner_head += out[:16 - len(inner_head)]
-            tail = (tail + out)[-TAIL:]
+            for out in _inflate(d, data):
+                if len(inner_head) < 16:
+                    inner_head += out[:16 - len(inner_head)]
+                tail = (tail + out)[-TAIL:]
             if d.eof:
                 break
             data = f.read(CHUNK)  # type: ignore[attr-defined]
@@ -126,8 +139,7 @@ class StreamCheck:
             self.tail = (self.tail + data)[-TAIL:]
             return
         try:
-            if not self.gzip.eof:
-                out = self.gzip.decompress(data)
+            for out in _inflate(self.gzip, data):
                 if len(self.inner_head) < 16:
                     self.inner_head += out[:16 - len(self.inner_head)]
                 self.tail = (self.tail + out)[-TAIL:]

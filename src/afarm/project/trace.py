@@ -76,6 +76,9 @@ def dot_dir(path: Path) -> Path | None:
     """The dot-directory of a home directory `path` is in (/home/ann/.ssh), or None."""
     parts = path.parts
     home = 2 if parts[:2] == ("/", "root") else 3 if parts[:2] == ("/", "home") else 0
+    own = Path(os.path.expanduser("~"))  # a home elsewhere (/var/home/ann, /export/...)
+    if not home and own.is_absolute() and own != Path("/") and path.is_relative_to(own):
+        home = len(own.parts)
     for i in range(home, len(parts) - 1) if home else ():
         if parts[i].startswith("."):
             return Path(*parts[:i + 1])

@@ -52,7 +52,8 @@ class Refused(AfarmError):
 class Agent:
     def __init__(self, name: str, work_dir: Path, applications: dict[str, Application],
                  out: IO[bytes], *, cache_max_bytes: int = 0,
-                 sandbox: Sandbox | None = None, software: str = "") -> None:
+                 sandbox: Sandbox | None = None, software: str = "",
+                 max_unpacked_bytes: int = 16 << 30) -> None:
         self.name = name
         self.software = software
         self.work = work_dir.resolve()
@@ -72,7 +73,7 @@ class Agent:
         self.verified.mkdir(exist_ok=True)
         (self.work / "jobs").mkdir(parents=True, exist_ok=True)
         self.guard = TaskGuard(self.work)  # a sleep inhibitor while tasks run
-        self.app_store = AppStore(self.work)
+        self.app_store = AppStore(self.work, max_unpacked_bytes)
         self.versions_in_use: dict[tuple[int, int], str] = {}  # run -> "NAME/VERSION"
 
     # -- channel --------------------------------------------------------------------------
@@ -408,12 +409,14 @@ def debian_arch() -> str:
 
 
 def serve(name: str, work_dir: Path, applications_dir: Path,
-          cache_max_bytes: int = 0, sandbox: SandboxSettings | None = None) -> int:
+          cache_max_bytes: int = 0, sandbox: SandboxSettings | None = None,
+          max_unpacked_bytes: int = 16 << 30) -> int:
     """Run the agent on this process's stdin/stdout until the master goes away."""
     apps = load_applications(applications_dir)
     agent = Agent(name, work_dir, apps, sys.stdout.buffer, cache_max_bytes=cache_max_bytes,
                   sandbox=Sandbox(sandbox),
-                  software=acceptance.software_digest(applications_dir, apps))
+                  software=acceptance.software_digest(applications_dir, apps),
+                  max_unpacked_bytes=max_unpacked_bytes)
     agent.serve(sys.stdin.buffer)
     return 0
 
@@ -424,12 +427,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work-dir", type=Path, required=True)
     p.add_argument("--applications-dir", type=Path, required=True)
     p.add_argument("--cache-max-mib", type=int, default=0)
+    p.add_argument("--max-unpacked-mib", type=int, default=16384)
     p.add_argument("--sandbox", type=SandboxSettings.from_json, default=None,
                    help="the [sandbox] settings as JSON (SandboxSettings.to_json)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"afarm-agent[{a.name}] %(levelname)s %(message)s")
-    return serve(a.name, a.work_dir, a.applications_dir, a.cache_max_mib << 20, a.sandbox)
+    return serve(a.name, a.work_dir, a.applications_dir, a.cache_max_mib << 20, a.sandbox,
+                 max_unpacked_bytes=a.max_unpacked_mib << 20)
 
 
 if __name__ == "__main__":

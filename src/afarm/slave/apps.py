@@ -6,7 +6,9 @@ checks its SHA256, unpacks it into apps/NAME/VERSION.partial/ and renames that i
 so a version is either wholly there or not at all (a full disk, a refused member or a crash
 leave only a .partial that the next install removes). A lock file per version keeps two
 agents of one slave from installing it at once. The definition the master sent travels in
-the install (definition.json): tasks of that version build their argv from it.
+the install (definition.json): tasks of that version build their argv from it. An install
+is kept only while both its archive's sha256 (kept beside it) and its definition are the
+ones asked for: a version removed from the pool and added again is installed anew.
 """
 
 import errno
@@ -31,6 +33,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,62}$")
 _VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~-]{0,63}$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 USED = "last-used"  # touched by every task of the version, for app_keep_days
+SOURCE = "sha256"  # the archive it was unpacked from
 
 
 class InstallError(AfarmError):
@@ -38,7 +41,9 @@ class InstallError(AfarmError):
 
 
 def check_key(name: str, version: str) -> None:
-    if not _NAME.match(name or "") or not _VERSION.match(version or ""):
+    # Not "X.partial": that is where version X unpacks (and what it clears first).
+    if not _NAME.match(name or "") or not _VERSION.match(version or "") \
+            or version.endswith(".partial"):
         raise InstallError(f"refused: application {name!r} version {version!r}")
 
 
@@ -86,7 +91,7 @@ class AppStore:
         if not _SHA.match(sha256 or ""):
             raise InstallError(f"refused: sha256 {sha256!r}")
         with self._locked(name, version):
-            if (final / "definition.json").is_file():
+            if self._current(final, sha256, definition):
                 return final, False
             archive = self.cache / sha256
             if not archive.is_file():
@@ -104,6 +109,7 @@ class AppStore:
                 unpack(archive, partial / "root", self.max_unpacked)
                 with open(partial / "definition.json", "w", encoding="utf-8") as f:
                     json.dump(definition, f)
+                (partial / SOURCE).write_text(sha256)
                 (partial / USED).touch()
                 os.chmod(partial, 0o755)
                 os.rename(partial, final)
@@ -117,6 +123,22 @@ class AppStore:
                                        " nothing of it was installed") from None
                 raise InstallError(f"unpacking {name} {version} failed: {exc}") from None
             return final, True
+
+    @staticmethod
+    def _current(final: Path, sha256: str, definition: dict[str, Any]) -> bool:
+        """Whether the install there is of this archive with this definition (a version
+        removed from the pool and added again may differ in either: it is installed anew)."""
+        try:
+            with open(final / "definition.json", encoding="utf-8") as f:
+                had = json.load(f)
+            source = (final / SOURCE).read_text().strip()
+        except FileNotFoundError:
+            if not (final / "definition.json").is_file():
+                return False
+            source = sha256  # installed before the archive's sha256 was kept beside it
+        except (OSError, ValueError):
+            return False
+        return bool(source == sha256 and had == definition)
 
     def remove(self, name: str, version: str) -> None:
         with self._locked(name, version):

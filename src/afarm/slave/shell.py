@@ -82,6 +82,7 @@ class Settings:
     applications_dir: Path
     sandbox: dict[str, Any] = field(default_factory=dict)
     cache_max_mib: int = 0
+    max_unpacked_mib: int = 16384
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,8 @@ def _serve(words: list[str], settings: Settings, env: Mapping[str, str]) -> int:
         return agent.serve(settings.name, settings.work_dir, settings.applications_dir,
                            settings.cache_max_mib << 20,
                            SandboxSettings.from_config(settings.sandbox)
-                           if settings.sandbox else None)
+                           if settings.sandbox else None,
+                           max_unpacked_bytes=settings.max_unpacked_mib << 20)
     except ConfigError as exc:
         print(f"afarm-slave-shell: {exc}".replace("\n", " "), file=sys.stderr)
         return EX_CONFIG
@@ -339,7 +341,8 @@ def load_settings(path: Path | None) -> tuple[Settings, str]:
     settings = Settings(name=conf["name"],
                         work_dir=Path(conf["work_dir"]).resolve(),
                         applications_dir=Path(conf["applications_dir"]),
-                        sandbox=conf["sandbox"], cache_max_mib=int(conf["cache_max_mib"]))
+                        sandbox=conf["sandbox"], cache_max_mib=int(conf["cache_max_mib"]),
+                        max_unpacked_mib=int(conf["max_unpacked_mib"]))
     return settings, str(conf["log_level"])
 
 

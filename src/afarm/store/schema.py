@@ -174,6 +174,19 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN app_version TEXT NOT NULL DEFAULT '';
     """,
+    # 10: the pool versions each slave holds (as its hello and installs said) and those it
+    # is quarantined for (failed acceptance test, with why), kept across master restarts
+    """
+    CREATE TABLE slave_versions (
+        slave TEXT NOT NULL,
+        package TEXT NOT NULL,
+        version TEXT NOT NULL,
+        installed INTEGER NOT NULL DEFAULT 0,
+        quarantine TEXT NOT NULL DEFAULT '',
+        at REAL NOT NULL,
+        PRIMARY KEY (slave, package, version)
+    );
+    """,
 ]
 
 

@@ -32,3 +32,17 @@ def test_app_usage_errors_exit_2_before_contacting_the_master(
         argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--master", "127.0.0.1:9", *argv]) == 2
     assert needle in capsys.readouterr().err
+
+
+def test_a_definition_file_that_cannot_be_sent_is_refused_before_contacting_the_master(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "v").mkdir()
+    long = tmp_path / "long.conf"
+    long.write_text("kind = command\nexecutable = tool\nargv = {item},\n"
+                    f"description = \"{'é' * 3000}\"\n")
+    assert main(["--master", "127.0.0.1:9", "app", "add", "tool", "1.0", str(tmp_path / "v"),
+                 "--definition", str(long)]) == 2
+    assert "too long to send" in capsys.readouterr().err
+    assert main(["--master", "127.0.0.1:9", "app", "add", "tool", "1.0", str(tmp_path / "v"),
+                 "--definition", str(tmp_path / "missing.conf")]) == 2
+    assert "cannot read it" in capsys.readouterr().err

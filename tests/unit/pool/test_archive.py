@@ -113,3 +113,54 @@ def test_a_directory_packs_into_an_archive_that_unpacks_the_same(tmp_path: Path)
     unpack(tmp_path / "v.tar.gz", tmp_path / "out", 1 << 20)
     assert (tmp_path / "out" / "lib" / "a").read_text() == "a"
     assert os.access(tmp_path / "out" / "blender", os.X_OK)
+
+
+def test_a_zip_symlink_is_read_only_as_far_as_a_link_target_goes(tmp_path: Path) -> None:
+    # A zip "symlink" is a member whose data is the target: one that inflates to 256 MiB
+    # must be refused before it is read into memory (on the master and on every slave).
+    import tracemalloc
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        info = zipfile.ZipInfo("link")
+        info.external_attr = 0o120777 << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with z.open(info, "w") as f:
+            block = b"a" * (1 << 20)
+            for _ in range(256):
+                f.write(block)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ArchiveError, match="symlink"):
+            inspect(bomb, 1 << 40)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, f"peak {peak >> 20} MiB"
+
+
+@pytest.mark.parametrize("kind", [tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME])
+def test_a_tar_header_extension_is_not_read_into_memory_whole(tmp_path: Path,
+                                                              kind: bytes) -> None:
+    # tarfile reads a pax or GNU long-name header's data whole before it parses it: one
+    # that claims 128 MiB of zeros (a few hundred KB compressed) must be refused first.
+    import gzip
+    import tracemalloc
+    bomb = tmp_path / "bomb.tar.gz"
+    size = 128 << 20
+    head = tarfile.TarInfo("././@LongLink" if kind == tarfile.GNUTYPE_LONGNAME
+                           else "././@PaxHeader")
+    head.type, head.size = kind, size
+    with gzip.open(bomb, "wb", compresslevel=1) as f:
+        f.write(head.tobuf(format=tarfile.USTAR_FORMAT))
+        block = bytes(1 << 20)
+        for _ in range(size >> 20):
+            f.write(block)
+        f.write(entry("x").tobuf(format=tarfile.USTAR_FORMAT) + bytes(1024))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ArchiveError, match="header"):
+            inspect(bomb, 1 << 40)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, f"peak {peak >> 20} MiB"

@@ -177,3 +177,16 @@ def test_a_project_inside_a_dot_directory_carries_its_own_files() -> None:
     main = Path("/home/ann/.local/film/shots/a.blend")
     assert private(Path("/home/ann/.local/film/assets/x.png"), main) is None
     assert private(Path("/home/ann/.ssh/id_ed25519"), main)
+
+
+def test_a_home_outside_home_keeps_its_dot_directories_private(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Fedora Silverblue's /var/home, NFS's /export/home, /Users: a hostile .blend naming
+    # ~/.ssh/id_ed25519 there must not have it uploaded to the farm.
+    monkeypatch.setenv("HOME", "/var/home/ann")
+    assert private(Path("/var/home/ann/.ssh/id_ed25519"))
+    assert private(Path("/var/home/ann/.config/afarm/token"))
+    assert private(Path("/var/home/ann/film/tex/wood.png")) is None
+    main = Path("/var/home/ann/.local/film/a.blend")
+    assert private(Path("/var/home/ann/.local/film/x.png"), main) is None
+    assert private(Path("/var/home/ann/.gnupg/secring.gpg"), main)

@@ -140,3 +140,53 @@ def test_names_and_versions_that_are_not_plain_are_refused(tmp_path: Path, name:
                                                            version: str) -> None:
     with pytest.raises(InstallError, match="refused"):
         AppStore(tmp_path).install(name, version, "0" * 64, DEFINITION)
+
+
+def test_a_version_added_again_with_another_definition_or_archive_is_installed_anew(
+        tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    sha = cached_archive(work)
+    store = AppStore(work)
+    final, _ = store.install("blender", "4.2.0", sha, DEFINITION)
+    (final / "tested").touch()
+    other = {**DEFINITION, "format": "OPEN_EXR"}
+    assert store.install("blender", "4.2.0", sha, other) == (final, True)
+    assert store.definition("blender", "4.2.0") == other
+    assert not (final / "tested").exists()  # its acceptance test runs again
+    (tmp_path / "src").rename(tmp_path / "old-src")
+    sha2 = cached_archive(work)
+    assert sha2 != sha
+    assert store.install("blender", "4.2.0", sha2, other) == (final, True)
+    assert (final / "sha256").read_text() == sha2
+    assert store.install("blender", "4.2.0", sha2, other) == (final, False)
+
+
+def test_slave_conf_bounds_the_largest_unpacked_version(tmp_path: Path) -> None:
+    import io
+
+    from afarm.slave import shell
+    from afarm.slave.agent import Agent
+    conf = tmp_path / "slave.conf"
+    conf.write_text(f"[slave]\nwork_dir = {tmp_path / 'w'}\nmax_unpacked_mib = 1\n")
+    settings, _ = shell.load_settings(conf)
+    assert settings.max_unpacked_mib == 1
+    work = tmp_path / "w"
+    agent = Agent("s", work, {}, io.BytesIO(),
+                  max_unpacked_bytes=settings.max_unpacked_mib << 20)
+    sha = cached_archive(work, files=2, size=700_000)
+    with pytest.raises(InstallError, match=r"more than 1 MiB .*\[slave\] max_unpacked_mib"):
+        agent.app_store.install("blender", "4.2.0", sha, DEFINITION)
+    assert agent.app_store.installed() == []
+
+
+def test_installing_a_version_never_removes_another_named_like_its_partial_dir(
+        tmp_path: Path) -> None:
+    # Version 4.2 unpacks into 4.2.partial/, which it clears first: a pool version named
+    # "4.2.partial" (the master's version rule allows it) would be deleted under its tasks.
+    work = tmp_path / "work"
+    store = AppStore(work)
+    sha = cached_archive(work)
+    with pytest.raises(InstallError, match="refused"):
+        store.install("blender", "4.2.partial", sha, DEFINITION)
+    store.install("blender", "4.2", sha, DEFINITION)
+    assert store.installed() == ["blender/4.2"]

@@ -47,7 +47,8 @@ def slave(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
     def fake_execve(path: str, argv: list[str], env: dict[str, str]) -> None:
         raise Exec(path, argv, env)
 
-    def fake_serve(name: str, work_dir: Path, applications_dir: Path, *_: object) -> int:
+    def fake_serve(name: str, work_dir: Path, applications_dir: Path, *_: object,
+                   **__: object) -> int:
         calls["serve"].append((name, work_dir, applications_dir))
         return 0
 
@@ -243,7 +244,8 @@ def test_the_agent_and_rrsync_start_with_a_private_umask(
         slave: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[int] = []
 
-    def serve(name: str, work_dir: Path, applications_dir: Path, *_: object) -> int:
+    def serve(name: str, work_dir: Path, applications_dir: Path, *_: object,
+              **__: object) -> int:
         seen.append(_umask())
         return 0
 

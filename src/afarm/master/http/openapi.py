@@ -130,7 +130,10 @@ POOL_ENTRY = {"type": "object", "required": ["package", "version", "arch", "sha2
                              "sha256": SHA, "size": {"type": "integer"},
                              "unpacked": {"type": "integer"},
                              "executable": {"type": "string", "nullable": True},
-                             "slaves": {"type": "array", "items": {"type": "string"}}}}
+                             "slaves": {"type": "array", "items": {"type": "string"}},
+                             "definition": {"type": "object"},
+                             "quarantined": {"type": "object", "additionalProperties": {
+                                 "type": "string"}}}}
 _POOL_KEY = [{"name": "name", "in": "path", "required": True,
               "schema": {"type": "string", "maxLength": 63}},
              {"name": "version", "in": "path", "required": True,
@@ -315,7 +318,9 @@ def job_port() -> dict[str, Any]:
                                     "schema": {"type": "string",
                                                "enum": ["amd64", "arm64", "all"]}},
                                    {"name": "executable", "in": "query",
-                                    "schema": {"type": "string", "maxLength": 501}}],
+                                    "schema": {"type": "string", "maxLength": 501}},
+                                   {"name": "definition", "in": "query",
+                                    "schema": {"type": "string", "maxLength": 4096}}],
                     "requestBody": {"required": True, "content": {
                         "application/octet-stream": {"schema": {"type": "string",
                                                                 "format": "binary"}}}},

@@ -101,6 +101,11 @@ class Scheduler:
         # The pool version a job runs ("" none), for slaves quarantined for a version.
         self.version_of: Callable[[int], str] = lambda job_id: ""
         self._versions: dict[int, str] = {}
+        # The architectures a pool version exists for ("all" fits any); None: any (no
+        # pool). A slave whose architecture is not among them is never given its tasks.
+        self.version_arches: Callable[[str, str], frozenset[str] | None] = \
+            lambda app, version: None
+        self._arches: dict[str, frozenset[str] | None] = {}
         self._gpu_jobs: set[int] = set()  # jobs that asked for GPU rendering
 
     def configure_ranking(self, properties: Properties, policy: str,
@@ -315,12 +320,24 @@ class Scheduler:
                               float(settings.get("min_memory_mib") or 0) * MIB, gpus))
         return out
 
+    def versions_changed(self) -> None:
+        """A pool version was added or removed: its architectures are looked up again."""
+        self._arches.clear()
+
+    def arches_of(self, app: str, version: str) -> frozenset[str] | None:
+        key = f"{app}/{version}"
+        if key not in self._arches:
+            self._arches[key] = self.version_arches(app, version)
+        return self._arches[key]
+
     def _version_filter(self, place: Place, then: Callable[[int, str], bool] | None
                         ) -> Callable[[int, str], bool] | None:
-        """`then`, and for a slave quarantined for some pool versions: not the tasks of
-        jobs that run one of them (a version failed its acceptance test there)."""
+        """`then`, and not the tasks of jobs that run a pool version this slave cannot:
+        one it is quarantined for (it failed its acceptance test there), or one that does
+        not exist for its architecture (filtered here like tags, not failed at install)."""
         bad: dict[str, str] = getattr(place, "quarantined", {})
-        if not bad:
+        arch: str | None = getattr(place, "arch", None)
+        if not bad and arch is None:
             return then
 
         def accept(job_id: int, app: str) -> bool:
@@ -329,7 +346,15 @@ class Scheduler:
             version = self._versions.get(job_id)
             if version is None:
                 version = self._versions[job_id] = self.version_of(job_id)
-            return not version or f"{app}/{version}" not in bad
+            if not version:
+                return True
+            if f"{app}/{version}" in bad:
+                return False
+            if arch is not None:
+                arches = self.arches_of(app, version)
+                if arches is not None and arch not in arches and "all" not in arches:
+                    return False
+            return True
         return accept
 
     def _decide_gpu(self, place: Place, view: SlaveView) -> list[tuple[Place, Candidate]]:

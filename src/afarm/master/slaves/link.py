@@ -139,6 +139,8 @@ class SlaveLink:
         self.arch = "amd64"
         self._install_locks: dict[str, asyncio.Lock] = {}
         self.app_bytes = 0  # bytes of pool archives sent to this slave
+        # Told whenever `installed` or `quarantined` changes (the farm stores them).
+        self.on_versions: Callable[[SlaveLink], None] | None = None
 
     @property
     def applications(self) -> frozenset[str] | None:
@@ -215,6 +217,7 @@ class SlaveLink:
         self.cached.clear()
         # Installed pool versions count for locality as cached inputs do (placement.py).
         self.cached |= {f"app:{key}" for key in self.installed}
+        self._versions_changed()
         if self.acceptance is None:
             self._set_state("online")
         else:
@@ -466,6 +469,7 @@ class SlaveLink:
                 self.cached.discard(entry.sha256)
                 if reply.get("quarantine"):
                     self.quarantined[key] = str(error)[:500]
+                    self._versions_changed()
                     self.hooks.slave_state(self.name, self.state,
                                            f"quarantined for {package} {version}: {error}",
                                            None)
@@ -473,7 +477,19 @@ class SlaveLink:
             log.info("%s: installed %s %s (%d bytes sent)", self.name, package, version, sent)
             self.installed.add(key)
             self.cached.add(f"app:{key}")
+            self._versions_changed()
             return True
+
+    def _versions_changed(self) -> None:
+        if self.on_versions is not None:
+            self.on_versions(self)
+
+    def forget_version(self, key: str) -> None:
+        """NAME/VERSION was removed from the pool or added again: its install here is
+        checked again by the slave before the next task, its quarantine is over."""
+        self.installed.discard(key)
+        self.cached.discard(f"app:{key}")
+        self.quarantined.pop(key, None)
 
     async def _send_archive(self, sha: str, src: Path) -> int:
         async with self._upload_lock:
@@ -530,7 +546,10 @@ class SlaveLink:
         reply = await asyncio.wait_for(self.request({"op": "gc", "keep_jobs": keep_jobs,
                                                      "app_keep_days": app_keep_days}),
                                        timeout=60)
-        for key in reply.get("apps_removed") or []:
+        removed = reply.get("apps_removed") or []
+        for key in removed:
             self.installed.discard(str(key))
             self.cached.discard(f"app:{key}")
+        if removed:
+            self._versions_changed()
         return reply

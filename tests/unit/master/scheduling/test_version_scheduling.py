@@ -70,3 +70,33 @@ def test_a_slave_quarantined_for_a_version_takes_only_other_versions(
     decided = {(p.name, c.job_id) for p, c in sched._decide()}
     assert ("a", new) not in decided
     assert ("a", old) in decided and ("b", new) in decided
+
+
+def test_a_slave_whose_architecture_lacks_the_version_is_never_given_its_tasks(
+        store: Store, sched: Scheduler) -> None:
+    arches = {"4.2.0": frozenset({"arm64"}), "3.4.1": frozenset({"amd64", "arm64"}),
+              "4.3.0": frozenset({"all"})}
+    sched.version_arches = lambda app, version: arches.get(version)
+    sched.places["a"].arch = "amd64"  # type: ignore[attr-defined]
+    sched.places["b"].arch = "arm64"  # type: ignore[attr-defined]
+    only_arm = add_job(store, sched, "4.2.0", frames=2)
+    decided = [(p.name, c.job_id) for p, c in sched._decide()]
+    assert decided == [("b", only_arm)]  # "a" (amd64) stays idle rather than fail it
+    both = add_job(store, sched, "3.4.1", frames=1)
+    anywhere = add_job(store, sched, "4.3.0", frames=1)
+    sched.places["b"].slots = 0  # type: ignore[attr-defined]
+    decided = [(p.name, c.job_id) for p, c in sched._decide()]
+    assert decided and all(name == "a" and job in (both, anywhere) for name, job in decided)
+
+
+def test_a_version_added_for_another_architecture_is_looked_up_again(
+        store: Store, sched: Scheduler) -> None:
+    arches = {"4.2.0": frozenset({"arm64"})}
+    sched.version_arches = lambda app, version: arches.get(version)
+    sched.places["a"].arch = "amd64"  # type: ignore[attr-defined]
+    sched.places["b"].slots = 0  # type: ignore[attr-defined]
+    job = add_job(store, sched, "4.2.0")
+    assert sched._decide() == []
+    arches["4.2.0"] = frozenset({"arm64", "amd64"})
+    sched.versions_changed()
+    assert [(p.name, c.job_id) for p, c in sched._decide()] == [("a", job)]
