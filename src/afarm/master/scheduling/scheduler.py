@@ -306,7 +306,8 @@ class Scheduler:
 
     def power_demand(self) -> list[Demand]:
         """The queued work as the power manager weighs it: per job, its tags, application,
-        pool version, --min-memory and GPUs, most urgent first."""
+        pool version (and the architectures it exists for), --min-memory and GPUs, most
+        urgent first."""
         out = []
         for job_id, tags, app, n in self.index.demand_by_job("slave"):
             settings = self.placement.jobs.get(job_id, {})
@@ -317,7 +318,8 @@ class Scheduler:
             if job_id in self._gpu_jobs:
                 gpus = max(gpus, 1)
             out.append(Demand(tags, n, app, version,
-                              float(settings.get("min_memory_mib") or 0) * MIB, gpus))
+                              float(settings.get("min_memory_mib") or 0) * MIB, gpus,
+                              self.arches_of(app, version) if version else None))
         return out
 
     def versions_changed(self) -> None:

@@ -120,6 +120,7 @@ class PowerSlave:
     gpus: int = 0
     quarantined: frozenset[str] = frozenset()  # "APP/VERSION" that failed its test there
     drained: bool = False  # afarmctl slave drain: takes no work, is never woken for it
+    arch: str | None = None  # its Debian architecture (amd64); None: not known
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class Demand:
     version: str = ""  # the pool version the job runs; "": the slaves' own program
     min_memory: float = 0.0  # bytes
     gpus: int = 0
+    arches: frozenset[str] | None = None  # the pool version exists for these; None: any
 
     def fits(self, s: "PowerSlave") -> bool:
         """Whether `s` could take these tasks once awake (the scheduler's own tests)."""
@@ -142,6 +144,9 @@ class Demand:
         if app and s.applications is not None and app not in s.applications:
             return False
         if app and self.version and f"{app}/{self.version}" in s.quarantined:
+            return False
+        if self.arches is not None and s.arch is not None \
+                and s.arch not in self.arches and "all" not in self.arches:
             return False
         if self.min_memory and not (s.memory is not None and s.memory >= self.min_memory):
             return False

@@ -153,7 +153,8 @@ class PowerManager:
                 memory=memory if memory is not None and memory == memory else None,
                 gpus=int(props.get("gpus") or 0),
                 quarantined=frozenset(getattr(p, "quarantined", ())),
-                drained=bool(getattr(p, "drained", False))))
+                drained=bool(getattr(p, "drained", False)),
+                arch=getattr(p, "arch", None)))
         return out
 
     def queued(self) -> list[Demand]:

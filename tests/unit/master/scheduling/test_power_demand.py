@@ -50,9 +50,10 @@ def test_the_demand_carries_each_jobs_needs_most_urgent_first(store: Store) -> N
     add(store, sched, 3)  # job 1: pool version 4.2
     add(store, sched, 2, priority=90, tags=frozenset({"gpu"}), min_memory_mib=16 * 1024,
         gpus=2)
+    sched.version_arches = lambda app, version: frozenset({"amd64"})
     assert sched.power_demand() == [
         Demand(frozenset({"gpu"}), 2, "app", "", 16 * GIB, 2),
-        Demand(frozenset(), 3, "app", "4.2", 0.0, 0)]
+        Demand(frozenset(), 3, "app", "4.2", 0.0, 0, frozenset({"amd64"}))]
 
 
 def test_a_gpu_rendered_job_needs_a_slave_with_a_gpu(store: Store) -> None:

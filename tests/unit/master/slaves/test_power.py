@@ -278,3 +278,12 @@ def test_a_drained_slave_does_not_hold_the_floor_nor_count_as_capacity() -> None
               slave("b", "asleep", NOON - 99 * 60)]
     acts = decide(slaves, [Demand(frozenset(), 1)], floor, NOON, tz=UTC)
     assert ("wake", "b") in kinds(acts)
+
+
+def test_a_sleeper_of_an_architecture_the_pool_version_lacks_is_not_woken() -> None:
+    slaves = [slave("arm", "asleep", rank=0, arch="arm64"),
+              slave("pc", "asleep", rank=1, arch="amd64")]
+    need = Demand(frozenset(), 1, "blender", "4.2", arches=frozenset({"amd64"}))
+    assert kinds(decide(slaves, [need], ON, NOON, tz=UTC)) == [("wake", "pc")]
+    anywhere = Demand(frozenset(), 1, "blender", "4.2", arches=frozenset({"all"}))
+    assert kinds(decide(slaves, [anywhere], ON, NOON, tz=UTC)) == [("wake", "arm")]
