@@ -8,11 +8,13 @@ slave's suspend verb does; the manager runs its real loop with short settings.
 
 import asyncio
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from afarm.master.scheduling.properties import Properties
 from afarm.master.scheduling.scheduler import Scheduler
 from afarm.master.slaves.link import Outcome
 from afarm.master.slaves.power import PowerSettings
@@ -111,9 +113,12 @@ class Waker:
 
 
 class PowerFarm:
-    def __init__(self, store: Store, n: int, settings: PowerSettings = FAST) -> None:
+    def __init__(self, store: Store, n: int, settings: PowerSettings = FAST,
+                 static: dict[str, dict[str, float]] | None = None) -> None:
         self.store = store
         self.sched = Scheduler(store, NoResults(), FailurePolicy(), lambda t, j: 60)
+        if static is not None:  # memory and GPUs of the slaves, as definitions give them
+            self.sched.configure_ranking(Properties(static), "fastest")
         self.waker = Waker()
         self.places = {}
         for i in range(n):
@@ -124,15 +129,18 @@ class PowerFarm:
             self.sched.places, settings,
             {n: Machine(f"52:54:00:00:00:{i:02x}") for i, n in enumerate(self.places)},
             waker=self.waker, ranked=lambda: sorted(self.places),
-            demand=lambda: self.sched.index.demand(), tick=0.01)
+            demand=self.sched.power_demand, tick=0.01,
+            properties=self.sched.properties.row)
         self.sched.load()
 
     def _state(self, name: str, state: str) -> None:
         self.store.set_slave(name, state)
         self.power.observe(name, state)
 
-    def add(self, tasks: int) -> int:
-        job = self.store.add_job(spec(), [render(i) for i in range(tasks)])
+    def add(self, tasks: int, **scheduling: Any) -> int:
+        s = spec()
+        s.scheduling = dict(scheduling)
+        job = self.store.add_job(s, [render(i) for i in range(tasks)])
         self.sched.reload_job(job)
         return job
 
@@ -252,3 +260,56 @@ def test_a_slave_that_does_not_wake_is_down_and_its_work_goes_to_the_next(
     assert farm.power.counts["down"] == 1
     assert farm.power.counts["resend"] >= 1  # it got its packet more than once
     assert farm.waker.sent.count("52:54:00:00:00:00") >= 2
+
+
+GIB = float(1 << 30)
+
+
+def test_queued_work_wakes_only_a_slave_with_the_memory_it_needs(store: Store) -> None:
+    farm = PowerFarm(store, 2, static={"s0": {"memory": 4 * GIB}, "s1": {"memory": 32 * GIB}})
+
+    async def body() -> int:
+        await farm.until(farm.all_asleep)
+        sent = len(farm.waker.sent)
+        job = farm.add(3, min_memory_mib=16 * 1024)
+        await farm.until(lambda: farm.done(job))
+        assert farm.waker.sent[sent:] == ["52:54:00:00:00:01"]  # s1 only
+        return job
+
+    job = running(farm)(body)
+    assert all(t.slave == "s1" for t in store.tasks(job))
+
+
+def test_queued_work_wakes_a_slave_someone_switched_off_after_retry_down(
+        store: Store) -> None:
+    farm = PowerFarm(store, 1, replace(FAST, idle_suspend=60))
+
+    async def body() -> int:
+        farm.places["s0"].set_state("unreachable")  # switched off by hand
+        job = farm.add(2)
+        await asyncio.sleep(0.1)
+        assert farm.waker.sent == []  # not before retry_down (0.3 s here)
+        await farm.until(lambda: farm.done(job))
+        return job
+
+    running(farm)(body)
+    assert farm.waker.sent == ["52:54:00:00:00:00"]
+    assert farm.power.counts["wake"] == 1
+
+
+def test_a_drained_slave_finishes_nothing_new_and_is_suspended_with_work_queued(
+        store: Store) -> None:
+    farm = PowerFarm(store, 2, replace(FAST, idle_suspend=60))
+
+    async def body() -> int:
+        d = farm.places["s0"]
+        d.drained = True  # type: ignore[attr-defined]
+        d.set_state("draining")
+        job = farm.add(6)
+        await farm.until(lambda: farm.done(job))
+        await farm.until(lambda: d.state == "asleep")
+        return job
+
+    job = running(farm)(body)
+    assert all(t.slave == "s1" for t in store.tasks(job))
+    assert farm.places["s1"].state == "online"  # idle_suspend is an hour here

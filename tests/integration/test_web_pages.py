@@ -327,3 +327,11 @@ def test_a_job_without_task_warnings_stays_plainly_completed(farm: MasterProcess
     html = page(farm, f"/jobs/{job}")
     assert "No task has warnings." in html and "favicon-warnings" not in html
     assert "status-completed-with-warnings" not in html
+
+
+def test_the_slaves_page_and_the_json_show_the_same_state(farm: MasterProcess) -> None:
+    rows = {s["name"]: s for s in farm.client.get("/api/v1/slaves")}
+    text = page(farm, "/slaves")
+    for name, row in rows.items():
+        assert f'id="slave-{name}" data-state="{row["shown_state"]}"' in text
+    assert any(r["state"] == "online" and r["shown_state"] == "idle" for r in rows.values())

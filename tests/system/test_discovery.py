@@ -15,12 +15,14 @@ from typing import Any
 
 import pytest
 
-from afarm.discovery.publish import host_key_fingerprint
+from afarm.discovery.publish import host_key_fingerprint, mac_addresses
 from afarm.master import auth
+from afarm.master.slaves.wol import magic_packet
 from afarm.protocol.net import join_hostport
 from tests import farm as farm_module
 from tests.farm import MasterProcess
 from tests.system.mdns import MdnsHost
+from tests.system.test_power import Nic
 from tests.system.test_slave_shell_ssh import shell_wrapper
 from tests.system.testnet import Host, TestNet, bridge_name
 
@@ -200,6 +202,26 @@ def test_a_slave_found_on_the_network_is_accepted_with_one_command_and_renders(
     job2 = master.submit("--app", "sleep", "--items", "0.1")
     assert master.wait(job2, timeout=60)["status"] == "completed"
     assert json.loads(master.ctl("--json", "slaves").stdout)
+
+    # Its definition has no mac: it is woken at a MAC it announced. A person switches it
+    # off (every process there killed, the master's session with them); the packet that
+    # afarmctl slave wake sends reaches its network (the bridge's broadcast, not
+    # 255.255.255.255, which leaves by the master's default route) with that MAC.
+    net.crash(h)
+    wait_for("the slave unreachable",
+             lambda: slave_state(master, name)["state"] == "unreachable",  # type: ignore
+             master)
+    announced = mac_addresses()  # what the slave announced (the namespaces share /sys)
+    nic = Nic(net, h, announced[0])
+    try:
+        woke = master.ctl("--json", "slave", "wake", name)
+        assert woke.returncode == 0, (woke.stderr, master.logtext()[-2000:])
+        mac = json.loads(woke.stdout)["mac"]
+        assert mac in announced
+        wait_for("the magic packet in the slave's namespace", lambda: nic.packets, master)
+        assert nic.packets[0] == magic_packet(mac)
+    finally:
+        nic.close()
 
 
 def test_a_pending_name_announced_with_two_host_keys_is_not_accepted_until_sorted_out(

@@ -430,7 +430,7 @@ def cmd_slaves(args: argparse.Namespace, client: Client) -> int:
         found = s.get("discovered")
         if isinstance(found, dict) and not s.get("last_error"):
             last = f"{found['fingerprint']} at {found['address']}"
-        lines.append(f"{s['name']:<14} {shown(s['state']):<12}"
+        lines.append(f"{s['name']:<14} {shown(s.get('shown_state') or s['state']):<12}"
                      f" {duration(s.get('seconds_in_state')):>6} {bench:>8} {running:<10}"
                      f" {blocked:<16} {last}")
         for key, why in (s.get("quarantined_versions") or {}).items():
@@ -502,6 +502,15 @@ def cmd_slave(args: argparse.Namespace, client: Client) -> int:
         woke = ops.wake_slave(client, args.name)
         _print(args, woke, f"{woke['name']}: magic packet sent to {woke['mac']};"
                            " afarmctl slaves shows it waking, then testing and idle")
+        return 0
+    if args.action in ("drain", "undrain"):
+        got = ops.drain_slave(client, args.name, args.action == "drain")
+        running = int(got.get("running") or 0)
+        text = (f"{got['name']}: draining, takes no new task"
+                + (f"; {running} running finish first" if running else "")
+                if got.get("drained") else f"{got['name']}: {shown(got['state'])},"
+                " takes tasks again")
+        _print(args, got, text)
         return 0
     if args.action == "test":
         rec = ops.test_slave(client, args.name)

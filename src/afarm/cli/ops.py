@@ -200,6 +200,16 @@ def wake_slave(client: Client, name: str) -> dict[str, Any]:
     return answer
 
 
+def drain_slave(client: Client, name: str, on: bool) -> dict[str, Any]:
+    """Give a slave no new tasks (on), or let it take them again."""
+    verb = "drain" if on else "undrain"
+    if not name:
+        raise UsageError(f"give the slave's name: afarmctl slave {verb} NAME")
+    answer: dict[str, Any] = client.post(
+        f"/api/v1/slaves/{urllib.parse.quote(name, safe='')}/{verb}", {})
+    return answer
+
+
 def enroll_token(client: Client, ttl: int, replace: str | None = None) -> dict[str, Any]:
     body: dict[str, object] = {"ttl": ttl}
     if replace:

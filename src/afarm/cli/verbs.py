@@ -134,7 +134,12 @@ VERBS: tuple[Verb, ...] = (
          " blocklisted for, and their last error (a quarantined slave's: why). With --rank:"
          " the order in which free slaves take tasks, as a matrix of their properties"
          " (speed, watts, cost per frame, reliability, ...), the policy, and why each slave"
-         " stands where it does.",
+         " stands where it does. Discovered slaves are listed too: pending (waiting for"
+         " slave accept) and gone (pending, then left the network; forgotten after [discovery]"
+         " pending_expiry_hours). With --json each slave has state, the word the master"
+         " stores (online for a connected slave without a task, kept for existing scripts),"
+         " shown_state, the state as shown here (idle for it) and what the web page shows,"
+         " and drained (true after slave drain).",
          (Arg(("--rank",), "show the ranking instead of the list", {"action": "store_true"}),
           Arg(("--job",), "with --rank: rank for this job (only slaves that may take its"
               " tasks; locality of its inputs)", {"type": int, "metavar": "ID"}),
@@ -158,10 +163,17 @@ VERBS: tuple[Verb, ...] = (
          " announce a name. slave reject NAME: forget a discovered slave (a pending one, or"
          " the warning about a changed fingerprint). slave wake NAME: send the slave's"
          " Wake-on-LAN magic packet now (its definition needs mac); with [power] enabled it"
-         " is waking until SSH answers, then tested and idle, or down after resume_timeout.",
-         (Arg(("action",), "what to do: token, test, accept, reject or wake",
-              {"choices": ["token", "test", "accept", "reject", "wake"]}),
-          Arg(("name",), "the slave to test, accept, reject or wake",
+         " is waking until SSH answers, then tested and idle, or down after resume_timeout."
+         " A slave without mac that announced itself (discovery) is woken at the MAC it"
+         " announced. slave drain NAME: the slave takes no new task; its running tasks"
+         " finish and it is shown as draining; with [power] enabled and a mac it is then"
+         " suspended (exclude and sleep_windows still apply) and never woken for work."
+         " slave undrain NAME: it takes tasks again (asleep, it is woken when work needs"
+         " it). Drained slaves stay drained when the master restarts.",
+         (Arg(("action",), "what to do: token, test, accept, reject, wake, drain or undrain",
+              {"choices": ["token", "test", "accept", "reject", "wake", "drain",
+                           "undrain"]}),
+          Arg(("name",), "the slave to test, accept, reject, wake, drain or undrain",
               {"nargs": "?", "default": ""}),
           Arg(("--yes",), "slave accept: do not ask for confirmation",
               {"action": "store_true"}),

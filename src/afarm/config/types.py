@@ -133,6 +133,7 @@ class MasterConfig:
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)
     acceptance: dict[str, Any] = field(default_factory=dict)  # AcceptanceSettings
     power: dict[str, Any] = field(default_factory=dict)  # master/slaves/power.py settings_of
+    discovery: dict[str, Any] = field(default_factory=dict)  # [discovery] (master/discovered)
 
     @classmethod
     def of(cls, cfg: dict[str, Any], slaves: dict[str, dict[str, Any]],
@@ -150,7 +151,8 @@ class MasterConfig:
                                      if isinstance(v, dict)},
                    policies=dict(cfg.get("policies", {})),
                    acceptance=dict(cfg["acceptance"]),
-                   power=dict(cfg.get("power", {})))
+                   power=dict(cfg.get("power", {})),
+                   discovery=dict(cfg.get("discovery", {})))
         made.listen("job_port")  # a bad address is a config error at load, not at start
         made.listen("results_port")
         return made

@@ -5,7 +5,10 @@ Pure functions over facts (the stored record, the host keys the master trusts): 
 master's discovery service stores what they return and logs their warnings. The rules,
 written for a LAN where anyone can publish mDNS records:
 
-- a new name becomes ``pending`` (never scheduled) while fewer than ``max_pending`` wait;
+- a new name becomes ``pending`` (never scheduled) while fewer than ``max_pending`` wait
+  (pending and gone rows count: gone ones are kept until they expire);
+- a pending slave whose announcement is withdrawn is ``gone``; announced again with the
+  same key it is pending again;
 - a pending name keeps the fingerprint it was first seen with: another one under the same
   name is a loud warning, and accepting the name is refused until the admin looked
   (``afarmctl slave reject NAME`` forgets it; the next announcement starts over);
@@ -19,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from afarm.discovery.txt import Announcement
-from afarm.store.discovered import ACCEPTED, KNOWN, PENDING, Discovered
+from afarm.store.discovered import ACCEPTED, GONE, KNOWN, PENDING, Discovered
 
 MAX_PENDING = 64
 
@@ -51,6 +54,12 @@ def judge(a: Announcement, address: str, old: Discovered | None, trusted: set[st
                    f" but the master trusts {', '.join(sorted(trusted))}: refused. If the"
                    f" machine was reinstalled: afarmctl slave token --replace {a.name};"
                    " otherwise someone on the network claims its name")
+        if old is not None:
+            # The impostor's address and MACs are not stored: the slave is still woken
+            # and listed where it really is (also right after its accept, before its own
+            # announcement as an enrolled slave came).
+            return Verdict(replace(old, state=KNOWN, fingerprint=sorted(trusted)[0],
+                                   last_seen=now, warning=warning), warning=warning)
         return Verdict(_row(a, address, KNOWN, now, old, fingerprint=sorted(trusted)[0],
                             warning=warning), warning=warning)
     if old is None or old.state == KNOWN:
@@ -66,7 +75,18 @@ def judge(a: Announcement, address: str, old: Discovered | None, trusted: set[st
                    f" but it was first seen with {old.fingerprint}: refused. Check both"
                    f" machines; afarmctl slave reject {a.name} forgets the name")
         return Verdict(replace(old, last_seen=now, warning=warning), warning=warning)
+    if old.state == GONE:  # back on the network, with the key it was first seen with
+        return Verdict(_row(a, address, PENDING, now, old),
+                       note=f"pending slave {a.name} is back at {address}")
     return Verdict(_row(a, address, old.state, now, old))
+
+
+def lost(old: Discovered | None, now: float) -> Discovered | None:
+    """A withdrawn announcement: a pending slave is shown as gone from now (and forgotten
+    after the expiry); accepted and enrolled ones are the farm's to judge (None)."""
+    if old is None or old.state != PENDING:
+        return None
+    return replace(old, state=GONE, last_seen=now)
 
 
 def accept_problem(row: Discovered | None, name: str, confirmed: str) -> str | None:
@@ -84,4 +104,7 @@ def accept_problem(row: Discovered | None, name: str, confirmed: str) -> str | N
                 " --claim-port); enrol it with a token: afarmctl slave token")
     if row.state == ACCEPTED:
         return None  # accepting again retries an enrolment that did not finish
+    if row.state == GONE:
+        return (f"{name} left the network (its announcement was withdrawn); it is pending"
+                " again when it comes back")
     return None if row.state == PENDING else f"{name} is {row.state}"

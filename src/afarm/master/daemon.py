@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -14,7 +15,7 @@ from aiohttp import web
 from afarm import __version__, addon
 from afarm.applications.registry import load_applications
 from afarm.config.loader import load
-from afarm.config.types import MasterConfig
+from afarm.config.types import MasterConfig, SlaveDef
 from afarm.errors import AfarmError, ConfigError
 from afarm.master import auth, blend_deps, discovered, enroll, job_api, pool_api, results_api
 from afarm.master.accounting import parse_tariff
@@ -34,8 +35,9 @@ from afarm.master.scheduling.properties import Properties
 from afarm.master.scheduling.ranking import PRESETS, Policy, make_policy
 from afarm.master.slaves.acceptance import AcceptanceSettings
 from afarm.master.slaves.definitions import slave_definitions, transport_for
-from afarm.master.slaves.power import PowerSettings, parse_window, settings_of
+from afarm.master.slaves.power import PowerSettings, Window, parse_window, settings_of
 from afarm.master.slaves.waker import Machine, PowerManager
+from afarm.master.slaves.wol import BROADCAST
 from afarm.master.web import routes as web_routes
 from afarm.notify import notify
 from afarm.protocol.net import is_loopback, join_hostport
@@ -67,14 +69,32 @@ def power_manager(cfg: MasterConfig, farm: Farm) -> PowerManager:
     machines = {}
     for name, d in cfg.slaves.items():
         if d.mac:
-            windows = None if not d.sleep_windows else tuple(
-                parse_window(w) for w in d.sleep_windows)
-            machines[name] = Machine(d.mac, d.broadcast, windows=windows,
+            machines[name] = Machine(d.mac, d.broadcast, windows=_windows(d),
                                      sleep_watts=d.sleep_watts)
     sched = farm.scheduler
     return PowerManager(sched.places, power_settings(cfg), machines, clock=farm.clock,
                         ranked=lambda: [p.name for p in sched.ranked_places()[0]],
-                        demand=lambda: sched.index.demand())  # load() replaces the index
+                        demand=sched.power_demand,
+                        properties=sched.properties.row)
+
+
+def _windows(d: SlaveDef) -> tuple[Window, ...] | None:
+    return None if not d.sleep_windows else tuple(parse_window(w) for w in d.sleep_windows)
+
+
+def announced_machines(cfg: MasterConfig,
+                       discovery: discovered.Discovery) -> Callable[[str], Machine | None]:
+    """Wake a slave without a mac at the MAC it announced (issue 11: accepted slaves sleep
+    and wake with nobody typing a MAC); a broadcast its definition sets is kept."""
+    def machine(name: str) -> Machine | None:
+        found = discovery.wake_address(name)
+        if found is None:
+            return None
+        d = cfg.slaves.get(name)
+        broadcast = d.broadcast if d is not None and d.broadcast != BROADCAST else found[1]
+        return Machine(found[0], broadcast, windows=_windows(d) if d else None,
+                       sleep_watts=d.sleep_watts if d else 2.0)
+    return machine
 
 
 def site_of(cfg: MasterConfig) -> Site:
@@ -196,10 +216,13 @@ async def serve(cfg: MasterConfig) -> int:
     job_app.add_routes(enroll.routes(farm, cfg.state_dir, slaves_dir=Path(m.slaves_dir)))
     job_app.add_routes(pool_api.routes(farm, max_upload, idle_timeout=h.body_timeout))
     job_app.add_routes([openapi.route(openapi.job_port())])
-    discovery = discovered.Discovery(farm, cfg.state_dir, Path(m.slaves_dir),
-                                     listen["job_port"])
+    discovery = discovered.Discovery(
+        farm, cfg.state_dir, Path(m.slaves_dir), listen["job_port"],
+        pending_expiry=float(cfg.discovery.get("pending_expiry_hours", 24)) * 3600)
     job_app.add_routes(discovered.routes(discovery))
     job_app.add_routes(blend_deps.routes(farm))  # the web page's dependency report
+    if farm.power is not None:
+        farm.power.announced = announced_machines(cfg, discovery)
     # Reading results needs a token only where the ports are reachable from elsewhere or
     # the admin made tokens; the Host and Origin checks keep web pages out either way.
     # The web page's views and assets check the token themselves (a browser following a

@@ -31,31 +31,39 @@ from afarm.discovery import avahi
 from afarm.discovery.browse import Browser, Found
 from afarm.discovery.claim import CLAIM_PATH
 from afarm.discovery.pending import MAX_PENDING, accept_problem, judge
+from afarm.discovery.pending import lost as lost_row
 from afarm.errors import IllegalTransition, OperationFailed, UsageError
 from afarm.master import enroll
 from afarm.master.farm import Farm
 from afarm.master.http.limits import json_body
+from afarm.master.slaves.wakeaddr import broadcast_towards, choose_mac, read_neighbours
 from afarm.protocol.enroll import fingerprint
 from afarm.protocol.names import is_slave_name
 from afarm.protocol.net import http_url, is_loopback, join_hostport
 from afarm.store import discovered as table
-from afarm.store.discovered import ACCEPTED, PENDING, Discovered
+from afarm.store.discovered import ACCEPTED, KNOWN, Discovered
 
 log = logging.getLogger(__name__)
+PENDING_EXPIRY = 86400.0  # [discovery] pending_expiry_hours, in seconds
 ACCEPT_TTL = 300  # seconds the bound token lives: the slave enrols at once or not at all
 CLAIM_TIMEOUT = 60.0
 
 
 class Discovery:
     def __init__(self, farm: Farm, state_dir: Path, slaves_dir: Path | None,
-                 job_port: tuple[str, int], max_pending: int = MAX_PENDING) -> None:
+                 job_port: tuple[str, int], max_pending: int = MAX_PENDING,
+                 pending_expiry: float = PENDING_EXPIRY) -> None:
         self.farm = farm
+        self.pending_expiry = pending_expiry  # seconds a pending or gone row outlives
+        #                                       its last announcement
+        self.present: dict[str, str] = {}  # DNS-SD instance -> slave name, announced now
         self.state_dir = state_dir
         self.slaves_dir = slaves_dir
         self.job_port = job_port
         self.max_pending = max_pending
         self.browser: Browser | None = None
         self.unavailable = ""
+        self.neighbours = read_neighbours  # the master's ARP table (tests give their own)
 
     # -- browsing -----------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -63,7 +71,10 @@ class Discovery:
         def found(f: Found) -> None:
             loop.call_soon_threadsafe(self.observe, f)
 
-        browser = Browser(found)
+        def gone(service: str) -> None:
+            loop.call_soon_threadsafe(self.lost, service)
+
+        browser = Browser(found, gone)
         try:
             browser.start()
         except avahi.Unavailable as exc:
@@ -72,6 +83,17 @@ class Discovery:
             return
         self.browser = browser
         log.info("browsing for slaves (%s over Avahi)", "_afarm._tcp")
+        self._tick(loop)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Expire stale rows now and then, also when nothing is announced."""
+        if self.browser is None:
+            return
+        try:
+            self.rows()
+        except Exception:  # a busy store must not end the expiry
+            log.exception("expiring discovered slaves failed")
+        loop.call_later(min(self.pending_expiry / 4, 600.0), self._tick, loop)
 
     def stop(self) -> None:
         if self.browser is not None:
@@ -90,8 +112,16 @@ class Discovery:
         a = found.announcement
         db = self.farm.store.db
         with self.farm.store.transaction():
-            verdict = judge(a, found.address, table.get(db, a.name), self.trusted(a.name),
-                            table.count(db, PENDING), self.farm.clock(), self.max_pending)
+            old = table.get(db, a.name)
+            if old is not None and old.macs and old.macs[0] in a.macs[1:]:
+                # The MAC chosen to wake it (wake_address) stays first.
+                a = dataclasses.replace(a, macs=(old.macs[0], *(m for m in a.macs
+                                                                if m != old.macs[0])))
+            now = self.farm.clock()
+            self.present[found.service] = a.name
+            self._expire(now)
+            verdict = judge(a, found.address, old, self.trusted(a.name),
+                            table.count_waiting(db), now, self.max_pending)
             if verdict.row is not None:
                 table.put(db, verdict.row)
         if verdict.warning:
@@ -99,7 +129,50 @@ class Discovery:
         if verdict.note:
             log.info("%s", verdict.note)
 
+    def wake_address(self, name: str) -> tuple[str, str] | None:
+        """(MAC, broadcast) to wake slave ``name`` at, from what it announced; None when it
+        announced no MAC or is not an enrolled or accepted slave. Of several MACs, the one
+        the master's neighbour table holds for its address (master/slaves/wakeaddr.py);
+        the choice is stored first, for when it sleeps and the entry is gone."""
+        db = self.farm.store.db
+        row = table.get(db, name)
+        if row is None or row.state not in (KNOWN, ACCEPTED) or not row.macs:
+            return None
+        mac = choose_mac(row.address, row.macs, self.neighbours())
+        if mac is None:
+            return None
+        if mac != row.macs[0]:
+            with self.farm.store.transaction():
+                table.put(db, dataclasses.replace(
+                    row, macs=(mac, *(m for m in row.macs if m != mac))))
+            log.info("%s is woken at %s, its card on the master's network", name, mac)
+        return mac, broadcast_towards(row.address)
+
+    def lost(self, service: str) -> None:
+        """Avahi withdrew an announcement: a pending slave is shown as gone."""
+        name = self.present.pop(service, None)
+        if name is None or name in self.present.values():
+            return  # not one we saw, or still announced under another instance name
+        db = self.farm.store.db
+        with self.farm.store.transaction():
+            row = lost_row(table.get(db, name), self.farm.clock())
+            if row is not None:
+                table.put(db, row)
+        if row is not None:
+            log.info("pending slave %s left the network; it is forgotten in %g h unless"
+                     " it comes back", name, self.pending_expiry / 3600)
+
+    def _expire(self, now: float) -> None:
+        """Forget pending and gone rows not announced for pending_expiry (in a
+        transaction of the caller's)."""
+        keep = frozenset(self.present.values())
+        for name in table.expire(self.farm.store.db, now - self.pending_expiry, keep):
+            log.info("forgot discovered slave %s: not announced for %g h", name,
+                     self.pending_expiry / 3600)
+
     def rows(self) -> list[Discovered]:
+        with self.farm.store.transaction():
+            self._expire(self.farm.clock())
         return table.all_rows(self.farm.store.db)
 
     # -- accept and reject --------------------------------------------------------------

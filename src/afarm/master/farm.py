@@ -119,11 +119,13 @@ class Farm:
         for partial in self.jobs_root.glob("*/.partial/*"):
             partial.unlink(missing_ok=True)
         self.scheduler.load()
+        self._load_drained()
         for slave, seconds in self.store.latest_benchmarks().items():
             self.scheduler.properties.benchmarked(slave, seconds)
         if self.power is not None and self.power_loop:
             # Sleeping slaves stay asleep (set before their links start connecting).
-            self.power.restore(self.store.slave_states())
+            self.power.restore(self.store.slave_states(),
+                               {s["name"]: s["info"] for s in self.store.slaves()})
             self._tasks.append(asyncio.create_task(self.power.run()))
         self._started = True
         for link in self.scheduler.places.values():
@@ -180,6 +182,37 @@ class Farm:
         if self.power is None:
             raise UsageError("this master does not manage power")
         return self.power.wake_by_hand(name)
+
+    def drain_slave(self, name: str, on: bool) -> dict[str, Any]:
+        """afarmctl slave drain/undrain NAME: take no new tasks (running ones finish; with
+        [power] enabled and a MAC it is then suspended), or take them again. Kept in the
+        state dir's `drained` file across restarts of the master."""
+        link = self.scheduler.places.get(name)
+        if not isinstance(link, SlaveLink):
+            raise UsageError(f"no slave {name!r}; afarmctl slaves lists them")
+        link.drain(on)
+        self._save_drained()
+        self.wake()
+        return {"name": name, "state": link.state, "drained": link.drained,
+                "running": len(link.running)}
+
+    def _save_drained(self) -> None:
+        names = sorted(n for n, p in self.scheduler.places.items()
+                       if getattr(p, "drained", False))
+        path = self.state_dir / "drained"
+        tmp = path.with_name(".drained.tmp")
+        tmp.write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
+        tmp.replace(path)
+
+    def _load_drained(self) -> None:
+        try:
+            names = (self.state_dir / "drained").read_text("utf-8").split()
+        except FileNotFoundError:
+            return
+        for name in names:
+            link = self.scheduler.places.get(name)
+            if isinstance(link, SlaveLink):
+                link.drained = True
 
     def slave_ready(self, name: str) -> None:
         self.wake()

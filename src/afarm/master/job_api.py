@@ -139,7 +139,15 @@ def routes(farm: Farm, max_upload: int, *, idle_timeout: float = 60.0,
     async def wake_slave(request: web.Request) -> web.Response:
         return web.json_response(farm.wake_slave(request.match_info["name"]))
 
+    async def drain_slave(request: web.Request) -> web.Response:
+        return web.json_response(farm.drain_slave(request.match_info["name"], True))
+
+    async def undrain_slave(request: web.Request) -> web.Response:
+        return web.json_response(farm.drain_slave(request.match_info["name"], False))
+
     return [
+        web.post("/api/v1/slaves/{name}/drain", drain_slave),
+        web.post("/api/v1/slaves/{name}/undrain", undrain_slave),
         web.post("/api/v1/gc", gc),
         web.post("/api/v1/slaves/{name}/test", test_slave),
         web.post("/api/v1/slaves/{name}/wake", wake_slave),

@@ -24,6 +24,7 @@ from afarm.master.http_util import (
     time_query,
 )
 from afarm.master.web.routes import wants_html
+from afarm.model.slave import shown
 from afarm.store import benchmarks, discovered, usage
 
 _log = logging.getLogger("afarm.master.http")
@@ -110,6 +111,10 @@ def routes(farm: Farm, page: Handler | None = None) -> list[web.RouteDef]:
                         "running": sorted(d.running), "tags": d.tags,
                         "bytes_sent": farm.bytes_sent.get(name, 0),
                         "benchmark": measured[name].as_json() if name in measured else None})
+            # `state` is the stored word (online for a connected idle slave, kept for
+            # scripts written against it); `shown_state` is what afarmctl slaves shows.
+            row["shown_state"] = shown(d.state)
+            row["drained"] = bool(getattr(d, "drained", False))
             # Pool versions it failed the acceptance test of (NAME/VERSION -> why).
             row["quarantined_versions"] = dict(getattr(d, "quarantined", {}))
             since = row.get("state_since")  # time in state (the power states among them)
@@ -126,7 +131,8 @@ def routes(farm: Farm, page: Handler | None = None) -> list[web.RouteDef]:
                 continue
             if found.state == discovered.KNOWN:
                 continue  # its definition was removed: nothing to show
-            out.append({"name": found.name, "state": found.state, "slots": 0,
+            out.append({"name": found.name, "state": found.state,
+                        "shown_state": found.state, "drained": False, "slots": 0,
                         "running": [], "tags": [], "bytes_sent": 0, "benchmark": None,
                         "last_error": found.warning, "discovered": found.as_json()})
         return web.json_response(out)

@@ -10,12 +10,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 PENDING, ACCEPTED, KNOWN = "pending", "accepted", "known"
+GONE = "gone"  # was pending, then its announcement was withdrawn (it left the network)
+WAITING = (PENDING, GONE)  # rows nobody decided on: bounded, and forgotten when stale
 
 
 @dataclass(frozen=True)
 class Discovered:
     name: str
-    state: str  # pending (waits for afarmctl slave accept), accepted, known (enrolled)
+    state: str  # pending (waits for afarmctl slave accept), gone, accepted, known (enrolled)
     fingerprint: str  # the one first seen (pending) or the enrolled host key's (known)
     address: str
     ssh_port: int
@@ -62,3 +64,21 @@ def put(db: sqlite3.Connection, d: Discovered) -> None:
 
 def forget(db: sqlite3.Connection, name: str) -> bool:
     return db.execute("DELETE FROM discovered WHERE name=?", (name,)).rowcount > 0
+
+
+def count_waiting(db: sqlite3.Connection) -> int:
+    """Rows nobody decided on yet (pending and gone): what the pending bound counts."""
+    return int(db.execute("SELECT COUNT(*) FROM discovered WHERE state IN (?,?)",
+                          WAITING).fetchone()[0])
+
+
+def expire(db: sqlite3.Connection, before: float, keep: frozenset[str] = frozenset()
+           ) -> list[str]:
+    """Forget pending and gone rows last seen before `before`, except the names in `keep`
+    (announced right now); returns the names forgotten."""
+    names = [r[0] for r in db.execute(
+        "SELECT name FROM discovered WHERE state IN (?,?) AND last_seen < ?",
+        (*WAITING, before)) if r[0] not in keep]
+    for name in names:
+        db.execute("DELETE FROM discovered WHERE name=?", (name,))
+    return names

@@ -67,3 +67,28 @@ def test_report_adds_kwh_per_day_awake_and_asleep(capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     day = next(ln for ln in out.splitlines() if ln.startswith("2026-12-01"))
     assert day.split()[1:3] == ["1.250", "0.048"]
+
+
+def test_slave_drain_and_undrain_post_to_their_endpoints(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    m = Master({"/api/v1/slaves/box/drain": {"name": "box", "state": "draining",
+                                             "drained": True, "running": 2},
+                "/api/v1/slaves/box/undrain": {"name": "box", "state": "online",
+                                               "drained": False, "running": 0}})
+    assert commands.cmd_slave(args(action="drain", name="box"), cast(Client, m)) == 0
+    assert "box: draining, takes no new task; 2 running finish first" in \
+        capsys.readouterr().out
+    assert commands.cmd_slave(args(action="undrain", name="box"), cast(Client, m)) == 0
+    assert "box: idle, takes tasks again" in capsys.readouterr().out
+    assert m.posted == ["/api/v1/slaves/box/drain", "/api/v1/slaves/box/undrain"]
+    with pytest.raises(UsageError, match="slave undrain NAME"):
+        commands.cmd_slave(args(action="undrain", name=""), cast(Client, m))
+
+
+def test_slaves_shows_the_shown_state_the_master_sends(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    m = Master({"/api/v1/slaves": [
+        {"name": "a", "state": "online", "shown_state": "idle", "seconds_in_state": 90,
+         "running": []}]})
+    commands.cmd_slaves(args(rank=False, job=None, policy=None), cast(Client, m))
+    assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["a", "idle"]

@@ -75,3 +75,42 @@ def test_an_accepted_slave_whose_enrolment_did_not_finish_may_be_accepted_again(
     from dataclasses import replace
 
     assert accept_problem(replace(row, state=ACCEPTED), "render1", FP1) is None
+
+
+def test_an_impostor_of_an_enrolled_slave_does_not_move_where_it_is_woken() -> None:
+    known = judge(ann(), "10.0.0.5", None, {FP1}, 0, 100.0).row
+    fake = Announcement("render1", FP2, ("66:66:66:66:66:66",), "0.2.0", 22, 0)
+    v = judge(fake, "10.0.0.66", known, {FP1}, 0, 130.0)
+    assert v.row is not None and v.warning
+    assert (v.row.address, v.row.macs, v.row.fingerprint) == ("10.0.0.5",
+                                                              ("52:54:00:12:34:56",), FP1)
+
+
+def test_a_withdrawn_pending_slave_is_gone_and_back_pending_when_announced_again() -> None:
+    from afarm.discovery.pending import lost
+    from afarm.store.discovered import GONE
+
+    first = judge(ann(), "10.0.0.5", None, None, 0, 100.0).row
+    gone = lost(first, 200.0)
+    assert gone is not None and (gone.state, gone.last_seen) == (GONE, 200.0)
+    assert "left the network" in (accept_problem(gone, "render1", FP1) or "")
+    back = judge(ann(), "10.0.0.7", gone, None, 1, 300.0)
+    assert back.row is not None and back.row.state == PENDING and "back" in back.note
+    assert back.row.first_seen == 100.0
+    # another key under the gone name is refused as under a pending one
+    other = judge(ann(fp=FP2), "10.0.0.66", gone, None, 1, 300.0)
+    assert other.warning and other.row is not None and other.row.fingerprint == FP1
+    known = judge(ann(), "10.0.0.5", None, {FP1}, 0, 100.0).row
+    assert lost(known, 200.0) is None and lost(None, 200.0) is None
+
+
+def test_an_impostor_right_after_the_accept_does_not_move_the_accepted_slave() -> None:
+    from dataclasses import replace
+
+    pending = judge(ann(), "10.0.0.5", None, None, 0, 100.0).row
+    assert pending is not None
+    accepted = replace(pending, state=ACCEPTED)
+    fake = Announcement("render1", FP2, (), "0.2.0", 22, 0)
+    v = judge(fake, "10.0.0.66", accepted, {FP1}, 0, 130.0)
+    assert v.row is not None and v.row.state == KNOWN and v.warning
+    assert (v.row.address, v.row.macs) == ("10.0.0.5", ("52:54:00:12:34:56",))

@@ -144,6 +144,19 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+# A slave in GET /api/v1/slaves (more keys come with it: info, last_error, benchmark, ...).
+SLAVE_ROW = {"type": "object", "required": ["name", "state", "shown_state"], "properties": {
+    "name": {"type": "string"},
+    "state": {"type": "string", "description": "the stored state; a connected slave without"
+              " a task is online here (kept for scripts written against it)"},
+    "shown_state": {"type": "string", "description": "the state as afarmctl slaves shows"
+                    " it: pending, asleep, waking, testing, idle, busy, draining, down,"
+                    " quarantined, offline, connecting, unreachable, refused or gone"},
+    "drained": {"type": "boolean", "description": "afarmctl slave drain: takes no new"
+                " task until undrained"},
+    "seconds_in_state": {"type": "number", "nullable": True}}}
+
+
 def _responses(ok: dict[str, Any]) -> dict[str, Any]:
     return {**ok, "4XX": _json(ERROR, "refused; the error says why")}
 
@@ -263,6 +276,24 @@ def job_port() -> dict[str, Any]:
                                         "state": {"type": "string"},
                                         "mac": {"type": "string"}}},
                          "the slave, now waking")})}},
+        **{f"/api/v1/slaves/{{name}}/{verb}": {
+            "post": {"summary": summary,
+                     "parameters": [{"name": "name", "in": "path", "required": True,
+                                     "schema": {"type": "string", "minLength": 1,
+                                                "maxLength": 255}}],
+                     "requestBody": {"content": {"application/json": {
+                         "schema": {"type": "object"}}}},
+                     "responses": _responses({"200": _json({
+                         "type": "object", "required": ["name", "state", "drained"],
+                         "properties": {"name": {"type": "string"},
+                                        "state": {"type": "string"},
+                                        "drained": {"type": "boolean"},
+                                        "running": {"type": "integer"}}},
+                         "the slave afterwards")})}}
+            for verb, summary in (
+                ("drain", "give a slave no new tasks: its running tasks finish, then"
+                          " (with [power] enabled and a MAC) it may be suspended"),
+                ("undrain", "let a drained slave take tasks again"))},
         "/api/v1/slaves/{name}/test": {
             "post": {"summary": "run a slave's acceptance test again now: it is online when"
                                 " it passes, quarantined (no tasks) with the reason when not",
@@ -387,7 +418,7 @@ def results_port(secured: bool) -> dict[str, Any]:
                                                         "format": "binary"}}}}})}},
         "/api/v1/slaves": {"get": {"summary": "the slaves and their state",
                                    "responses": _responses({"200": _json(
-                                       {"type": "array", "items": {"type": "object"}},
+                                       {"type": "array", "items": SLAVE_ROW},
                                        "slaves")})}},
         "/api/v1/report": {"get": {
             "summary": "kWh, cost, busy hours and tasks per job and per slave of the attempts"

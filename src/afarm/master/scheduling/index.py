@@ -244,3 +244,16 @@ class RunnableIndex:
             if n:
                 out[job.tags] = out.get(job.tags, 0) + n
         return out
+
+    def demand_by_job(self, runs_on: str = "slave") -> list[tuple[int, frozenset[str], str,
+                                                                  int]]:
+        """Most urgent first, each job with tasks that could start now on `runs_on`: its
+        id, the tags it requires, the application of its next task and how many tasks
+        (the power manager wakes only slaves that can take them)."""
+        out = []
+        for key in self._order:
+            job = self._jobs[key[1]]
+            heap = job.heaps.get(runs_on)
+            if heap:
+                out.append((job.job_id, job.tags, heap[0][2], len(heap)))
+        return out

@@ -22,10 +22,11 @@ import numpy as np
 from afarm.gpu import PARAM as GPU_PARAM
 from afarm.master.scheduling.gpu_slots import GpuSlots, gpu_count
 from afarm.master.scheduling.index import Candidate, RunnableIndex, SlaveView
-from afarm.master.scheduling.placement import Placement
+from afarm.master.scheduling.placement import MIB, Placement
 from afarm.master.scheduling.properties import Properties
 from afarm.master.scheduling.ranking import Policy, Ranking, tail_defers
 from afarm.master.slaves.link import Outcome
+from afarm.master.slaves.power import Demand
 from afarm.model.job import Job, Task
 from afarm.model.policy import FailureDecision, FailurePolicy, decide_failure
 from afarm.model.status import TaskStatus
@@ -302,6 +303,24 @@ class Scheduler:
                     break
                 decisions.append((self.master, cand))
         return decisions
+
+    def power_demand(self) -> list[Demand]:
+        """The queued work as the power manager weighs it: per job, its tags, application,
+        pool version (and the architectures it exists for), --min-memory and GPUs, most
+        urgent first."""
+        out = []
+        for job_id, tags, app, n in self.index.demand_by_job("slave"):
+            settings = self.placement.jobs.get(job_id, {})
+            version = self._versions.get(job_id)
+            if version is None:
+                version = self._versions[job_id] = self.version_of(job_id)
+            gpus = int(settings.get("gpus") or 0)
+            if job_id in self._gpu_jobs:
+                gpus = max(gpus, 1)
+            out.append(Demand(tags, n, app, version,
+                              float(settings.get("min_memory_mib") or 0) * MIB, gpus,
+                              self.arches_of(app, version) if version else None))
+        return out
 
     def versions_changed(self) -> None:
         """A pool version was added or removed: its architectures are looked up again."""

@@ -125,6 +125,9 @@ class SlaveLink:
         # Power saving (master/slaves/waker.py): while `hold` is asleep or down the link
         # does not try to connect; waking clears it and retries every WAKING_RETRY s.
         self.hold: str | None = None
+        # afarmctl slave drain: no new task; online and busy are shown as draining, and
+        # the power manager may suspend it once its tasks ended.
+        self.drained = False
         self._may_connect = asyncio.Event()
         self._may_connect.set()
         self._poke = asyncio.Event()
@@ -346,7 +349,17 @@ class SlaveLink:
             return str(exc) or type(exc).__name__
         return "" if r.ok else (r.stderr.strip() or f"suspend exited {r.exit_code}")
 
+    def drain(self, on: bool) -> None:
+        """Take no new tasks (on) or take them again; running tasks go on either way."""
+        self.drained = on
+        if on and self.state in ("online", "busy"):
+            self._set_state("draining")
+        elif not on and self.state == "draining" and self.channel is not None:
+            self._set_state("busy" if len(self.running) >= self.slots else "online")
+
     def _set_state(self, state: str, error: str | None = None) -> None:
+        if self.drained and state in ("online", "busy"):
+            state = "draining"  # connected, but taking no work
         if self.hold and state in ("unreachable", "connecting"):
             return  # asleep or down: a failed connection is no news
         if self.state == "waking" and state in ("unreachable", "connecting"):

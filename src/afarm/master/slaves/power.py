@@ -14,7 +14,7 @@ week with it.
 """
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Literal
@@ -114,14 +114,43 @@ class PowerSlave:
     rank: int = 0  # its place in the ranking, 0 the best
     woken_at: float | None = None  # the last magic packet sent to it
     windows: tuple[Window, ...] | None = None  # its own sleep windows; None: the site's
+    # What it can run, as the scheduler judges it (placement.py, ranking.admitted):
+    applications: frozenset[str] | None = None  # None: not known yet (no hello), any
+    memory: float | None = None  # bytes; None: not known, which no minimum admits
+    gpus: int = 0
+    quarantined: frozenset[str] = frozenset()  # "APP/VERSION" that failed its test there
+    drained: bool = False  # afarmctl slave drain: takes no work, is never woken for it
+    arch: str | None = None  # its Debian architecture (amd64); None: not known
 
 
 @dataclass(frozen=True)
 class Demand:
-    """Queued tasks that need slaves with all these tags."""
+    """Queued tasks that need slaves with all these tags, and (when set) this application,
+    pool version, memory and GPUs: a slave woken for them must be able to take them."""
 
     tags: frozenset[str]
     tasks: int
+    application: str = ""  # "": any
+    version: str = ""  # the pool version the job runs; "": the slaves' own program
+    min_memory: float = 0.0  # bytes
+    gpus: int = 0
+    arches: frozenset[str] | None = None  # the pool version exists for these; None: any
+
+    def fits(self, s: "PowerSlave") -> bool:
+        """Whether `s` could take these tasks once awake (the scheduler's own tests)."""
+        if not self.tags <= s.tags:
+            return False
+        app = self.application
+        if app and s.applications is not None and app not in s.applications:
+            return False
+        if app and self.version and f"{app}/{self.version}" in s.quarantined:
+            return False
+        if self.arches is not None and s.arch is not None \
+                and s.arch not in self.arches and "all" not in self.arches:
+            return False
+        if self.min_memory and not (s.memory is not None and s.memory >= self.min_memory):
+            return False
+        return s.gpus >= self.gpus
 
 
 ActionKind = Literal["wake", "resend", "suspend", "down"]
@@ -163,10 +192,6 @@ def may_sleep_now(s: PowerSlave, settings: PowerSettings, now: float,
     return any(w.covers(local.weekday(), minute) for w in windows)
 
 
-def _matches(s: PowerSlave, tags: frozenset[str]) -> bool:
-    return tags <= s.tags
-
-
 def decide(slaves: Sequence[PowerSlave], demand: Sequence[Demand], settings: PowerSettings,
            now: float, recent_wakes: Sequence[float] = (),
            tz: tzinfo | None = None) -> list[Action]:
@@ -175,7 +200,8 @@ def decide(slaves: Sequence[PowerSlave], demand: Sequence[Demand], settings: Pow
     if not settings.enabled:
         return []
     snap = _Snapshot({s.name: s for s in slaves})
-    snap.awake = {s.name for s in slaves if _state(s) in _UP}
+    # A drained slave takes no work, so it neither counts as capacity nor holds a floor.
+    snap.awake = {s.name for s in slaves if _state(s) in _UP and not s.drained}
     budget = settings.wake_rate - sum(1 for t in recent_wakes if now - t < WAKE_WINDOW)
     _timeouts(snap, settings, now)
     budget = _wake_for_queue(snap, demand, settings, now, budget)
@@ -199,14 +225,19 @@ def _timeouts(snap: _Snapshot, settings: PowerSettings, now: float) -> None:
 
 
 def _sleepers(snap: _Snapshot, settings: PowerSettings, now: float,
-              tags: frozenset[str]) -> list[PowerSlave]:
-    """Slaves that can be woken for work with these tags, best ranked first."""
+              fits: Callable[[PowerSlave], bool],
+              unreachable: bool = False) -> list[PowerSlave]:
+    """Slaves that can be woken for work they `fits`, best ranked first. A slave marked
+    down, or (for queued work) one that went unreachable, perhaps switched off by a
+    person, is tried again after retry_down minutes."""
     out = []
+    backed_off = (SlaveState.DOWN, SlaveState.UNREACHABLE) if unreachable \
+        else (SlaveState.DOWN,)
     for s in snap.by_name.values():
-        if not s.wakeable or s.name in snap.awake or not _matches(s, tags):
+        if not s.wakeable or s.drained or s.name in snap.awake or not fits(s):
             continue
         st = _state(s)
-        if st == SlaveState.ASLEEP or (st == SlaveState.DOWN
+        if st == SlaveState.ASLEEP or (st in backed_off
                                        and now - s.since >= settings.retry_down * 60):
             out.append(s)
     return sorted(out, key=lambda s: (s.rank, s.name))
@@ -228,11 +259,11 @@ def _wake_for_queue(snap: _Snapshot, demand: Sequence[Demand], settings: PowerSe
         for name in sorted(free):  # capacity already up takes the work first
             if need <= 0:
                 break
-            if free[name] and _matches(snap.by_name[name], d.tags):
+            if free[name] and d.fits(snap.by_name[name]):
                 took = min(free[name], need)
                 free[name] -= took
                 need -= took
-        for s in _sleepers(snap, settings, now, d.tags):
+        for s in _sleepers(snap, settings, now, d.fits, unreachable=True):
             if need <= 0 or budget <= 0:
                 break
             _wake(snap, s, f"{d.tasks} queued tasks exceed the awake slaves' free slots")
@@ -251,7 +282,7 @@ def _wake_for_floor(snap: _Snapshot, settings: PowerSettings, now: float,
     for tag, n in settings.keep_awake:
         short = n - len(_floor_of(snap, tag))
         tags = frozenset() if tag == ANY_TAG else frozenset({tag})
-        for s in _sleepers(snap, settings, now, tags):
+        for s in _sleepers(snap, settings, now, Demand(tags, 0).fits):
             if short <= 0 or budget <= 0:
                 break
             if _state(s) == SlaveState.ASLEEP and now - s.since < settings.min_sleep * 60:
@@ -274,7 +305,7 @@ def _suspend_idle(snap: _Snapshot, demand: Sequence[Demand], settings: PowerSett
                 continue
         elif st != SlaveState.DRAINING:
             continue
-        if any(d.tasks > 0 and _matches(s, d.tags) for d in demand):
+        if not s.drained and any(d.tasks > 0 and d.fits(s) for d in demand):
             continue  # queued work it could take: the scheduler is about to
         if not may_sleep_now(s, settings, now, tz):
             continue

@@ -73,8 +73,10 @@ class PowerManager:
                  machines: dict[str, Machine], *, waker: Waker | None = None,
                  clock: Callable[[], float] = time.time,
                  ranked: Callable[[], list[str]] = lambda: [],
-                 demand: Callable[[], dict[frozenset[str], int]] = dict,
-                 tick: float = TICK, tz: tzinfo | None = None) -> None:
+                 demand: Callable[[], dict[frozenset[str], int] | list[Demand]] = dict,
+                 tick: float = TICK, tz: tzinfo | None = None,
+                 properties: Callable[[str, Any], Mapping[str, float]] | None = None,
+                 ) -> None:
         self.places = places
         self.settings = settings
         self.machines = machines
@@ -82,6 +84,8 @@ class PowerManager:
         self.clock = clock
         self.ranked = ranked
         self.demand = demand
+        # A slave's memory and GPUs as the ranking sees them (Properties.row).
+        self.properties = properties or (lambda name, place: {})
         self.tick = tick
         self.tz = tz
         self.since: dict[str, float] = {}
@@ -90,6 +94,19 @@ class PowerManager:
         self.wakes: deque[float] = deque(maxlen=100_000)
         self.counts = {"wake": 0, "resend": 0, "suspend": 0, "down": 0, "refused": 0}
         self._busy: set[str] = set()  # a suspend in flight
+        # Slaves without a mac in their definition are woken at the MAC they announced
+        # (master/discovered.py); asked once, and again each time the slave comes online.
+        self.announced: Callable[[str], Machine | None] = lambda name: None
+        self._found: dict[str, Machine | None] = {}
+
+    def machine(self, name: str) -> Machine | None:
+        """How to wake `name`: its definition's mac, else what it announced; None: never."""
+        m = self.machines.get(name)
+        if m is not None:
+            return m
+        if name not in self._found:
+            self._found[name] = self.announced(name)
+        return self._found[name]
 
     # -- facts ----------------------------------------------------------------------------
     def observe(self, name: str, state: str, at: float | None = None) -> None:
@@ -97,15 +114,23 @@ class PowerManager:
         if self.states.get(name) != state:
             self.states[name] = state
             self.since[name] = self.clock() if at is None else at
+            if state in ("testing", "online"):
+                self._found.pop(name, None)  # connected: its neighbour entry is fresh
 
-    def restore(self, stored: dict[str, tuple[str, float | None]]) -> None:
+    def restore(self, stored: dict[str, tuple[str, float | None]],
+                infos: Mapping[str, dict[str, Any]] | None = None) -> None:
         """At start: slaves the store says are asleep or down stay so (no reconnect
-        storm against sleeping machines); the others connect as usual."""
+        storm against sleeping machines); the others connect as usual. What a sleeping
+        slave said of itself last (`infos`: memory, GPUs) stands until it says it again,
+        so work that needs it can wake it."""
         for name, (state, since) in stored.items():
             place = self.places.get(name)
             if place is None or state not in ("asleep", "down"):
                 continue
-            if name in self.machines:
+            info = (infos or {}).get(name)
+            if info and not getattr(place, "info", True):
+                place.info = dict(info)
+            if self.machine(name) is not None:
                 place.sleep(state, "asleep when the master started" if state == "asleep"
                             else "down when the master started")
                 self.observe(name, state, since)
@@ -115,14 +140,31 @@ class PowerManager:
         now = self.clock()
         out = []
         for name, p in self.places.items():
-            m = self.machines.get(name)
+            m = self.machine(name)
             state = shown(p.state)
             self.observe(name, p.state, now)  # a state nobody reported starts counting now
+            props = self.properties(name, p)
+            memory = props.get("memory")
             out.append(PowerSlave(
                 name, state, self.since[name], frozenset(p.tags), p.slots,
                 len(p.running), m is not None, order.get(name, len(order)),
-                self.woken_at.get(name), m.windows if m else None))
+                self.woken_at.get(name), m.windows if m else None,
+                applications=getattr(p, "applications", None),
+                memory=memory if memory is not None and memory == memory else None,
+                gpus=int(props.get("gpus") or 0),
+                quarantined=frozenset(getattr(p, "quarantined", ())),
+                drained=bool(getattr(p, "drained", False)),
+                arch=getattr(p, "arch", None)))
         return out
+
+    def queued(self) -> list[Demand]:
+        """The demand callable's answer as Demand rows: a list as it comes (most urgent
+        first), or the older {tags: tasks} form, the most specific tags first."""
+        got = self.demand()
+        if isinstance(got, dict):
+            return [Demand(tags, n) for tags, n in sorted(
+                got.items(), key=lambda kv: (-len(kv[0]), sorted(kv[0])))]
+        return list(got)
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self) -> None:
@@ -135,9 +177,7 @@ class PowerManager:
 
     async def step(self) -> list[Action]:
         now = self.clock()
-        demand = [Demand(tags, n) for tags, n in sorted(
-            self.demand().items(), key=lambda kv: (-len(kv[0]), sorted(kv[0])))]
-        actions = decide(self.view(), demand, self.settings, now, list(self.wakes), self.tz)
+        actions = decide(self.view(), self.queued(), self.settings, now, list(self.wakes), self.tz)
         if actions:
             log.debug("power: %s", ", ".join(f"{a.kind} {a.slave}" for a in actions))
         suspends = []
@@ -154,8 +194,10 @@ class PowerManager:
 
     # -- actions --------------------------------------------------------------------------
     def _send(self, name: str, reason: str, resend: bool = False) -> bool:
-        m = self.machines[name]
+        m = self.machine(name)
         place = self.places[name]
+        if m is None:
+            return False
         now = self.clock()
         try:
             self.waker.wake(m.mac, m.broadcast, m.port)
@@ -213,12 +255,14 @@ class PowerManager:
         place = self.places.get(name)
         if place is None:
             raise UsageError(f"no slave {name!r}; afarmctl slaves lists them")
-        if name not in self.machines:
-            raise UsageError(f"slave {name} has no mac in its definition, so it cannot be"
-                             " woken; add mac = AA:BB:CC:DD:EE:FF to it")
+        m = self.machine(name)
+        if m is None:
+            raise UsageError(f"slave {name} has no mac in its definition and announced"
+                             " none, so it cannot be woken; add mac = AA:BB:CC:DD:EE:FF"
+                             " to its definition")
         if place.state not in WAKEABLE_STATES:
             raise UsageError(f"slave {name} is {shown(place.state)}, not asleep")
         if not self._send(name, "woken by hand"):
             raise OperationFailed(f"cannot send the wake-on-LAN packet to {name}; the"
                                   " master's log says why")
-        return {"name": name, "state": place.state, "mac": self.machines[name].mac}
+        return {"name": name, "state": place.state, "mac": m.mac}

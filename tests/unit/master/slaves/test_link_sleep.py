@@ -142,3 +142,31 @@ def test_down_holds_like_asleep_until_woken() -> None:
     asyncio.run(body())
 
 
+
+
+def test_a_drained_slave_is_draining_while_connected_and_undrained_takes_work_again(
+        ) -> None:
+    async def body() -> None:
+        t, hooks, adm = Transport(), Hooks(), Admission()
+        t.loop = asyncio.get_running_loop()
+        link = SlaveLink("s", t, 2, hooks, None, acceptance=adm)  # type: ignore[arg-type]
+        runner = asyncio.create_task(link.keep_connected())
+        await settle(lambda: link.state == "online")
+        link.running[1] = None  # type: ignore[assignment]
+        link.drain(True)
+        assert link.state == "draining" and link.free_slots == 0
+        link.mark_free(1)  # its running task ended: still draining, no slot
+        assert link.state == "draining" and link.free_slots == 0
+        link.accepted()  # a test passing again does not end the drain
+        assert link.state == "draining"
+        link.drain(False)
+        assert link.state == "online" and link.free_slots == 2
+        link.sleep("asleep", "suspended")
+        link.drain(True)
+        link.drain(False)
+        assert link.state == "asleep"  # asleep stays asleep; the power manager wakes it
+        await link.stop()
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+    asyncio.run(body())

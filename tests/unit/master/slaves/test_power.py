@@ -184,3 +184,106 @@ def test_keep_awake_is_tag_colon_count() -> None:
     assert parse_keep_awake(["render:2", "*:1"]) == (("render", 2), ("*", 1))
     with pytest.raises(ValueError, match="TAG:N"):
         parse_keep_awake(["render"])
+
+
+# -- what the queued work needs (issue 11, second round) ---------------------------------
+GIB = float(1 << 30)
+
+
+def test_a_sleeper_without_the_application_is_not_woken_and_one_with_it_is() -> None:
+    slaves = [slave("ffmpeg-only", "asleep", rank=0, applications=frozenset({"ffmpeg"})),
+              slave("renders", "asleep", rank=1, applications=frozenset({"blender"}))]
+    acts = decide(slaves, [Demand(frozenset(), 1, "blender")], ON, NOON, tz=UTC)
+    assert kinds(acts) == [("wake", "renders")]
+
+
+def test_a_sleeper_not_known_to_lack_the_application_may_be_woken() -> None:
+    acts = decide([slave("new", "asleep")], [Demand(frozenset(), 1, "blender")], ON, NOON,
+                  tz=UTC)
+    assert kinds(acts) == [("wake", "new")]
+
+
+def test_a_sleeper_below_the_jobs_minimum_memory_is_not_woken() -> None:
+    slaves = [slave("small", "asleep", rank=0, memory=4 * GIB),
+              slave("unknown", "asleep", rank=1),
+              slave("big", "asleep", rank=2, memory=64 * GIB)]
+    acts = decide(slaves, [Demand(frozenset(), 1, min_memory=16 * GIB)], ON, NOON, tz=UTC)
+    assert kinds(acts) == [("wake", "big")]
+
+
+def test_a_sleeper_with_too_few_gpus_is_not_woken() -> None:
+    slaves = [slave("cpu", "asleep", rank=0), slave("gpu", "asleep", rank=1, gpus=2)]
+    acts = decide(slaves, [Demand(frozenset(), 1, gpus=1)], ON, NOON, tz=UTC)
+    assert kinds(acts) == [("wake", "gpu")]
+
+
+def test_a_sleeper_quarantined_for_the_jobs_pool_version_is_not_woken() -> None:
+    slaves = [slave("bad", "asleep", rank=0, quarantined=frozenset({"blender/4.2"})),
+              slave("good", "asleep", rank=1)]
+    acts = decide(slaves, [Demand(frozenset(), 1, "blender", "4.2")], ON, NOON, tz=UTC)
+    assert kinds(acts) == [("wake", "good")]
+
+
+def test_an_awake_slave_that_cannot_take_the_work_does_not_count_as_its_capacity() -> None:
+    slaves = [slave("small", "idle", NOON - 60, memory=4 * GIB),
+              slave("big", "asleep", memory=64 * GIB)]
+    acts = decide(slaves, [Demand(frozenset(), 1, min_memory=16 * GIB)], ON, NOON, tz=UTC)
+    assert kinds(acts) == [("wake", "big")]
+
+
+def test_an_idle_slave_that_cannot_take_the_queued_work_is_still_suspended() -> None:
+    s = slave("small", "idle", NOON - 31 * 60, memory=4 * GIB)
+    acts = decide([s], [Demand(frozenset(), 5, min_memory=16 * GIB)], ON, NOON, tz=UTC)
+    assert kinds(acts) == [("suspend", "small")]
+
+
+# -- unreachable: switched off by a person -----------------------------------------------
+def test_queued_work_wakes_an_unreachable_slave_after_retry_down() -> None:
+    off = slave("off", "unreachable", NOON - 11 * 60)
+    acts = decide([off], [Demand(frozenset(), 1)], ON, NOON, tz=UTC)
+    assert kinds(acts) == [("wake", "off")]
+
+
+def test_an_unreachable_slave_is_left_alone_within_retry_down() -> None:
+    off = slave("off", "unreachable", NOON - 5 * 60)
+    assert decide([off], [Demand(frozenset(), 1)], ON, NOON, tz=UTC) == []
+
+
+def test_an_unreachable_slave_is_not_woken_for_the_floor_nor_without_a_mac() -> None:
+    floor = replace(ON, keep_awake=(("*", 1),))
+    assert decide([slave("off", "unreachable", NOON - 99 * 60)], [], floor, NOON,
+                  tz=UTC) == []
+    no_mac = slave("off", "unreachable", NOON - 99 * 60, wakeable=False)
+    assert decide([no_mac], [Demand(frozenset(), 1)], ON, NOON, tz=UTC) == []
+
+
+# -- drained by hand ----------------------------------------------------------------------
+def test_a_drained_sleeper_is_never_woken_for_work_or_the_floor() -> None:
+    floor = replace(ON, keep_awake=(("*", 1),))
+    s = slave("d", "asleep", NOON - 99 * 60, drained=True)
+    assert decide([s], [Demand(frozenset(), 3)], floor, NOON, tz=UTC) == []
+
+
+def test_a_drained_slave_is_suspended_once_its_tasks_ended_even_with_work_queued() -> None:
+    running = slave("d", "draining", NOON - 60, drained=True, running=1)
+    assert decide([running], [Demand(frozenset(), 3)], ON, NOON, tz=UTC) == []
+    done = replace(running, running=0)
+    acts = decide([done], [Demand(frozenset(), 3)], ON, NOON, tz=UTC)
+    assert kinds(acts) == [("suspend", "d")]
+
+
+def test_a_drained_slave_does_not_hold_the_floor_nor_count_as_capacity() -> None:
+    floor = replace(ON, keep_awake=(("*", 1),))
+    slaves = [slave("d", "testing", NOON - 60, drained=True),
+              slave("b", "asleep", NOON - 99 * 60)]
+    acts = decide(slaves, [Demand(frozenset(), 1)], floor, NOON, tz=UTC)
+    assert ("wake", "b") in kinds(acts)
+
+
+def test_a_sleeper_of_an_architecture_the_pool_version_lacks_is_not_woken() -> None:
+    slaves = [slave("arm", "asleep", rank=0, arch="arm64"),
+              slave("pc", "asleep", rank=1, arch="amd64")]
+    need = Demand(frozenset(), 1, "blender", "4.2", arches=frozenset({"amd64"}))
+    assert kinds(decide(slaves, [need], ON, NOON, tz=UTC)) == [("wake", "pc")]
+    anywhere = Demand(frozenset(), 1, "blender", "4.2", arches=frozenset({"all"}))
+    assert kinds(decide(slaves, [anywhere], ON, NOON, tz=UTC)) == [("wake", "arm")]
