@@ -78,7 +78,10 @@ def stitch_argv(
     # and would otherwise consume them.
     argv = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error"]
     for tile in tiles:
-        argv += ["-i", tile]
+        # Tiles come from slaves: ffmpeg must not pick a demuxer by their content (a "tile"
+        # that is an HLS playlist or ffconcat script would pull other files into the frame).
+        argv += ["-protocol_whitelist", "file", "-f", "image2", "-pattern_type", "none",
+                 "-i", f"file:{tile}"]
     if len(tiles) > 1:
         layout = xstack_layout(cols, rows)
         argv += ["-filter_complex", f"xstack=inputs={len(tiles)}:layout={layout}"]

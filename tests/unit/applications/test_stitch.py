@@ -90,7 +90,12 @@ def test_stitch_argv_lists_inputs_in_order_and_one_xstack_filter() -> None:
     argv = stitch_argv("/usr/bin/ffmpeg", tiles, 3, 2, "/scratch/out.png")
     assert argv[0] == "/usr/bin/ffmpeg"
     inputs = [argv[i + 1] for i, a in enumerate(argv) if a == "-i"]
-    assert inputs == tiles
+    assert inputs == [f"file:{t}" for t in tiles]
+    # each tile read as an image by its name, never by a demuxer its content picks
+    for i, a in enumerate(argv):
+        if a == "-i":
+            assert argv[i - 6:i] == ["-protocol_whitelist", "file", "-f", "image2",
+                                     "-pattern_type", "none"]
     assert argv[argv.index("-filter_complex") + 1] == (
         "xstack=inputs=6:layout=0_0|w0_0|w0+w1_0|0_h0|w0_h0|w0+w1_h0")
     assert argv[argv.index("-frames:v") + 1] == "1"
@@ -116,7 +121,7 @@ def test_stitch_argv_passes_an_explicit_pixel_format_before_the_output() -> None
 def test_paths_with_shell_characters_stay_single_arguments() -> None:
     odd = "/s/a b;rm -rf ~ $(x) `y` 'q'.png"
     argv = stitch_argv("ffmpeg", [odd, "/s/b.png"], 2, 1, "/s/o ut.png")
-    assert odd in argv and "/s/o ut.png" in argv
+    assert f"file:{odd}" in argv and "/s/o ut.png" in argv
     argv = encode_argv("ffmpeg", "/s/in dir/f_%06d.png", 1, 24, "/s/o ut.mp4")
     assert "/s/in dir/f_%06d.png" in argv and "/s/o ut.mp4" in argv
 
