@@ -3,7 +3,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="afarm",
-    version="0.2.0",
+    version="0.3.0",
     description="Render farm and distributed computing for Blender users on Debian",
     license="MIT",
     python_requires=">=3.11",
