@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: MIT
 """Small helpers shared by the job port and the results port."""
 
+import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -118,3 +119,17 @@ def job_json(store: Store, job: Job, warnings: list[str] | None = None,
             "updated": job.updated, "params": job.params,
             "files": [{"name": f.name, "sha256": f.sha256, "size": f.size} for f in job.files],
             "progress": store.job_progress(job.id)}
+
+
+async def upload_chunks(request: web.Request, idle_timeout: float) -> AsyncIterator[bytes]:
+    """A request body as it arrives; an upload that sends nothing for ``idle_timeout``
+    seconds is dropped (a stalled client must not hold a connection and a temp file)."""
+    while True:
+        try:
+            data = await asyncio.wait_for(request.content.readany(), idle_timeout)
+        except TimeoutError:
+            raise UsageError(f"the upload sent nothing for {idle_timeout:g} s;"
+                             " it was dropped") from None
+        if not data:
+            return
+        yield data

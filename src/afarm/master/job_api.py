@@ -1,7 +1,6 @@
 # SPDX-License-Identifier: MIT
 """The job port: upload inputs, submit jobs, and cancel, pause, resume or requeue them."""
 
-import asyncio
 
 from aiohttp import web
 
@@ -10,7 +9,7 @@ from afarm.master.farm import Farm
 from afarm.master.files import check_sha
 from afarm.master.http import job_request
 from afarm.master.http.limits import json_body
-from afarm.master.http_util import int_arg, job_json, job_or_404
+from afarm.master.http_util import int_arg, job_json, job_or_404, upload_chunks
 from afarm.model.job import JobSpec
 from afarm.model.status import JobStatus
 from afarm.project.header import BadBlend, StreamCheck
@@ -48,14 +47,7 @@ def routes(farm: Farm, max_upload: int, *, idle_timeout: float = 60.0,
         blend = StreamCheck("the uploaded .blend") if request.query.get("kind") == "blend" \
             else None
         try:
-            while True:
-                try:
-                    data = await asyncio.wait_for(request.content.readany(), idle_timeout)
-                except TimeoutError:
-                    raise UsageError(f"the upload sent nothing for {idle_timeout:g} s;"
-                                     " it was dropped") from None
-                if not data:
-                    break
+            async for data in upload_chunks(request, idle_timeout):
                 upload.write(data)
                 if blend is not None:
                     blend.feed(data)

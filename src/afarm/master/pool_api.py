@@ -16,6 +16,7 @@ from aiohttp import web
 from afarm.errors import UsageError
 from afarm.master.farm import Farm
 from afarm.master.http.limits import json_body
+from afarm.master.http_util import upload_chunks
 from afarm.master.pool.definition import parse_definition
 from afarm.pool.archive import ArchiveError, suffix_of
 
@@ -51,14 +52,7 @@ def routes(farm: Farm, max_upload: int, idle_timeout: float = 60.0) -> list[web.
             path = Path(tmp) / f"upload{suffix}"
             size = 0
             with open(path, "wb") as f:
-                while True:
-                    try:
-                        data = await asyncio.wait_for(request.content.readany(), idle_timeout)
-                    except TimeoutError:
-                        raise UsageError(f"the upload sent nothing for {idle_timeout:g} s;"
-                                         " it was dropped") from None
-                    if not data:
-                        break
+                async for data in upload_chunks(request, idle_timeout):
                     size += len(data)
                     if size > max_upload:
                         raise UsageError(f"the archive is larger than {max_upload} bytes;"

@@ -13,7 +13,6 @@ datablock that wants it, never dropped.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from afarm.digest import sha256_file
 from afarm.errors import UsageError
 from afarm.project.header import BadBlend, check_file
 
@@ -130,12 +130,7 @@ def owner_name(block_name: bytes, dna_type: str = "") -> str:
     return f"{kind} {name!r}" if kind else f"datablock {text!r}"
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+sha256_of = sha256_file
 
 
 def _expand(target: Path, sequence: bool) -> list[Path]:
