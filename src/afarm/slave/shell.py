@@ -271,8 +271,9 @@ def _suspend(words: list[str], settings: Settings, env: Mapping[str, str]) -> in
 
 
 Verb = Callable[[list[str], Settings, Mapping[str, str]], int]
-VERBS: dict[str, Verb] = {"serve": _serve, "version": _version, "rsync": _run_rsync}
-VERBS["suspend"] = _suspend  # logind Suspend, refused while a task runs (slave/power.py)
+VERBS: dict[str, Verb] = {"serve": _serve, "version": _version, "rsync": _run_rsync,
+                          # logind Suspend, refused while a task runs (slave/power.py)
+                          "suspend": _suspend}
 _ALLOWED = "serve, version, suspend, rsync --server (afarm's own transfers)"
 
 
