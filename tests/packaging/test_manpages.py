@@ -21,9 +21,9 @@ PAGES = ("afarmctl.1", "afarm.conf.5", "afarm-master.8", "afarm-slave.8",
 SPECS = [spec for spec, _, _ in manpage.FILES]
 
 
-@pytest.mark.skipif(shutil.which("groff") is None, reason="needs groff (groff-base)")
 @pytest.mark.parametrize("page", PAGES)
 def test_the_page_renders_without_groff_warnings(page: str) -> None:
+    assert shutil.which("groff"), "needs groff: run make deps-test (groff-base)"
     cp = subprocess.run(["groff", "-ww", "-z", "-man", str(ROOT / "man" / page)],
                         capture_output=True, text=True, check=False)
     assert cp.returncode == 0 and cp.stderr == "", cp.stderr

@@ -140,6 +140,11 @@ _POOL_KEY = [{"name": "name", "in": "path", "required": True,
               "schema": {"type": "string", "maxLength": 64}}]
 
 
+# The {name} of /api/v1/slaves/{name}/... routes.
+_SLAVE_NAME = [{"name": "name", "in": "path", "required": True,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255}}]
+
+
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -265,9 +270,7 @@ def job_port() -> dict[str, Any]:
                      "responses": _responses({"200": _json(JOB, "the job afterwards")})}},
         "/api/v1/slaves/{name}/wake": {
             "post": {"summary": "send a sleeping slave its Wake-on-LAN magic packet now",
-                     "parameters": [{"name": "name", "in": "path", "required": True,
-                                     "schema": {"type": "string", "minLength": 1,
-                                                "maxLength": 255}}],
+                     "parameters": _SLAVE_NAME,
                      "requestBody": {"content": {"application/json": {
                          "schema": {"type": "object"}}}},
                      "responses": _responses({"200": _json({
@@ -278,9 +281,7 @@ def job_port() -> dict[str, Any]:
                          "the slave, now waking")})}},
         **{f"/api/v1/slaves/{{name}}/{verb}": {
             "post": {"summary": summary,
-                     "parameters": [{"name": "name", "in": "path", "required": True,
-                                     "schema": {"type": "string", "minLength": 1,
-                                                "maxLength": 255}}],
+                     "parameters": _SLAVE_NAME,
                      "requestBody": {"content": {"application/json": {
                          "schema": {"type": "object"}}}},
                      "responses": _responses({"200": _json({
@@ -297,9 +298,7 @@ def job_port() -> dict[str, Any]:
         "/api/v1/slaves/{name}/test": {
             "post": {"summary": "run a slave's acceptance test again now: it is online when"
                                 " it passes, quarantined (no tasks) with the reason when not",
-                     "parameters": [{"name": "name", "in": "path", "required": True,
-                                     "schema": {"type": "string", "minLength": 1,
-                                                "maxLength": 255}}],
+                     "parameters": _SLAVE_NAME,
                      "requestBody": {"content": {"application/json": {
                          "schema": {"type": "object"}}}},
                      "responses": _responses({"200": _json({
@@ -315,9 +314,7 @@ def job_port() -> dict[str, Any]:
             "post": {"summary": "accept a slave found by Avahi (pending): the master enrols it"
                                 " with a token bound to its name and the host-key"
                                 " fingerprint given here, which must be the one announced",
-                     "parameters": [{"name": "name", "in": "path", "required": True,
-                                     "schema": {"type": "string", "minLength": 1,
-                                                "maxLength": 255}}],
+                     "parameters": _SLAVE_NAME,
                      "requestBody": {"required": True, "content": {"application/json": {
                          "schema": {"type": "object", "required": ["fingerprint"],
                                     "properties": {"fingerprint": {
@@ -333,9 +330,7 @@ def job_port() -> dict[str, Any]:
         "/api/v1/slaves/{name}/reject": {
             "post": {"summary": "forget a slave found by Avahi (pending, or the warning"
                                 " about another host key announced under its name)",
-                     "parameters": [{"name": "name", "in": "path", "required": True,
-                                     "schema": {"type": "string", "minLength": 1,
-                                                "maxLength": 255}}],
+                     "parameters": _SLAVE_NAME,
                      "requestBody": {"content": {"application/json": {
                          "schema": {"type": "object"}}}},
                      "responses": _responses({"200": _json({

@@ -47,7 +47,8 @@ def thumb_argv(ffmpeg: str, src: Path, dst: Path) -> list[str]:
     # by the image2 demuxer as one picture decoded by its extension's codec, never probed
     # (an HLS playlist or ffconcat script in a .png fails to decode), and whatever the
     # input names, only files may be opened.
-    return [ffmpeg, "-nostdin", "-v", "error", "-y", "-protocol_whitelist", "file",
+    # No -y: `dst` is a fresh temporary name, removed first by the caller.
+    return [ffmpeg, "-nostdin", "-v", "error", "-protocol_whitelist", "file",
             "-f", "image2", "-pattern_type", "none", "-i", f"file:{src}",
             "-vf", f"scale='min({WIDTH},iw)':-2", "-frames:v", "1", "-q:v", "4",
             "-f", "image2", f"file:{dst}"]
@@ -94,6 +95,7 @@ class Thumbnails:
         async with self._slots:
             if dst.is_file():  # made while this one waited
                 return dst
+            tmp.unlink(missing_ok=True)  # left by a killed master
             proc = await asyncio.create_subprocess_exec(
                 *thumb_argv(self.ffmpeg, src, tmp), stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
