@@ -217,7 +217,7 @@ def slaves(farm: Farm) -> tuple[list[SlaveView], str]:
             if task is not None:
                 running.append((task.job_id, task.id, task.label))
         out.append(SlaveView(
-            name, shown(state), running,  # as afarmctl slaves and shown_state say
+            name, state, running,  # shown as afarmctl slaves and shown_state say
             bench.seconds_per_frame if bench is not None else None, watts,
             r.get("position"), str(r.get("why", "")), str(row.get("last_error") or ""),
             d.slots if d is not None else 0, actions,
