@@ -48,6 +48,7 @@ from afarm.transport.rsync import (
     Direction,
     SSHTarget,
     control_exit_argv,
+    control_path,
     host_key_help,
     raise_for_exit,
     rsync_argv,
@@ -487,3 +488,17 @@ class SSHTransport:
                                stdin=subprocess.DEVNULL)
             except (OSError, subprocess.TimeoutExpired, TransportError) as exc:
                 log.debug("%s: stopping the ssh control master: %s", self.name, exc)
+            else:
+                self._wait_for_control_master_gone()
+
+    def _wait_for_control_master_gone(self, timeout: float = 3.0) -> None:
+        # ssh -O exit returns once the master has accepted the request, but the master
+        # unlinks its socket only on its way out; an rsync started in that window would
+        # find a socket whose master no longer serves sessions.
+        path = control_path(self.target)
+        deadline = time.monotonic() + timeout
+        while path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if path.exists():
+            log.debug("%s: ssh control master still has its socket after %.0f s",
+                      self.name, timeout)
