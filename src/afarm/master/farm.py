@@ -103,6 +103,10 @@ class Farm:
             slave_versions.save(db, link.name, link.installed, link.quarantined, self.clock())
 
     def add_slave(self, link: SlaveLink) -> None:
+        old = self.scheduler.places.get(link.name)
+        if getattr(old, "drained", False):
+            # Re-enrolling (a new key or address) is not an undrain; only the user's is.
+            link.drained = True
         self.scheduler.places[link.name] = link
         if self._started:  # enrolled while running: connect now, not at the next start
             self._tasks.append(asyncio.create_task(link.keep_connected()))

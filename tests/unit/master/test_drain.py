@@ -29,6 +29,15 @@ def test_a_drained_slave_stays_drained_when_the_master_restarts(tmp_path: Path) 
     again.store.close()
 
 
+def test_a_drained_slave_that_enrols_again_stays_drained(tmp_path: Path) -> None:
+    farm = farm_with(tmp_path, "a", "b")
+    farm.drain_slave("a", True)
+    farm.add_slave(farm.link("a", object(), 2))  # what a re-enrolment does
+    farm.add_slave(farm.link("b", object(), 2))
+    assert {n: p.drained for n, p in farm.dispatchers.items()} == {"a": True, "b": False}
+    farm.store.close()
+
+
 def test_draining_an_unknown_slave_names_how_to_list_them(tmp_path: Path) -> None:
     farm = farm_with(tmp_path)
     with pytest.raises(UsageError, match="afarmctl slaves lists them"):
