@@ -483,8 +483,7 @@ class Farm:
     async def collect_slave_garbage(self) -> dict[str, int]:
         """Tell every online slave which jobs still need their task dirs; it removes the
         rest and evicts its input cache down to its size limit."""
-        keep = [j.id for j in self.store.jobs(limit=100_000)
-                if j.status.value in ("queued", "active", "paused")]
+        keep = self.store.open_job_ids()
         removed: dict[str, int] = {}
         for name, link in list(self.scheduler.places.items()):
             if link.state not in ("online", "busy") or not isinstance(link, SlaveLink):

@@ -290,6 +290,13 @@ class Store:
                                (SUBMITTING, limit))
         return [self._job(r) for r in rows.fetchall()]
 
+    def open_job_ids(self) -> list[int]:
+        """Every job that may still run (queued, active, paused), however many jobs the
+        store holds: slaves keep these jobs' task dirs."""
+        marks, vals = _marks([JobStatus.QUEUED, JobStatus.ACTIVE, JobStatus.PAUSED])
+        return [r[0] for r in self.db.execute(
+            f"SELECT id FROM jobs WHERE status IN {marks} ORDER BY id", vals)]
+
     def jobs_needing_version(self, application: str, version: str) -> list[int]:
         """Unfinished jobs (queued, active, paused) that run this pool version."""
         marks, vals = _marks([JobStatus.QUEUED, JobStatus.ACTIVE, JobStatus.PAUSED,

@@ -165,3 +165,12 @@ def test_the_store_takes_its_times_from_the_clock_it_is_given(tmp_path: Path) ->
     assert s.tasks(job)[0].started == 1005.0
     assert [e["at"] for e in s.events(job_id=job)] == [1000.0, 1005.0, 1005.0]
     s.close()
+
+
+def test_open_job_ids_names_every_job_that_may_still_run_past_any_listing_limit(
+        store: Store) -> None:
+    ids = [store.add_job(spec(f"j{i}"), [render(1)]) for i in range(250)]
+    store.pause_job(ids[0])
+    store.cancel_job(ids[1])
+    assert ids[0] in store.open_job_ids() and ids[1] not in store.open_job_ids()
+    assert store.open_job_ids() == [i for i in ids if i != ids[1]]
