@@ -11,6 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from afarm.cli import ops
+from afarm.cli.client import Client
 from afarm.master import results_api
 from afarm.master.http_util import errors
 from afarm.model.job import JobSpec, TaskSpec
@@ -106,3 +108,30 @@ def test_before_the_first_job_is_an_empty_list(tmp_path: Path, store: Store) -> 
     for status, body, headers in got:
         assert status == 200 and body == []
         assert headers["X-Total-Count"] == "2" and "Link" not in headers
+
+
+def test_afarmctl_follows_the_real_pages_to_the_oldest_job(tmp_path: Path,
+                                                           store: Store) -> None:
+    ids = fill(store, 7)
+
+    async def listed() -> tuple[ops.JobList, ops.JobList]:
+        farm = SimpleNamespace(store=store, jobs_root=tmp_path, warnings=lambda job: [],
+                               meter=SimpleNamespace(site=SimpleNamespace(currency="EUR")))
+        app = web.Application(middlewares=[errors])
+        app.add_routes(results_api.routes(farm))  # type: ignore[arg-type]
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        client = Client("127.0.0.1:9", f"127.0.0.1:{runner.addresses[0][1]}")
+        try:
+            one = await asyncio.to_thread(ops.jobs, client, None, 3)
+            every = await asyncio.to_thread(ops.jobs, client, None, 3, True)
+        finally:
+            await runner.cleanup()
+        return one, every
+
+    one, every = asyncio.run(listed())
+    assert [j["id"] for j in one.jobs] == ids[:-4:-1]
+    assert one.total == 7 and one.older == ids[4]
+    assert [j["id"] for j in every.jobs] == ids[::-1] and every.older is None
