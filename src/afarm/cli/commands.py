@@ -234,7 +234,9 @@ def cmd_jobs(args: argparse.Namespace, client: Client) -> int:
     if warned:
         lines.append(f"{WARNED}: the job has task warnings (a file it needs was missing, the"
                      " denoiser was off): afarmctl status ID")
-    cut = cut_note(listed, args.before, args.limit)
+    # With --all every job is there (one submitted while the pages were read is newer
+    # than the first page, and not asked for).
+    cut = "" if args.every else cut_note(listed, args.before, args.limit)
     if cut and not args.json:
         lines.append(cut)
     _print(args, jobs, "\n".join(lines) if jobs else cut or "no jobs")
