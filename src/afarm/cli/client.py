@@ -98,6 +98,12 @@ class Client:
         with self._request(self.results_url + path) as resp:
             return json.loads(resp.read())
 
+    def get_with_headers(self, path: str) -> tuple[Any, dict[str, str]]:
+        """GET JSON from the results port, with the answer's headers (names lower case):
+        a page of a list says there, in Link and X-Total-Count, that it is cut."""
+        with self._request(self.results_url + path) as resp:
+            return json.loads(resp.read()), {k.lower(): v for k, v in resp.headers.items()}
+
     def get_text(self, path: str) -> str:
         with self._request(self.results_url + path) as resp:
             return str(resp.read().decode("utf-8", errors="replace"))

@@ -218,7 +218,8 @@ WARNED = "!"  # marks a job with task warnings in afarmctl jobs
 
 
 def cmd_jobs(args: argparse.Namespace, client: Client) -> int:
-    jobs = ops.jobs(client)
+    listed = ops.jobs(client, args.before, args.limit, args.every)
+    jobs = listed.jobs
     lines = [f"{'ID':>5}  {'STATUS':<10} {'DONE':>11}  {'KWH':>8} {'COST':>8}  {'APP':<10}"
              " NAME"]
     warned = False
@@ -233,8 +234,28 @@ def cmd_jobs(args: argparse.Namespace, client: Client) -> int:
     if warned:
         lines.append(f"{WARNED}: the job has task warnings (a file it needs was missing, the"
                      " denoiser was off): afarmctl status ID")
-    _print(args, jobs, "\n".join(lines) if jobs else "no jobs")
+    # With --all every job is there (one submitted while the pages were read is newer
+    # than the first page, and not asked for).
+    cut = "" if args.every else cut_note(listed, args.before, args.limit)
+    if cut and not args.json:
+        lines.append(cut)
+    _print(args, jobs, "\n".join(lines) if jobs else cut or "no jobs")
+    if cut and args.json:
+        print(printable(cut), file=sys.stderr)  # the JSON stays a list of jobs
     return 0
+
+
+def cut_note(listed: ops.JobList, before: int | None, limit: int | None) -> str:
+    """The line that says a list of jobs is not all of them, and how to see the rest."""
+    n, total = len(listed.jobs), listed.total
+    if total is None or n >= total:
+        return ""  # every job, or a master that does not say how many it has
+    which = f"the {n} newest" if before is None else f"{n}"
+    below = "" if before is None else f" (those below job {before})"
+    nxt = "" if listed.older is None else \
+        f" (or --before {listed.older}{f' --limit {limit}' if limit else ''} the next page)"
+    return (f"showing {which} of {total} jobs{below}; afarmctl jobs --all lists every"
+            f" one{nxt}")
 
 
 def cmd_status(args: argparse.Namespace, client: Client) -> int:

@@ -2,10 +2,12 @@
 """What a client can do with a master (submit, wait, fetch, ...), as data in and out: nothing
 here prints or exits; afarmctl's verbs and the demo show the results their own way."""
 
+import re
 import time
 import urllib.parse
 from collections.abc import Callable
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -82,9 +84,61 @@ def job(client: Client, job_id: int) -> Job:
     return found
 
 
-def jobs(client: Client) -> list[Job]:
-    found: list[Job] = client.get("/api/v1/jobs")
-    return found
+@dataclass
+class JobList:
+    """Jobs newest first, and what is not among them."""
+
+    jobs: list[Job]
+    total: int | None  # every job on the master; None from a master that does not page
+    older: int | None  # `before` of the next, older page; None: the oldest job is here
+
+
+NEXT_RE = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?', re.IGNORECASE)
+MAX_PAGE = 1000  # jobs the master sends at most per request
+
+
+def older_than(headers: dict[str, str]) -> int | None:
+    """The ``before`` of the page a rel="next" Link names (only that number is used: the
+    next request is built here, never taken from the master's answer)."""
+    m = NEXT_RE.search(headers.get("link", ""))
+    if not m:
+        return None
+    found = urllib.parse.parse_qs(urllib.parse.urlsplit(m.group(1)).query).get("before", [""])
+    raw = found[0]
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19):
+        raise OperationFailed(f"the master's next page is not a job number: {raw[:40]!r}")
+    return int(raw)
+
+
+def jobs(client: Client, before: int | None = None, limit: int | None = None,
+         every: bool = False) -> JobList:
+    """A page of jobs (the master's own default size unless `limit`), below job `before`
+    if given; `every`: follow the pages to the oldest job, `limit` (default the most the
+    master sends) jobs a request."""
+    if limit is not None and not 1 <= limit <= MAX_PAGE:
+        raise UsageError(f"--limit {limit}: give 1 to {MAX_PAGE} jobs a page")
+    if before is not None and before < 0:
+        raise UsageError(f"--before {before}: give a job number (see afarmctl jobs)")
+    if every and limit is None:
+        limit = MAX_PAGE
+    found: list[Job] = []
+    while True:
+        query = {**({"before": before} if before is not None else {}),
+                 **({"limit": limit} if limit is not None else {})}
+        page, headers = client.get_with_headers(
+            "/api/v1/jobs" + ("?" + urllib.parse.urlencode(query) if query else ""))
+        found += page
+        total = int(headers["x-total-count"]) if headers.get("x-total-count", "").isdigit() \
+            else None
+        older = older_than(headers)
+        if not every or older is None:
+            return JobList(found, total, older)
+        if before is not None and older >= before or not page:
+            # Each page must start below the last: a master that says otherwise would
+            # have this loop ask forever.
+            raise OperationFailed(f"the master's next page (before {older}) does not go"
+                                  " back from the last one; list it with --before")
+        before = older
 
 
 def report(client: Client, since: str, until: str | None = None) -> dict[str, Any]:

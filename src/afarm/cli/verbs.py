@@ -96,7 +96,17 @@ VERBS: tuple[Verb, ...] = (
               " stops the submission with exit 1", {"action": "store_true"})),
          "afarmctl submit shot.blend --frames 1-240 --chunk 4 --encode mp4"),
     Verb("jobs", "list jobs", "List the master's jobs, newest first, with their progress,"
-         " energy (kWh) and cost; ? where a slave's watts or the price are unknown."),
+         " energy (kWh) and cost; ? where a slave's watts or the price are unknown. The"
+         " master sends a page of the 200 newest jobs; when there are more, a last line"
+         " says how many and how to list the rest (with --json on stderr: the JSON stays a"
+         " list of jobs).",
+         (Arg(("--all",), "list every job: follow the master's pages to the oldest one",
+              {"action": "store_true", "dest": "every"}),
+          Arg(("--before",), "only jobs older than job ID (the last line of a cut list"
+              " names the ID of the next page)", {"type": int, "metavar": "ID"}),
+          Arg(("--limit",), "jobs a page, 1 to 1000 (default 200; with --all 1000)",
+              {"type": int, "metavar": "N"})),
+         "afarmctl jobs --all --json"),
     Verb("status", "show a job", "Show a job, its tasks, its outputs, and the energy (kWh)"
          " and cost its attempts used so far, and its task warnings: files the .blend needs"
          " that were missing on the slave (with the datablock that wants each) and a"

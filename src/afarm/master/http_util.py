@@ -18,6 +18,7 @@ from afarm.store.db import Store
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_ID = (1 << 63) - 1  # SQLite's largest integer
+JOBS_PAGE, MAX_JOBS_PAGE = 200, 1000  # jobs GET /api/v1/jobs lists by default, at most
 log = logging.getLogger("afarm.master.http")
 
 
@@ -62,6 +63,16 @@ def int_query(request: web.Request, name: str) -> int | None:
         return None
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or int(raw) > MAX_ID:
         raise UsageError(f"{name} must be a whole number from 0 to {MAX_ID}")
+    return int(raw)
+
+
+def bounded_query(request: web.Request, name: str, low: int, high: int, default: int) -> int:
+    """An optional whole-number query parameter from ``low`` to ``high``."""
+    raw = request.query.get(name)
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not low <= int(raw) <= high:
+        raise UsageError(f"{name} {raw[:40]!r} is not a whole number from {low} to {high}")
     return int(raw)
 
 

@@ -15,7 +15,10 @@ from afarm.master import metering
 from afarm.master.farm import Farm
 from afarm.master.files import JobDir
 from afarm.master.http_util import (
+    JOBS_PAGE,
+    MAX_JOBS_PAGE,
     Handler,
+    bounded_query,
     energy_json,
     int_arg,
     int_query,
@@ -48,10 +51,17 @@ def routes(farm: Farm, page: Handler | None = None) -> list[web.RouteDef]:
         return farm.meter.site.currency
 
     async def jobs(request: web.Request) -> web.Response:
+        # A page of jobs, newest first: the body stays a list (scripts read it so), the
+        # headers say how many there are in all and where the next, older page is.
+        limit = bounded_query(request, "limit", 1, MAX_JOBS_PAGE, JOBS_PAGE)
+        page = store.job_page(limit, int_query(request, "before"))
+        headers = {"X-Total-Count": str(page.total)}
+        if page.older is not None:
+            headers["Link"] = f'</api/v1/jobs?before={page.older}&limit={limit}>; rel="next"'
         # Parameters can be large (a million items); the listing leaves them out.
         return web.json_response([
             {**job_json(store, j, farm.warnings(j), currency()), "params": None}
-            for j in store.jobs()])
+            for j in page.jobs], headers=headers)
 
     async def job(request: web.Request) -> web.Response:
         j = job_or_404(store, int_arg(request, "job"))

@@ -39,6 +39,16 @@ _TASK_COLUMNS = (
     " attempt, slave, started, finished, error, frames"
 )
 SUBMITTING = "submitting"  # a job whose tasks are still being written: invisible to all
+_MAX_ID = (1 << 63) - 1  # SQLite's largest integer: "before" no job
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of the jobs, newest first (see Store.job_page)."""
+
+    jobs: list[Job]
+    older: int | None  # `before` of the next, older page; None: this page has the oldest
+    total: int  # every job, on this page or another
 
 
 @dataclass(frozen=True)
@@ -285,9 +295,12 @@ class Store:
                               (job_id, SUBMITTING)).fetchone()
         return self._job(row) if row else None
 
-    def jobs(self, limit: int = 200) -> list[Job]:
-        rows = self.db.execute("SELECT * FROM jobs WHERE status!=? ORDER BY id DESC LIMIT ?",
-                               (SUBMITTING, limit))
+    def jobs(self, limit: int = 200, before: int | None = None) -> list[Job]:
+        """The newest ``limit`` jobs, with an id below ``before`` if given. Keyset paging on
+        the primary key: a page costs the same with 100 jobs or a million (no OFFSET)."""
+        rows = self.db.execute("SELECT * FROM jobs WHERE status!=? AND id<? ORDER BY id DESC"
+                               " LIMIT ?", (SUBMITTING, _MAX_ID if before is None else before,
+                                            max(0, limit)))
         return [self._job(r) for r in rows.fetchall()]
 
     def open_job_ids(self) -> list[int]:
@@ -296,6 +309,18 @@ class Store:
         marks, vals = _marks([JobStatus.QUEUED, JobStatus.ACTIVE, JobStatus.PAUSED])
         return [r[0] for r in self.db.execute(
             f"SELECT id FROM jobs WHERE status IN {marks} ORDER BY id", vals)]
+
+    def job_page(self, limit: int = 200, before: int | None = None) -> JobPage:
+        """A page of jobs, newest first, and what a client needs to say the list is cut:
+        the ``before`` of the next older page and how many jobs there are in all."""
+        found = self.jobs(limit + 1, before)
+        older = found[limit - 1].id if len(found) > limit and limit > 0 else None
+        return JobPage(found[:limit], older, self.job_count())
+
+    def job_count(self) -> int:
+        """All jobs (submissions still being written left out)."""
+        return int(self.db.execute("SELECT COUNT(*) FROM jobs WHERE status!=?",
+                                   (SUBMITTING,)).fetchone()[0])
 
     def jobs_needing_version(self, application: str, version: str) -> list[int]:
         """Unfinished jobs (queued, active, paused) that run this pool version."""

@@ -52,16 +52,17 @@ def test_a_canceled_job_exits_1() -> None:
 
 
 class Jobs:
-    def get(self, path: str) -> list[dict[str, Any]]:
+    def get_with_headers(self, path: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
         progress = {"completed": 2, "tasks": 2}
         return [{"id": 9, "status": "completed-with-warnings", "warned_tasks": 1,
                  "progress": progress, "application": "blender", "name": "a"},
                 {"id": 8, "status": "completed", "warned_tasks": 0, "progress": progress,
-                 "application": "blender", "name": "b"}]
+                 "application": "blender", "name": "b"}], {"x-total-count": "2"}
 
 
 def test_jobs_marks_a_job_with_task_warnings(capsys: pytest.CaptureFixture[str]) -> None:
-    commands.cmd_jobs(argparse.Namespace(json=False), cast(Client, Jobs()))
+    commands.cmd_jobs(argparse.Namespace(json=False, before=None, limit=None, every=False),
+                      cast(Client, Jobs()))
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith("    9! completed-with-warnings")
     assert lines[2].startswith("    8  completed ")

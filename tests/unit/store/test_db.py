@@ -174,3 +174,36 @@ def test_open_job_ids_names_every_job_that_may_still_run_past_any_listing_limit(
     store.cancel_job(ids[1])
     assert ids[0] in store.open_job_ids() and ids[1] not in store.open_job_ids()
     assert store.open_job_ids() == [i for i in ids if i != ids[1]]
+
+
+def test_jobs_page_newest_first_below_before(store: Store) -> None:
+    ids = [store.add_job(spec(f"j{i}"), [render(1)]) for i in range(5)]
+    assert [j.id for j in store.jobs(limit=2)] == [ids[4], ids[3]]
+    assert [j.id for j in store.jobs(limit=2, before=ids[3])] == [ids[2], ids[1]]
+    assert [j.id for j in store.jobs(limit=10, before=ids[1])] == [ids[0]]
+    assert store.jobs(limit=10, before=ids[0]) == []
+    assert store.jobs(limit=10, before=0) == []
+
+
+def test_a_job_page_names_the_next_page_only_when_there_are_older_jobs(store: Store) -> None:
+    ids = [store.add_job(spec(f"j{i}"), [render(1)]) for i in range(4)]
+    page = store.job_page(limit=2)
+    assert [j.id for j in page.jobs] == [ids[3], ids[2]]
+    assert page.older == ids[2] and page.total == 4
+    last = store.job_page(limit=2, before=page.older)
+    assert [j.id for j in last.jobs] == [ids[1], ids[0]]
+    assert last.older is None  # exactly limit left: limit+1 was asked, none more came
+    assert store.job_page(limit=4).older is None
+    assert store.job_page(limit=3).older == ids[1]
+
+
+def test_a_job_page_of_no_jobs_is_empty_and_counts_none(store: Store) -> None:
+    page = store.job_page()
+    assert page.jobs == [] and page.older is None and page.total == 0
+
+
+def test_a_submission_still_being_written_is_on_no_page_and_in_no_count(store: Store) -> None:
+    done = store.add_job(spec("done"), [render(1)])
+    store.begin_job(spec("uploading"))
+    page = store.job_page(limit=1)
+    assert [j.id for j in page.jobs] == [done] and page.older is None and page.total == 1

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from afarm import __version__
+from afarm.master.http_util import JOBS_PAGE, MAX_JOBS_PAGE
 
 PATH = "/api/v1/openapi.json"
 SHA = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
@@ -392,9 +393,25 @@ def results_port(secured: bool) -> dict[str, Any]:
     return _doc("afarm results port", {
         "/": {"get": {"summary": "what this port serves",
                       "responses": _responses({"200": _json({"type": "object"}, "links")})}},
-        "/api/v1/jobs": {"get": {"summary": "every job, newest first (params left out)",
-                                 "responses": _responses({"200": _json(
-                                     {"type": "array", "items": JOB}, "jobs")})}},
+        "/api/v1/jobs": {"get": {
+            "summary": "a page of jobs, newest first (params left out)",
+            "description": "Keyset paging: the newest `limit` jobs with an id below"
+                           " `before`. X-Total-Count counts every job; while older ones"
+                           " remain, a Link header with rel=\"next\" names the next page.",
+            "parameters": [
+                {"name": "before", "in": "query", "description": "only jobs with a smaller"
+                 " id (the next page's, from the Link header)", "schema": ID},
+                {"name": "limit", "in": "query", "description": "jobs on the page",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_JOBS_PAGE,
+                            "default": JOBS_PAGE}}],
+            "responses": _responses({"200": {
+                **_json({"type": "array", "items": JOB}, "jobs"),
+                "headers": {
+                    "X-Total-Count": {"description": "every job, on this page or another",
+                                      "schema": {"type": "integer", "minimum": 0}},
+                    "Link": {"description": "the next, older page while there is one:"
+                             ' </api/v1/jobs?before=ID&limit=N>; rel="next"',
+                             "schema": {"type": "string"}}}}})}},
         "/api/v1/jobs/{job}": {"get": {
             "summary": "a job with its tasks and outputs", "parameters": [_job_param()],
             "responses": _responses({"200": _json({**JOB, "required": [

@@ -8,7 +8,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from afarm.master.web.views import PAGE, Frame, JobDetail, JobView, SlaveView, pages
+from afarm.master.web.views import PAGE, Frame, JobDetail, JobsPage, JobView, SlaveView, pages
 
 ACTIONS = {"cancel": ("queued", "active", "paused"), "pause": ("queued", "active"),
            "resume": ("paused",), "requeue": ("failed", "canceled")}
@@ -116,11 +116,13 @@ def priority_form(job_id: int, priority: int) -> str:
 WARNED = "completed-with-warnings"
 
 
-def jobs_title(views: list[JobView]) -> str:
+def jobs_title(views: list[JobView], total: int | None = None) -> str:
     active = [v for v in views if v.job.status.value in ("active", "queued")]
     if not active:
         warned = sum(1 for v in views if v.status == WARNED)
-        return f"afarm · {len(views)} jobs" + (f", {warned} with warnings" if warned else "")
+        shown = f"{len(views)} of {total}" if total is not None and total > len(views) \
+            else f"{len(views)}"
+        return f"afarm · {shown} jobs" + (f", {warned} with warnings" if warned else "")
     done = sum(v.progress["completed"] for v in active)
     total = sum(v.progress["tasks"] for v in active) or 1
     return f"[{round(100 * done / total)}%] afarm · {len(active)} running"
@@ -166,13 +168,30 @@ def job_row(v: JobView) -> str:
             f"<td>{action_buttons(j.id, j.status.value)}</td></tr>")
 
 
-def jobs_page(views: list[JobView], apps: list[str]) -> str:
-    rows = "\n".join(job_row(v) for v in views) or (
-        '<tr><td colspan="11">No jobs yet. Submit one below or with afarmctl submit.</td></tr>')
+def jobs_pager(page: JobsPage) -> str:
+    """How many jobs the list shows of all, and plain links to older and newest ones. Always
+    there (the live refresh swaps it): a list that grows past a page gets its link."""
+    links = []
+    if page.before is not None:
+        links.append('<a href="/">Newest jobs</a>')
+    if page.older is not None:
+        links.append(f'<a href="/?before={page.older}" rel="next">Older jobs</a>')
+    return (f'<nav id="jobs-pages" class="pager" aria-label="Job pages" data-swap>'
+            f'<span class="hint">{len(page.views)} of {page.total} jobs</span> '
+            + " ".join(links) + "</nav>")
+
+
+def jobs_page(page: JobsPage, apps: list[str]) -> str:
+    views = page.views
+    empty = ("No jobs yet. Submit one below or with afarmctl submit." if page.before is None
+             else f"No jobs older than job {page.before}.")
+    rows = "\n".join(job_row(v) for v in views) or f'<tr><td colspan="11">{empty}</td></tr>'
     options = "".join(f'<option value="{e(a)}">{e(a)}</option>' for a in apps)
+    caption = "Jobs, newest first" if page.before is None else \
+        f"Jobs older than job {page.before}, newest first"
     return f"""<h1>Jobs</h1>
 <div class="scroll"><table id="jobs">
-<caption>Jobs, newest first</caption>
+<caption>{caption}</caption>
 <thead><tr><th scope="col">ID</th><th scope="col">Name</th><th scope="col">Status</th>
 <th scope="col">Progress</th><th scope="col">Frames</th><th scope="col">ETA</th>
 <th scope="col">Priority</th><th scope="col">Version</th><th scope="col">kWh</th>
@@ -180,6 +199,7 @@ def jobs_page(views: list[JobView], apps: list[str]) -> str:
 <tbody id="jobs-body" data-swap>
 {rows}
 </tbody></table></div>
+{jobs_pager(page)}
 <section id="submit" class="js-only" aria-labelledby="submit-h">
 <h2 id="submit-h">Submit a job</h2>
 <form id="submit-form">

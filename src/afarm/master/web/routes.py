@@ -101,10 +101,12 @@ def routes(farm: Farm, *, job_port: int | None = None,
         if not authorized(request):
             return locked(request, "jobs")
         request["afarm.last_event"] = farm.store.last_event_id()
-        found = views.jobs(farm, farm.clock())
-        return html(request, pages.jobs_title(found),
+        # ?before=ID: an older page (the link at the bottom of a cut list); the live
+        # refresh fetches the same URL, so the page it shows stays the one asked for.
+        found = views.jobs(farm, farm.clock(), int_query(request, "before"))
+        return html(request, pages.jobs_title(found.views, found.total),
                     pages.jobs_page(found, sorted(farm.apps)), view="jobs",
-                    favicon=pages.favicon_of([v.status for v in found]))
+                    favicon=pages.favicon_of([v.status for v in found.views]))
 
     async def job(request: web.Request) -> web.Response:
         if not authorized(request):

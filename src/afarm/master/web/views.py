@@ -8,7 +8,7 @@ from typing import Any
 
 from afarm.master.farm import Farm
 from afarm.master.files import JobDir
-from afarm.master.http_util import energy_json
+from afarm.master.http_util import JOBS_PAGE, energy_json
 from afarm.master.slaves.waker import WAKEABLE_STATES
 from afarm.master.web.thumbs import kind_of
 from afarm.model.job import Job, Task
@@ -72,10 +72,21 @@ def job_view(farm: Farm, job: Job, totals: usage.Totals | None, now: float) -> J
                    shown_job_status(job.status, warned), warned)
 
 
-def jobs(farm: Farm, now: float) -> list[JobView]:
-    found = farm.store.jobs()
-    totals = usage.of_jobs(farm.store.db, [j.id for j in found])
-    return [job_view(farm, j, totals.get(j.id), now) for j in found]
+@dataclass
+class JobsPage:
+    """A page of the jobs list, newest first, and where it stands among all jobs."""
+
+    views: list[JobView]
+    total: int  # every job
+    before: int | None  # the page lists jobs below this one (None: the newest)
+    older: int | None  # `before` of the next, older page (None: the oldest job is here)
+
+
+def jobs(farm: Farm, now: float, before: int | None = None) -> JobsPage:
+    page = farm.store.job_page(JOBS_PAGE, before)
+    totals = usage.of_jobs(farm.store.db, [j.id for j in page.jobs])
+    return JobsPage([job_view(farm, j, totals.get(j.id), now) for j in page.jobs],
+                    page.total, before, page.older)
 
 
 def frames_of(farm: Farm, job_id: int, tasks: list[Task]) -> tuple[list[Frame], list[str]]:
