@@ -310,6 +310,12 @@ class Store:
         return [r[0] for r in self.db.execute(
             f"SELECT id FROM jobs WHERE status IN {marks} ORDER BY id", vals)]
 
+    def running_job_ids(self) -> list[int]:
+        """Queued and active jobs, however far back: what a farm-wide progress sums."""
+        marks, vals = _marks([JobStatus.QUEUED, JobStatus.ACTIVE])
+        return [r[0] for r in self.db.execute(
+            f"SELECT id FROM jobs WHERE status IN {marks} ORDER BY id", vals)]
+
     def job_page(self, limit: int = 200, before: int | None = None) -> JobPage:
         """A page of jobs, newest first, and what a client needs to say the list is cut:
         the ``before`` of the next older page and how many jobs there are in all."""

@@ -8,7 +8,16 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from afarm.master.web.views import PAGE, Frame, JobDetail, JobsPage, JobView, SlaveView, pages
+from afarm.master.web.views import (
+    PAGE,
+    Frame,
+    JobDetail,
+    JobsPage,
+    JobView,
+    Running,
+    SlaveView,
+    pages,
+)
 
 ACTIONS = {"cancel": ("queued", "active", "paused"), "pause": ("queued", "active"),
            "resume": ("paused",), "requeue": ("failed", "canceled")}
@@ -116,8 +125,17 @@ def priority_form(job_id: int, priority: int) -> str:
 WARNED = "completed-with-warnings"
 
 
-def jobs_title(views: list[JobView], total: int | None = None) -> str:
-    active = [v for v in views if v.job.status.value in ("active", "queued")]
+def jobs_title(views: list[JobView], total: int | None = None,
+               running: Running | None = None) -> str:
+    """The jobs list's title: the progress of every queued and active job (``running``:
+    the farm's, else those in ``views``), or how many jobs there are."""
+    if running is not None:
+        if running.jobs:
+            return (f"[{round(100 * running.done / (running.tasks or 1))}%] afarm ·"
+                    f" {running.jobs} running")
+        active = []
+    else:
+        active = [v for v in views if v.job.status.value in ("active", "queued")]
     if not active:
         warned = sum(1 for v in views if v.status == WARNED)
         shown = f"{len(views)} of {total}" if total is not None and total > len(views) \

@@ -104,9 +104,10 @@ def routes(farm: Farm, *, job_port: int | None = None,
         # ?before=ID: an older page (the link at the bottom of a cut list); the live
         # refresh fetches the same URL, so the page it shows stays the one asked for.
         found = views.jobs(farm, farm.clock(), int_query(request, "before"))
-        return html(request, pages.jobs_title(found.views, found.total),
+        busy = ["active"] if found.running.jobs else []
+        return html(request, pages.jobs_title(found.views, found.total, found.running),
                     pages.jobs_page(found, sorted(farm.apps)), view="jobs",
-                    favicon=pages.favicon_of([v.status for v in found.views]))
+                    favicon=pages.favicon_of([v.status for v in found.views] + busy))
 
     async def job(request: web.Request) -> web.Response:
         if not authorized(request):

@@ -73,6 +73,25 @@ def job_view(farm: Farm, job: Job, totals: usage.Totals | None, now: float) -> J
 
 
 @dataclass
+class Running:
+    """Queued and active jobs of the whole farm, listed on this page or an older one."""
+
+    jobs: int = 0
+    done: int = 0  # their completed tasks
+    tasks: int = 0  # all their tasks
+
+
+def running(farm: Farm) -> Running:
+    found = Running()
+    for job_id in farm.store.running_job_ids():
+        progress = farm.store.job_progress(job_id)  # counted once, then kept by the store
+        found.jobs += 1
+        found.done += progress["completed"]
+        found.tasks += progress["tasks"]
+    return found
+
+
+@dataclass
 class JobsPage:
     """A page of the jobs list, newest first, and where it stands among all jobs."""
 
@@ -80,13 +99,15 @@ class JobsPage:
     total: int  # every job
     before: int | None  # the page lists jobs below this one (None: the newest)
     older: int | None  # `before` of the next, older page (None: the oldest job is here)
+    # The title and icon speak for the farm: a queued job older than the page counts too.
+    running: Running = field(default_factory=Running)
 
 
 def jobs(farm: Farm, now: float, before: int | None = None) -> JobsPage:
     page = farm.store.job_page(JOBS_PAGE, before)
     totals = usage.of_jobs(farm.store.db, [j.id for j in page.jobs])
     return JobsPage([job_view(farm, j, totals.get(j.id), now) for j in page.jobs],
-                    page.total, before, page.older)
+                    page.total, before, page.older, running(farm))
 
 
 def frames_of(farm: Farm, job_id: int, tasks: list[Task]) -> tuple[list[Frame], list[str]]:

@@ -117,3 +117,21 @@ def test_the_pager_links_have_text_and_no_script() -> None:
 def test_the_title_of_a_cut_list_of_finished_jobs_counts_all() -> None:
     assert pages.jobs_title([], 900) == "afarm · 0 of 900 jobs"
     assert pages.jobs_title([], 0) == "afarm · 0 jobs"
+
+
+def test_title_and_icon_count_a_queued_job_older_than_the_page(
+        tmp_path: Path, store: Store) -> None:
+    ids = fill(store, JOBS_PAGE + 5)
+    for job_id in ids[1:]:
+        store.cancel_job(job_id)  # only job 1, far below the newest page, still waits
+    (_, html), = asyncio.run(_pages(tmp_path, store, ["/"]))
+    assert 1 not in row_ids(html)
+    assert "<title>[0%] afarm · 1 running</title>" in html
+    assert 'href="/static/favicon-busy.svg"' in html
+
+
+def test_the_title_of_a_farm_with_nothing_running_counts_the_jobs() -> None:
+    from afarm.master.web.views import Running
+
+    assert pages.jobs_title([], 900, Running()) == "afarm · 0 of 900 jobs"
+    assert pages.jobs_title([], 900, Running(2, 3, 12)) == "[25%] afarm · 2 running"
