@@ -11,6 +11,7 @@ are never bound to a slave before it is online, so nothing has to be taken back 
 
 import asyncio
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -32,6 +33,7 @@ from afarm.model.slave import shown
 
 log = logging.getLogger(__name__)
 TICK = 2.0  # seconds between policy passes
+ARCH = re.compile(r"[a-z0-9][a-z0-9-]{0,15}")  # a Debian architecture (amd64, arm64)
 # States from which `afarmctl slave wake` sends a packet: the machine may well be off.
 WAKEABLE_STATES = frozenset({"asleep", "down", "unreachable", "offline", "connecting",
                              "waking"})
@@ -130,6 +132,11 @@ class PowerManager:
             info = (infos or {}).get(name)
             if info and not getattr(place, "info", True):
                 place.info = dict(info)
+                arch = info.get("arch")
+                if isinstance(arch, str) and ARCH.fullmatch(arch):
+                    # Else the link's pre-hello default (amd64) would decide which pool
+                    # version's work may wake it.
+                    place.arch = arch
             if self.machine(name) is not None:
                 place.sleep(state, "asleep when the master started" if state == "asleep"
                             else "down when the master started")

@@ -133,6 +133,29 @@ def test_a_slave_without_a_mac_in_its_definition_is_woken_at_what_it_announced()
     assert asked == ["found", "found"]
 
 
+def test_after_a_restart_a_sleeping_slaves_last_architecture_decides_which_work_wakes_it(
+        ) -> None:
+    import asyncio
+
+    from afarm.master.slaves.power import Demand
+
+    places = {n: Place(n, "offline") for n in ("arm", "x86")}
+    for p in places.values():
+        p.info = {}  # type: ignore[attr-defined]
+        p.arch = "amd64"  # type: ignore[attr-defined]  # the link's default before hello
+    pm = PowerManager(places, PowerSettings(enabled=True, min_sleep=0),
+                      {n: Machine(WIRED) for n in places}, waker=Recorder(),
+                      clock=lambda: 10_000.0,
+                      demand=lambda: [Demand(frozenset(), 1, "blender", "4.2",
+                                             arches=frozenset({"arm64"}))])
+    pm.restore({"arm": ("asleep", 0.0), "x86": ("asleep", 0.0)},
+               {"arm": {"arch": "arm64"}, "x86": {"arch": "amd64; rm"}})
+    assert places["arm"].arch == "arm64"  # type: ignore[attr-defined]
+    assert places["x86"].arch == "amd64"  # type: ignore[attr-defined]  # not a name: kept
+    acts = asyncio.run(pm.step())
+    assert [(a.kind, a.slave) for a in acts] == [("wake", "arm")]
+
+
 def test_after_a_restart_a_sleeping_slaves_last_memory_still_lets_work_wake_it() -> None:
     from afarm.master.scheduling.properties import Properties
     from afarm.master.slaves.power import Demand
