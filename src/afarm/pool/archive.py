@@ -4,7 +4,8 @@
 
 An archive comes from whoever ran `afarmctl app add`; it is unpacked on every slave, so each
 member is checked before anything is written: no absolute names, no `..`, no device files,
-no hard links, symlinks only to places inside the archive, and a bound on the total size
+hard links only to regular files unpacked before them, symlinks only to places inside the
+archive, and a bound on the total size
 (what the members say and what is actually written). Files are written with O_EXCL and
 O_NOFOLLOW under a fresh directory, so nothing already there can redirect a write.
 """
@@ -45,10 +46,10 @@ def suffix_of(name: str) -> str:
 @dataclass(frozen=True)
 class Member:
     name: str  # normalised, relative
-    kind: str  # "file", "dir" or "symlink"
+    kind: str  # "file", "dir", "symlink" or "hardlink"
     size: int
     mode: int
-    target: str = ""  # a symlink's target
+    target: str = ""  # a symlink's target; a hard link's earlier member (normalised)
 
 
 @dataclass(frozen=True)
@@ -155,8 +156,12 @@ def members(path: Path) -> Iterator[tuple[Member, IO[bytes] | None]]:
                 elif ti.isreg():
                     yield Member(name, "file", ti.size, ti.mode), tar.extractfile(ti)
                 elif ti.islnk():
-                    raise ArchiveError(f"member {name!r} is a hard link; refused (repack"
-                                       " without hard links)")
+                    # Release tarballs (and pack_dir of a tree with hard links) hold them;
+                    # unpack lets one name only a regular file it wrote before.
+                    target = _clean(ti.linkname)
+                    if not target:
+                        raise ArchiveError(f"hard link {name!r} has no target; refused")
+                    yield Member(name, "hardlink", 0, ti.mode, target), None
                 else:
                     raise ArchiveError(f"member {name!r} is a device, fifo or other special"
                                        " file; refused")
@@ -193,6 +198,7 @@ def unpack(path: Path, dest: Path, max_bytes: int) -> int:
     written = 0
     dirfd_root = str(dest)
     links: list[str] = []
+    files: set[str] = set()  # regular files written so far: what a hard link may name
     for m, stream in members(path):
         target = os.path.join(dirfd_root, m.name)
         parent = os.path.dirname(target)
@@ -203,6 +209,12 @@ def unpack(path: Path, dest: Path, max_bytes: int) -> int:
         if m.kind == "symlink":
             os.symlink(m.target, target)
             links.append(target)
+            continue
+        if m.kind == "hardlink":
+            if m.target not in files:
+                raise ArchiveError(f"hard link {m.name!r} -> {m.target!r} does not name a"
+                                   " regular file unpacked before it; refused")
+            os.link(os.path.join(dirfd_root, m.target), target, follow_symlinks=False)
             continue
         assert stream is not None
         mode = 0o755 if m.mode & 0o111 else 0o644
@@ -218,6 +230,7 @@ def unpack(path: Path, dest: Path, max_bytes: int) -> int:
                                        f" MiB {LIMIT_HINT}")
                 out.write(block)
         os.chmod(target, mode)
+        files.add(m.name)
     # Each link was checked alone; a chain (a link through a link) is checked now that all
     # exist. Writes never followed any (O_NOFOLLOW, no link as a parent directory).
     root = os.path.realpath(dest)
@@ -255,7 +268,7 @@ def pack_dir(src: Path, dest: Path) -> None:
         ti.uname = ti.gname = "root"
         if ti.issym():
             _check_link(ti.name, ti.linkname)
-        elif not (ti.isreg() or ti.isdir()):
+        elif not (ti.isreg() or ti.isdir() or ti.islnk()):  # a hard link: to a file before
             raise ArchiveError(f"{ti.name!r} is not a file, directory or symlink; refused")
         return ti
 

@@ -62,10 +62,15 @@ def test_a_release_style_tarball_unpacks_with_its_top_directory_and_modes(
      entry("esc", tarfile.SYMTYPE, "d/up/..")],
     [entry("link", tarfile.SYMTYPE, "sub"), entry("link/file")],
     [entry("hard", tarfile.LNKTYPE, "/etc/shadow")],
+    [entry("hard", tarfile.LNKTYPE, "../../etc/shadow")],
+    [entry("hard", tarfile.LNKTYPE, "later"), entry("later")],
+    [entry("link", tarfile.SYMTYPE, "x"), entry("hard", tarfile.LNKTYPE, "link")],
+    [entry("d", tarfile.DIRTYPE), entry("hard", tarfile.LNKTYPE, "d")],
     [entry("dev", tarfile.CHRTYPE)],
     [entry("fifo", tarfile.FIFOTYPE)],
 ], ids=["absolute", "dotdot", "inner-dotdot", "abs-symlink", "up-symlink", "symlink-chain",
-        "write-through-symlink", "hardlink", "device", "fifo"])
+        "write-through-symlink", "hardlink", "hardlink-up", "hardlink-to-later",
+        "hardlink-to-symlink", "hardlink-to-dir", "device", "fifo"])
 def test_members_that_could_leave_the_directory_are_refused(
         tmp_path: Path, members: list[tarfile.TarInfo]) -> None:
     archive = make_tar(tmp_path / "bad.tar.gz", members)
@@ -164,3 +169,26 @@ def test_a_tar_header_extension_is_not_read_into_memory_whole(tmp_path: Path,
     finally:
         tracemalloc.stop()
     assert peak < 16 << 20, f"peak {peak >> 20} MiB"
+
+
+def test_a_hard_link_to_an_earlier_file_unpacks_as_that_file(tmp_path: Path) -> None:
+    archive = make_tar(tmp_path / "tool-1.0.tar.xz", [
+        entry("tool-1.0", tarfile.DIRTYPE),
+        entry("tool-1.0/bin/tool", mode=0o755),
+        entry("tool-1.0/bin/tool-alias", tarfile.LNKTYPE, "tool-1.0/bin/tool")],
+        {"tool-1.0/bin/tool": b"#!/bin/true\n"})
+    assert unpack(archive, tmp_path / "out", 1 << 20) == 12
+    alias = tmp_path / "out" / "tool-1.0" / "bin" / "tool-alias"
+    assert alias.read_bytes() == b"#!/bin/true\n" and os.access(alias, os.X_OK)
+    assert alias.stat().st_ino == (alias.parent / "tool").stat().st_ino
+
+
+def test_a_directory_with_hard_linked_files_packs_and_unpacks(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "python3.11").write_text("py")
+    os.link(src / "python3.11", src / "python3")
+    pack_dir(src, tmp_path / "v.tar.gz")
+    unpack(tmp_path / "v.tar.gz", tmp_path / "out", 1 << 20)
+    assert (tmp_path / "out" / "python3").read_text() == "py"
+    assert (tmp_path / "out" / "python3").stat().st_nlink == 2

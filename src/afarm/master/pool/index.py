@@ -242,7 +242,7 @@ def _find_executable(archive: Path, top: str, definition: dict[str, Any]) -> str
     want = os.path.basename(str(definition.get("executable") or "")) or "blender"
     candidates = {want, f"{top}/{want}"} if top else {want}
     for m, _ in members(archive):
-        if m.name in candidates and m.kind in ("file", "symlink"):
+        if m.name in candidates and m.kind in ("file", "symlink", "hardlink"):
             return m.name
     raise UsageError(f"{archive.name}: no {want!r} at its top or in its top directory; give"
                      " --executable PATH inside the archive")
