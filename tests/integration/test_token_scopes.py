@@ -108,3 +108,18 @@ def test_the_web_page_can_read_the_403_of_a_submit_token(
     assert resp.getheader("Access-Control-Allow-Origin") == origin
     slaves = m.client.get("/api/v1/slaves")
     assert not any(s.get("drained") for s in slaves)
+
+
+@pytest.mark.parametrize(("args", "code", "said"), [
+    (["two words"], 64, "token label 'two words'"),
+    (["alice", "--scope", "root"], 2, "invalid choice: 'root'"),
+])
+def test_new_token_refuses_a_bad_label_or_scope_and_writes_nothing(
+        tmp_path: Path, args: list[str], code: int, said: str) -> None:
+    m = MasterProcess(tmp_path, slaves=0)
+    cp = subprocess.run([sys.executable, "-m", "afarm.master.daemon", "--config",
+                         str(m.conf), "new-token", *args],
+                        capture_output=True, text=True, env=ENV, timeout=60, check=False)
+    assert (cp.returncode, cp.stdout) == (code, "")
+    assert said in cp.stderr
+    assert not (tmp_path / "tokens").exists()
