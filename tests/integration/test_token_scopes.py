@@ -111,7 +111,7 @@ def test_the_web_page_can_read_the_403_of_a_submit_token(
 
 
 @pytest.mark.parametrize(("args", "code", "said"), [
-    (["two words"], 64, "token label 'two words'"),
+    (["a\tb"], 64, "token label 'a\\tb'"),
     (["alice", "--scope", "root"], 2, "invalid choice: 'root'"),
 ])
 def test_new_token_refuses_a_bad_label_or_scope_and_writes_nothing(

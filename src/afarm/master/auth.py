@@ -35,8 +35,10 @@ from afarm.master.http_util import Handler
 ADMIN, SUBMIT = "admin", "submit"
 SCOPES = (ADMIN, SUBMIT)
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
-# One word, so nothing in a label can look like another field of the line.
-_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
+# The scope is the field after the digest, so a label (the rest of the line) cannot give
+# a token another scope; it must only stay on its line (ASCII: str.splitlines also breaks
+# at \x1c-\x1e, \x85, \u2028).
+_LABEL = re.compile(r"^[A-Za-z0-9][ -~]{0,63}$")
 _SCOPE_ATTR = "afarm_scope"
 FORBIDDEN = ("this token may submit and manage jobs only; ask the farm's admin or use an"
              " admin token (afarm-master new-token LABEL --scope admin)")
@@ -104,10 +106,9 @@ def load_digests(path: Path) -> set[str]:
 
 
 def check_label(label: str) -> str:
-    if not _LABEL.match(label):
-        raise UsageError(f"token label {label[:80]!r}: use 1 to 64 letters, digits and . _ @"
-                         " + - (no spaces), starting with a letter or digit, e.g. alice or"
-                         " render-box-2")
+    if not _LABEL.match(label) or label != label.strip():
+        raise UsageError(f"token label {label[:80]!r}: use 1 to 64 printable ASCII characters"
+                         " starting with a letter or digit, e.g. alice or 'render box 2'")
     return label
 
 

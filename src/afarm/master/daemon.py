@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         " (applications, slaves, enrolment tokens, gc). Restart afarm-master to use it.")
     tok.add_argument("label", nargs="?", metavar="LABEL",
                      help="a name for the token, shown in the master's log (default:"
-                          " afarmctl): letters, digits and . _ @ + -")
+                          " afarmctl): up to 64 printable characters")
     tok.add_argument("--label", dest="label_option", metavar="LABEL", help=argparse.SUPPRESS)
     tok.add_argument("--scope", choices=auth.SCOPES, default=auth.SUBMIT,
                      help="submit (the default): jobs only; admin: everything")

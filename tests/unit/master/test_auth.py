@@ -46,10 +46,13 @@ def test_a_scope_field_after_the_digest_gives_the_token_its_scope(tmp_path: Path
                                       D2: auth.Token("admin", "ops")}
 
 
-def test_a_label_cannot_give_a_token_a_scope(tmp_path: Path) -> None:
+def test_a_label_cannot_give_a_token_a_scope(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auth, "SERVICE_GROUP", "no-such-group-here")
     path = tmp_path / "tokens"
-    path.write_text(f"{D1} scope=submit alice scope=admin\n")
-    assert auth.load_tokens(path)[D1].scope == "submit"
+    for label in ("scope=admin", "alice scope=admin", "my old laptop"):
+        token = new_token(path, label)
+        assert auth.load_tokens(path)[digest(token)] == auth.Token("submit", label)
 
 
 def test_an_unknown_scope_is_refused_naming_the_file_and_line(tmp_path: Path) -> None:
@@ -86,8 +89,10 @@ def test_new_tokens_are_submit_only_unless_asked_for_admin(
     assert auth.load_tokens(path)[digest(artist)].scope == "submit"
 
 
-@pytest.mark.parametrize("label", ["", "two words", "scope=admin", "a\nb", "x" * 65, "-x"])
-def test_a_label_that_could_be_read_as_another_field_is_refused(
+@pytest.mark.parametrize("label", ["", "a\nb", f"a\n{D2} scope=admin", "a\rb", "a\tb",
+                                   "x" * 65, "-x", "#x", "trailing ", "caf\u00e9",
+                                   "a\u2028b"])
+def test_a_label_that_could_leave_its_line_is_refused(
         tmp_path: Path, label: str) -> None:
     with pytest.raises(UsageError, match="token label"):
         new_token(tmp_path / "tokens", label)
