@@ -387,7 +387,9 @@ def test_a_namespace_host_enrols_and_renders_with_the_installed_commands(
                         .replace("#listen = 127.0.0.1:7731", f"listen = {master}")
                         .replace("#listen = 127.0.0.1:7732",
                                  f"listen = {net.bridge_addr}:{results_port}"))
-        token = run(["afarm-master", "--config", str(conf), "new-token"]).stdout.strip()
+        # An admin token: it makes the slaves' enrolment tokens below.
+        token = run(["afarm-master", "--config", str(conf), "new-token", "ops", "--scope",
+                     "admin"]).stdout.strip()
         token_file = tmp_path / "token"
         token_file.write_text(token + "\n")
         _start_as_unit(Path("/lib/systemd/system/afarm-master.service"), installed, tmp_path)

@@ -42,7 +42,7 @@ class BridgeMaster(MasterProcess):
         self.conf.write_text(text.replace(f"listen = 127.0.0.1:{self.job_port}",
                                           f"listen = {bridge_addr}:{self.job_port}"))
         # Not loopback: clients need a token (the master's own one is added on start).
-        self.client.token = auth.new_token(base / "tokens", "test")
+        self.client.token = auth.new_token(base / "tokens", "test", auth.ADMIN)  # accepts slaves
         self.bridge_addr = bridge_addr
         self.client.job_url = f"http://{join_hostport(bridge_addr, self.job_port)}"
 

@@ -32,6 +32,7 @@ from aiohttp import web
 import afarm
 from afarm.applications.base import relative_name
 from afarm.errors import OperationFailed, UsageError
+from afarm.master import auth
 from afarm.master.farm import Farm
 from afarm.master.files import check_sha
 from afarm.master.http.job_request import MAX_FILES
@@ -160,4 +161,5 @@ def routes(farm: Farm) -> list[web.RouteDef]:
         blend, files = parse_request(await json_body(request))
         return web.json_response(await report(farm, sha, blend, files, slots))
 
-    return [web.post("/api/v1/files/{sha}/dependencies", dependencies)]
+    # Part of submitting: the add-on and the web page ask it before a job is sent.
+    return auth.for_submit(web.post("/api/v1/files/{sha}/dependencies", dependencies))

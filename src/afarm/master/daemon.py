@@ -16,7 +16,7 @@ from afarm import __version__, addon
 from afarm.applications.registry import load_applications
 from afarm.config.loader import load
 from afarm.config.types import MasterConfig, SlaveDef
-from afarm.errors import AfarmError, ConfigError
+from afarm.errors import AfarmError, ConfigError, UsageError
 from afarm.master import auth, blend_deps, discovered, enroll, job_api, pool_api, results_api
 from afarm.master.accounting import parse_tariff
 from afarm.master.farm import Farm
@@ -174,10 +174,11 @@ def build_farm(cfg: MasterConfig) -> Farm:
     return farm
 
 
-def token_policy(cfg: MasterConfig) -> tuple[set[str], bool]:
-    """The accepted token digests, and whether a token is required."""
+def token_policy(cfg: MasterConfig) -> tuple[dict[str, auth.Token], bool]:
+    """The token file's tokens by digest, and whether a token is required. Read once, at
+    start: a new token works after a restart."""
     jp = cfg.job_port
-    digests = auth.load_digests(Path(jp.token_file))
+    digests = auth.load_tokens(Path(jp.token_file))
     exposed = not all(is_loopback(cfg.listen(key).host)
                       for key in ("job_port", "results_port"))
     if exposed and not digests:
@@ -193,7 +194,9 @@ async def serve(cfg: MasterConfig) -> int:
     farm = build_farm(cfg)
     m, jp, h = cfg.master, cfg.job_port, cfg.http
     # The master's own client token: afarmctl and the demo find it with no set-up step.
-    accepted = digests | {auth.ensure_client_token(cfg.state_dir)}
+    # It is admin: whoever may read it (root, group afarm-master) runs the farm anyway.
+    accepted = {**digests, auth.ensure_client_token(cfg.state_dir):
+                auth.Token(auth.ADMIN, auth.CLIENT_TOKEN)}
     listen = {key: cfg.listen(key) for key in ("job_port", "results_port")}
     names = guard.Guard([port for _, port in listen.values()], list(m.server_names))
     limits = Limits(h.max_connections, h.max_connections_per_client, h.header_timeout)
@@ -303,6 +306,18 @@ def _stderr_is_journal() -> bool:
     return dev.isdigit() and ino.isdigit() and (st.st_dev, st.st_ino) == (int(dev), int(ino))
 
 
+def new_token(cfg: MasterConfig, a: argparse.Namespace) -> int:
+    try:
+        if a.label and a.label_option and a.label != a.label_option:
+            raise UsageError("give the label once: new-token LABEL")
+        label = a.label or a.label_option or "afarmctl"
+        print(auth.new_token(Path(cfg.job_port.token_file), label, a.scope))
+    except UsageError as exc:
+        log.error("%s", exc)
+        return EX_USAGE
+    return EX_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="afarm-master",
                                 description="The afarm master daemon (see afarm-master(8)).")
@@ -311,8 +326,18 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command")
     sub.add_parser("run", help="run the daemon (the default)")
     sub.add_parser("check-config", help="validate the configuration and exit")
-    tok = sub.add_parser("new-token", help="create a client token and print it once")
-    tok.add_argument("--label", default="afarmctl", help="a note stored beside the digest")
+    tok = sub.add_parser(
+        "new-token", help="create a client token (submit-only unless --scope admin) and"
+        " print it once", description="Create a client token, store its sha256 in"
+        " [job_port] token_file and print it once. A submit token uploads files, submits and"
+        " manages jobs and reads everything; only an admin token also manages the farm"
+        " (applications, slaves, enrolment tokens, gc). Restart afarm-master to use it.")
+    tok.add_argument("label", nargs="?", metavar="LABEL",
+                     help="a name for the token, shown in the master's log (default:"
+                          " afarmctl): up to 64 printable characters")
+    tok.add_argument("--label", dest="label_option", metavar="LABEL", help=argparse.SUPPRESS)
+    tok.add_argument("--scope", choices=auth.SCOPES, default=auth.SUBMIT,
+                     help="submit (the default): jobs only; admin: everything")
     p.add_argument("--allow-root", action="store_true",
                    help="run even as root (see [master] allow_root)")
     a = p.parse_args(argv)
@@ -327,8 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{a.config}: OK")
             return EX_OK
         if a.command == "new-token":
-            print(auth.new_token(Path(cfg.job_port.token_file), a.label))
-            return EX_OK
+            return new_token(cfg, a)
         if os.geteuid() == 0 and not (a.allow_root or cfg.master.allow_root):
             log.error("%s", ROOT_REFUSED.format(config=a.config, state=cfg.state_dir))
             return EX_NOPERM

@@ -5,6 +5,7 @@
 from aiohttp import web
 
 from afarm.errors import IllegalTransition, UsageError
+from afarm.master import auth
 from afarm.master.farm import Farm
 from afarm.master.files import check_sha
 from afarm.master.http import job_request
@@ -138,13 +139,16 @@ def routes(farm: Farm, max_upload: int, *, idle_timeout: float = 60.0,
         return web.json_response(farm.drain_slave(request.match_info["name"], False))
 
     return [
+        # The farm's machines and store: admin tokens only (the default).
         web.post("/api/v1/slaves/{name}/drain", drain_slave),
         web.post("/api/v1/slaves/{name}/undrain", undrain_slave),
         web.post("/api/v1/gc", gc),
         web.post("/api/v1/slaves/{name}/test", test_slave),
         web.post("/api/v1/slaves/{name}/wake", wake_slave),
-        web.head("/api/v1/files/{sha}", has_file),
-        web.put("/api/v1/files/{sha}", put_file),
-        web.post("/api/v1/jobs", submit),
-        web.post("/api/v1/jobs/{job}/{action}", action),
+        # An artist's work: submit tokens too.
+        *auth.for_submit(
+            web.head("/api/v1/files/{sha}", has_file),
+            web.put("/api/v1/files/{sha}", put_file),
+            web.post("/api/v1/jobs", submit),
+            web.post("/api/v1/jobs/{job}/{action}", action)),
     ]

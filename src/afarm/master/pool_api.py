@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from afarm.errors import UsageError
+from afarm.master import auth
 from afarm.master.farm import Farm
 from afarm.master.http.limits import json_body
 from afarm.master.http_util import upload_chunks
@@ -73,7 +74,7 @@ def routes(farm: Farm, max_upload: int, idle_timeout: float = 60.0) -> list[web.
         return web.json_response({"removed": [e.to_json() for e in gone]})
 
     return [
-        web.get("/api/v1/apps", listing),
+        *auth.for_submit(web.get("/api/v1/apps", listing)),  # a read; changes are admin
         web.put("/api/v1/apps/{name}/{version}", add),
         web.post("/api/v1/apps/{name}/{version}/remove", remove),
     ]

@@ -11,7 +11,7 @@ from aiohttp import web
 from afarm import addon
 from afarm.applications.base import plain_name
 from afarm.errors import UsageError
-from afarm.master import metering
+from afarm.master import auth, metering
 from afarm.master.farm import Farm
 from afarm.master.files import JobDir
 from afarm.master.http_util import (
@@ -244,7 +244,8 @@ def routes(farm: Farm, page: Handler | None = None) -> list[web.RouteDef]:
                                   "slaves": "/api/v1/slaves", "events": "/api/v1/events",
                                   "report": "/api/v1/report?since=DATE"})
 
-    return [
+    # The results port only reads: every token may (and none where it needs none).
+    return auth.for_submit(
         web.get("/", index),
         web.get("/api/v1/jobs", jobs),
         web.get("/api/v1/jobs/{job}", job),
@@ -254,8 +255,7 @@ def routes(farm: Farm, page: Handler | None = None) -> list[web.RouteDef]:
         web.get("/api/v1/slaves/rank", slave_rank),
         web.get("/api/v1/events", events),
         web.get("/api/v1/report", report),
-        web.get(addon.PATH, addon_zip),
-    ]
+        web.get(addon.PATH, addon_zip))
 
 
 def _sse(ev: dict[str, Any]) -> bytes:

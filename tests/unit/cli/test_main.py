@@ -1,5 +1,8 @@
 # SPDX-License-Identifier: MIT
+import http.server
+import json
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -71,3 +74,35 @@ def test_token_file_help_does_not_call_afarm_token_a_file() -> None:
     help_text = " ".join(build_parser().format_help().split())
     assert "default: $AFARM_TOKEN" not in help_text
     assert "client-token" in help_text
+
+
+def test_a_submit_token_refused_an_admin_verb_shows_the_masters_message_and_exits_1(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    message = ("this token may submit and manage jobs only; ask the farm's admin or use an"
+               " admin token (afarm-master new-token LABEL --scope admin)")
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            body = json.dumps({"error": message, "kind": "forbidden"}).encode()
+            self.send_response(403)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token = tmp_path / "token"
+    token.write_text("submit-secret\n")
+    try:
+        code = main(["--master", f"127.0.0.1:{server.server_address[1]}",
+                     "--token-file", str(token), "gc"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = capsys.readouterr().err
+    assert code == 1  # as a missing or wrong token (401): the master refused
+    assert f"afarmctl: the master refused (403): {message}" in err

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from afarm import __version__
+from afarm.master import auth
 from afarm.master.http_util import JOBS_PAGE, MAX_JOBS_PAGE
 
 PATH = "/api/v1/openapi.json"
@@ -177,7 +178,9 @@ def _doc(title: str, paths: dict[str, Any], secured: bool) -> dict[str, Any]:
         "info": {"title": title, "version": __version__,
                  "description": "Host must name the master; a browser's Origin must be the"
                                 " master's own; bodies are application/json (uploads"
-                                " application/octet-stream)."},
+                                " application/octet-stream). A token is admin or"
+                                " submit-only; a submit token is refused (403) where an"
+                                " operation needs an admin token."},
         "paths": {PATH: {"get": {"summary": "this description", "security": [],
                                  "responses": {"200": _json({"type": "object"},
                                                             "OpenAPI 3")}}},
@@ -219,12 +222,32 @@ DEPS = {
                            " uploaded, outside the uploaded files"}}}}}}
 
 
+# The job port's operations a submit-only token may not use (afarm.master.auth); a unit
+# test holds this list to the routes' own declarations.
+ADMIN_ONLY = frozenset({
+    ("post", "/api/v1/slaves/{name}/drain"), ("post", "/api/v1/slaves/{name}/undrain"),
+    ("post", "/api/v1/slaves/{name}/test"), ("post", "/api/v1/slaves/{name}/wake"),
+    ("post", "/api/v1/slaves/{name}/accept"), ("post", "/api/v1/slaves/{name}/reject"),
+    ("post", "/api/v1/gc"), ("put", "/api/v1/apps/{name}/{version}"),
+    ("post", "/api/v1/apps/{name}/{version}/remove"), ("post", "/api/v1/enroll-tokens")})
+
+
+def _admin_only(paths: dict[str, Any]) -> dict[str, Any]:
+    for method, path in ADMIN_ONLY:
+        if path not in paths:
+            continue  # not described (POST /api/v1/gc)
+        paths[path][method]["responses"]["403"] = _json(
+            ERROR, "the token is submit-only (kind forbidden): this needs an admin token")
+        paths[path][method]["description"] = "Needs an admin token."
+    return paths
+
+
 def job_port() -> dict[str, Any]:
     sha = {"name": "sha", "in": "path", "required": True, "schema": SHA}
     stored = {"type": "object", "required": ["sha256", "stored"],
               "properties": {"sha256": SHA, "stored": {"type": "boolean"},
                              "size": {"type": "integer"}}}
-    return _doc("afarm job port", {
+    return _doc("afarm job port", _admin_only({
         "/api/v1/files/{sha}": {
             "head": {"summary": "whether the master has a file", "parameters": [sha],
                      "responses": {"200": {"description": "it has it"},
@@ -385,7 +408,7 @@ def job_port() -> dict[str, Any]:
                                                                    "address", "host_key"]}}}},
                      "responses": _responses({"200": _json({"type": "object"},
                                                            "enrolled")})}},
-    }, secured=True)
+    }), secured=True)
 
 
 def results_port(secured: bool) -> dict[str, Any]:
@@ -465,4 +488,4 @@ def route(doc: dict[str, Any]) -> web.RouteDef:
     async def serve(request: web.Request) -> web.Response:
         return web.json_response(doc)
 
-    return web.get(PATH, serve)
+    return auth.for_submit(web.get(PATH, serve))[0]

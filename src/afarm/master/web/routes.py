@@ -19,6 +19,7 @@ from aiohttp import web
 
 from afarm.applications.base import plain_name
 from afarm.errors import AfarmError, UsageError
+from afarm.master import auth
 from afarm.master.farm import Farm
 from afarm.master.files import JobDir
 from afarm.master.http.guard import split_host
@@ -250,7 +251,8 @@ def routes(farm: Farm, *, job_port: int | None = None,
             await resp.write_eof()
             return resp
 
-    return [
+    # The page only reads (its buttons call the job port): every token may.
+    return auth.for_submit(
         web.get("/jobs", index),
         web.get("/jobs/{job}", job),
         web.get("/jobs/{job}/frames/{frame}", frame),
@@ -259,7 +261,7 @@ def routes(farm: Farm, *, job_port: int | None = None,
         web.get("/jobs/{job}/download.zip", download),
         web.get("/slaves", slaves),
         web.get("/static/{name}", static),
-    ], index
+    ), index
 
 
 def wants_html(request: web.Request) -> bool:
