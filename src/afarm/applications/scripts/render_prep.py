@@ -358,6 +358,27 @@ def _point_caches(bpy: Any) -> Iterator[tuple[str, Any, Any]]:
             yield f"rigid body world of {_name('scene', scene)}", world.point_cache, scene
 
 
+def _fcurves(action: Any) -> Iterator[Any]:
+    """An action's fcurves: its own (Blender < 5) and those of its layers' strips (the
+    layered actions of Blender 4.4 and later)."""
+    yield from getattr(action, "fcurves", ())
+    for layer in getattr(action, "layers", ()):
+        for strip in layer.strips:
+            for bag in getattr(strip, "channelbags", ()):
+                yield from bag.fcurves
+
+
+def animates(bpy: Any, prop: str) -> bool:
+    """Whether any fcurve (of any action) or driver (of any datablock) in the file may set
+    a property named `prop`, wherever it is."""
+    paths = [fc.data_path for action in bpy.data.actions for fc in _fcurves(action)]
+    for idb in bpy.data.user_map():
+        anim = getattr(idb, "animation_data", None)
+        if anim is not None:
+            paths += [fc.data_path for fc in anim.drivers]
+    return any(prop in path for path in paths)
+
+
 def file_refs(bpy: Any, bases: _Bases) -> tuple[list[Ref], list[Ref]]:
     """(refs to check, refs Blender never opens in a render) of the loaded file."""
     refs: list[Ref] = []
@@ -417,13 +438,21 @@ def file_refs(bpy: Any, bases: _Bases) -> tuple[list[Ref], list[Ref]]:
                 baked = getattr(mod.domain_settings, "has_cache_baked_any", True)
                 refs.append(Ref(f"fluid cache of {what}", mod.domain_settings.cache_directory,
                                 base, DIR if baked else OPTDIR))
+    switchable = None
     for what, cache, idb in _point_caches(bpy):
         for item in cache.point_caches:
-            # Internal disk caches live in //blendcache_NAME beside the file, inside the job.
-            # The external path is checked even while use_external is off: a keyframe can
-            # switch it on mid-render.
-            refs.append(Ref(f"point cache of {what}", item.filepath, bases.of(idb),
-                            DIR if getattr(item, "use_external", True) else OPTDIR))
+            # Internal disk caches live in //blendcache_NAME beside the file, inside the job
+            # (disk_cache_warnings says when a baked one is missing). The external path is
+            # checked even while use_external is off if an fcurve or driver can switch it
+            # on mid-render; otherwise Blender never reads it, and it is often nonsense:
+            # File > External Data > Make Paths Relative turns the empty path of every disk
+            # cache into '//../..' up to '/'.
+            external = getattr(item, "use_external", True)
+            if not external and switchable is None:
+                switchable = animates(bpy, "use_external")
+            (refs if external or switchable else unused).append(
+                Ref(f"point cache of {what}", item.filepath, bases.of(idb),
+                    DIR if external else OPTDIR))
     for owner, tree, idb in _node_trees(bpy):
         base = bases.of(idb)
         for node in tree.nodes:
@@ -550,6 +579,37 @@ def _tile_warnings(bpy: Any, bases: _Bases, cwd: str) -> list[str]:
     return out
 
 
+def disk_cache_prefix(cache_name: str, owner_name: str) -> str:
+    """The file name prefix of an internal disk cache's files (ptcache_filename in Blender):
+    the cache's name, else its owner datablock's name in upper-case hex."""
+    return (cache_name or owner_name.encode("utf-8").hex().upper()) + "_"
+
+
+def disk_cache_warnings(bpy: Any, bases: _Bases) -> list[str]:
+    """Each baked internal disk cache none of whose files is in the job: Blender does not
+    simulate a baked cache again, so what it drives (particles, cloth...) is missing or at
+    rest in the frame. Its files sit in //blendcache_STEM beside the .blend that holds it."""
+    out = []
+    for what, cache, idb in _point_caches(bpy):
+        for item in cache.point_caches:
+            if getattr(item, "use_external", False) or not item.use_disk_cache \
+                    or not item.is_baked:
+                continue
+            lib = getattr(idb, "library", None)
+            blend = bases.library_file(lib) if lib is not None else bpy.data.filepath
+            stem = os.path.splitext(os.path.basename(blend))[0]
+            folder = os.path.join(os.path.dirname(blend), "blendcache_" + stem)
+            prefix = disk_cache_prefix(item.name, idb.name)
+            try:
+                found = any(n.startswith(prefix) for n in os.listdir(folder))
+            except OSError:
+                found = False
+            if not found:
+                out.append(f"baked point cache of {what} reads '//blendcache_{stem}/"
+                           f"{prefix}*': no such files in the job")
+    return out
+
+
 def _job_tree_problems(dirs: JobDirs) -> list[str]:
     # Inputs arrive as hard links, so the job's in/ never holds a symlink or a FIFO; if one
     # appears anyway, a sequence or a view of a multi-view image might open it by a name no
@@ -577,6 +637,7 @@ def check_loaded_file(bpy: Any, dirs: JobDirs) -> tuple[list[str], list[str]]:
     refused, warned = _others(bpy, refs, unused, dirs, cwd)
     refusals += refused
     warnings += warned + _tile_warnings(bpy, bases, cwd) + _unread_libraries(bpy, bases)
+    warnings += disk_cache_warnings(bpy, bases)
     refusals += _job_tree_problems(dirs)
     return refusals, warnings
 
