@@ -38,9 +38,19 @@ def rewrite_blends(tr: Trace, names: dict[Path, str], root: Path,
     {original .blend: rewritten copy}."""
     changes: dict[Path, list[tuple[Usage, bytes]]] = {}
     for u in tr.usages:
-        if u.blend not in names or not u.files:
-            continue  # a missing file keeps its path: render_prep warns about it
-        new = wanted_path(u, names, root)
+        if u.blend not in names:
+            continue
+        if not u.files:
+            # A missing file is named at its place in the job tree too (an absolute path
+            # under _outside/), so render_prep on the slave warns that it is missing
+            # instead of refusing a path that leaves the job. One that cannot be named
+            # there (a Windows path's backslashes) keeps its path.
+            try:
+                new = wanted_path(u, names, root)
+            except UsageError:
+                continue
+        else:
+            new = wanted_path(u, names, root)
         if new != u.raw:
             changes.setdefault(u.blend, []).append((u, new))
     if not changes:
