@@ -41,10 +41,14 @@ def rewrite_blends(tr: Trace, names: dict[Path, str], root: Path,
         if u.blend not in names:
             continue
         if not u.files:
-            # A missing file is named at its place in the job tree too (an absolute path
-            # under _outside/), so render_prep on the slave warns that it is missing
-            # instead of refusing a path that leaves the job. One that cannot be named
-            # there (a Windows path's backslashes) keeps its path.
+            # A missing file at an absolute path is named at its place in the job tree
+            # too (under _outside/ when outside the root), so render_prep on the slave
+            # warns that it is missing instead of refusing a path that leaves the job.
+            # Other paths keep what they say: '//' ones stay inside the job (the root
+            # holds them), and one Blender reads from its working directory ('C:\x',
+            # 'concat:...') is the slave's to judge, as the user wrote it.
+            if not (u.raw.startswith(b"/") and not u.raw.startswith(b"//")):
+                continue
             try:
                 new = wanted_path(u, names, root)
             except UsageError:

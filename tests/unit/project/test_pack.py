@@ -231,7 +231,8 @@ def test_a_missing_absolute_path_is_rewritten_to_its_place_in_the_job(
     root = tmp_path / "film"
     usages = [missing_usage(main.path, Path("/srv/x.abc"), b"/srv/x.abc"),
               missing_usage(main.path, root / "y.abc", b"//y.abc"),  # already right
-              missing_usage(main.path, Path("/w/C:\\x.abc"), b"C:\\x.abc")]  # cannot be
+              missing_usage(main.path, Path("/w/C:\\x.abc"), b"C:\\x.abc"),  # cwd's
+              missing_usage(main.path, Path("/srv/a\\b.abc"), b"/srv/a\\b.abc")]  # no name
     tr = Trace(main.path, [main], [], usages)
     copies = rewrite.rewrite_blends(tr, {main.path: "a.blend"}, root, tmp_path / "work")
     assert done == [b"//_outside/srv/x.abc"] and list(copies) == [main.path]
