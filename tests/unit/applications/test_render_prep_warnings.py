@@ -159,3 +159,17 @@ def test_a_baked_disk_cache_without_its_files_is_a_warning(tmp_path: Path) -> No
     # An unbaked cache is simulated again when its files are missing: nothing to say.
     bpy = fake_bpy(emitter(external=False, baked=False), filepath=str(tmp_path / "b.blend"))
     assert rp.disk_cache_warnings(bpy, rp._Bases(bpy, str(tmp_path))) == []
+
+
+def test_a_fluid_cache_is_wanted_even_when_not_marked_baked() -> None:
+    # Blender's default (Replay) cache is written while frames play and never marked baked;
+    # a task starting at frame N without it simulates from N: other smoke than local.
+    settings = SimpleNamespace(cache_directory="//cache_fluid/", has_cache_baked_any=False)
+    fluid = SimpleNamespace(name="Fluid", type="FLUID", fluid_type="DOMAIN",
+                            domain_settings=settings)
+    domain = SimpleNamespace(name="Domain", library=None, particle_systems=[],
+                             modifiers=[fluid], animation_data=None)
+    bpy = fake_bpy(domain)
+    refs, _ = rp.file_refs(bpy, rp._Bases(bpy, "/job/scratch"))
+    assert [(r.owner, r.raw, r.use) for r in refs] == [
+        ("fluid cache of modifier 'Fluid' of object 'Domain'", "//cache_fluid/", rp.DIR)]

@@ -434,10 +434,11 @@ def file_refs(bpy: Any, bases: _Bases) -> tuple[list[Ref], list[Ref]]:
             elif mod.type == "OCEAN":
                 (refs if mod.is_cached else unused).append(Ref(what, mod.filepath, base, DIR))
             elif mod.type == "FLUID" and mod.fluid_type == "DOMAIN":
-                # Missing only matters for a baked cache: an unbaked one is simulated anew.
-                baked = getattr(mod.domain_settings, "has_cache_baked_any", True)
+                # Missing matters baked or not: Blender's default cache (Replay) is written
+                # while the frames play and never marked baked, and a task that starts at
+                # frame N without it simulates from N, not from the start: other smoke.
                 refs.append(Ref(f"fluid cache of {what}", mod.domain_settings.cache_directory,
-                                base, DIR if baked else OPTDIR))
+                                base, DIR))
     switchable = None
     for what, cache, idb in _point_caches(bpy):
         for item in cache.point_caches:
