@@ -28,6 +28,8 @@ WARNED = {"font": "font 'DejaVu Sans Bold' reads '//../fonts/title.ttf'",
           "volume": "volume 'Smoke' reads '//../vdb/smoke.vdb'",
           "point cache": "blendcache_kinds",
           "smoke cache": "'//../cache_smoke/'",
+          "replay smoke cache": "fluid cache of modifier 'Fluid' of object 'ReplayDomain'"
+                                " reads '//cache_replay/': no such directory in the job",
           "symlinked texture": "image 'pic.png' reads '//tex/pic.png'"}
 
 
