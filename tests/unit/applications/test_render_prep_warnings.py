@@ -173,3 +173,31 @@ def test_a_fluid_cache_is_wanted_even_when_not_marked_baked() -> None:
     refs, _ = rp.file_refs(bpy, rp._Bases(bpy, "/job/scratch"))
     assert [(r.owner, r.raw, r.use) for r in refs] == [
         ("fluid cache of modifier 'Fluid' of object 'Domain'", "//cache_fluid/", rp.DIR)]
+
+
+def test_a_volume_sequence_frame_is_computed_as_blender_computes_it() -> None:
+    assert rp.volume_frame(3, 1, 10, 0, "CLIP") == 3
+    assert rp.volume_frame(12, 1, 10, 0, "CLIP") is None  # past its end: no volume
+    assert rp.volume_frame(12, 1, 10, 0, "EXTEND") == 10
+    assert rp.volume_frame(0, 1, 10, 0, "EXTEND") == 1
+    assert rp.volume_frame(12, 1, 10, 0, "REPEAT") == 2
+    assert rp.volume_frame(10, 1, 10, 0, "REPEAT") == 10
+    assert rp.volume_frame(12, 1, 10, 0, "PING_PONG") == 8  # back down from 10
+    assert rp.volume_frame(5, 3, 10, 100, "CLIP") == 103  # start and offset
+    assert rp.volume_frame(5, 1, 0, 0, "CLIP") is None
+
+
+def test_a_volume_sequences_file_the_task_reads_is_a_warning_when_missing(
+        tmp_path: Path) -> None:
+    seq = tmp_path / "in" / "vdb"
+    seq.mkdir(parents=True)
+    for n in (1, 2):
+        (seq / f"smoke_{n:04d}.vdb").write_bytes(b"x")
+    vol = SimpleNamespace(name="Smoke", library=None, filepath="//vdb/smoke_0001.vdb",
+                          is_sequence=True, frame_start=1, frame_duration=3, frame_offset=0,
+                          sequence_mode="CLIP")
+    bpy = SimpleNamespace(data=Data(volumes=[vol], filepath=str(tmp_path / "in" / "a.blend")))
+    assert rp.sequence_warnings(bpy, [1, 2], str(tmp_path)) == []
+    assert rp.sequence_warnings(bpy, [2, 3], str(tmp_path)) == [
+        "volume 'Smoke' reads '//vdb/smoke_0001.vdb': the sequence's file 'smoke_0003.vdb'"
+        " for the frames of this task is not in the job"]

@@ -38,7 +38,7 @@ import re
 import shutil
 import stat
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 PREFIX = "afarm: refused: "
@@ -701,14 +701,53 @@ def _sequence_users(bpy: Any) -> Iterator[tuple[Any, Any]]:
             yield img, tex.image_user
 
 
+def volume_frame(frame: int, start: int, duration: int, offset: int,
+                 mode: str) -> int | None:
+    """The number of the file of a volume sequence Blender reads at scene frame `frame`
+    (as BKE_volume_sequence_frame computes it); None when the volume shows no frame."""
+    if duration <= 0:
+        return None
+    n = frame - start + 1
+    if mode == "CLIP" and not 1 <= n <= duration:
+        return None
+    if mode == "EXTEND":
+        n = min(max(n, 1), duration)
+    elif mode == "REPEAT":
+        n %= duration
+        n = n or duration
+    elif mode == "PING_PONG":
+        period = max(duration * 2 - 2, 1)
+        n %= period
+        n = n or period
+        if n > duration:
+            n = duration * 2 - n
+    return n + offset
+
+
+def _sequence_files(bpy: Any) -> Iterator[tuple[str, Any, Callable[[int], int | None]]]:
+    """(kind, datablock, scene frame -> file number) of every image and volume sequence."""
+    def image_number(u: Any) -> Callable[[int], int | None]:
+        return lambda f: image_frame(f, u.frame_start, u.frame_duration, u.frame_offset,
+                                     u.use_cyclic)
+
+    def volume_number(v: Any) -> Callable[[int], int | None]:
+        return lambda f: volume_frame(f, v.frame_start, v.frame_duration, v.frame_offset,
+                                      v.sequence_mode)
+
+    for img, user in _sequence_users(bpy):
+        if img.packed_file is None and img.filepath:
+            yield "image", img, image_number(user)
+    for vol in bpy.data.volumes:
+        if vol.is_sequence and vol.filepath:
+            yield "volume", vol, volume_number(vol)
+
+
 def sequence_warnings(bpy: Any, frames: Sequence[int], cwd: str) -> list[str]:
-    """Files of image sequences that the frames of this task read and the job lacks:
-    Blender renders those frames black or without the image."""
+    """Files of image and volume sequences that the frames of this task read and the job
+    lacks: Blender renders those frames black or without the image or volume."""
     bases = _Bases(bpy, cwd)
     found: dict[tuple[str, str], list[str]] = {}
-    for img, user in _sequence_users(bpy):
-        if img.packed_file is not None or not img.filepath:
-            continue
+    for kind, img, number in _sequence_files(bpy):
         path = blender_abspath(img.filepath, bases.of(img), cwd)
         folder, name = os.path.split(path)
         try:
@@ -718,11 +757,10 @@ def sequence_warnings(bpy: Any, frames: Sequence[int], cwd: str) -> list[str]:
         except OSError:
             continue
         for frame in frames:
-            n = image_frame(frame, user.frame_start, user.frame_duration, user.frame_offset,
-                            user.use_cyclic)
+            n = number(frame)
             wanted = sequence_file(path, n) if n is not None else None
             if wanted is not None and not os.path.exists(wanted):
-                names = found.setdefault((_name("image", img), img.filepath), [])
+                names = found.setdefault((_name(kind, img), img.filepath), [])
                 if os.path.basename(wanted) not in names:
                     names.append(os.path.basename(wanted))
     return [f"{owner} reads {raw!r}: the sequence's file{'s' if len(names) > 1 else ''} "
