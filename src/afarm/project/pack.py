@@ -67,9 +67,15 @@ class Pack:
 
 
 def project_root(tr: Trace, extra: list[Path]) -> Path:
-    """The nearest common ancestor of the main .blend, what it needs and `extra`."""
+    """The nearest common ancestor of the main .blend, what it needs and `extra`. A missing
+    file the .blend names relatively (//...) counts too: its path then still lands inside
+    the job on the slave, which warns that it is missing; leaving it out moved the root
+    below it, and the slave refused the path as leaving the job (shots/a.blend whose only
+    dependency, //../caches/x.abc, was missing)."""
     dirs = [str(tr.main.parent), *(str(d.path.parent) for d in tr.files),
-            *(str(p.parent) for p in extra)]
+            *(str(p.parent) for p in extra),
+            *(str(u.target.parent) for u in tr.usages
+              if not u.files and u.raw.startswith(b"//"))]
     return Path(os.path.commonpath(dirs))
 
 

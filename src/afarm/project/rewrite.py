@@ -38,9 +38,23 @@ def rewrite_blends(tr: Trace, names: dict[Path, str], root: Path,
     {original .blend: rewritten copy}."""
     changes: dict[Path, list[tuple[Usage, bytes]]] = {}
     for u in tr.usages:
-        if u.blend not in names or not u.files:
-            continue  # a missing file keeps its path: render_prep warns about it
-        new = wanted_path(u, names, root)
+        if u.blend not in names:
+            continue
+        if not u.files:
+            # A missing file at an absolute path is named at its place in the job tree
+            # too (under _outside/ when outside the root), so render_prep on the slave
+            # warns that it is missing instead of refusing a path that leaves the job.
+            # Other paths keep what they say: '//' ones stay inside the job (the root
+            # holds them), and one Blender reads from its working directory ('C:\x',
+            # 'concat:...') is the slave's to judge, as the user wrote it.
+            if not (u.raw.startswith(b"/") and not u.raw.startswith(b"//")):
+                continue
+            try:
+                new = wanted_path(u, names, root)
+            except UsageError:
+                continue
+        else:
+            new = wanted_path(u, names, root)
         if new != u.raw:
             changes.setdefault(u.blend, []).append((u, new))
     if not changes:

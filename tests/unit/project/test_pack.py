@@ -190,3 +190,49 @@ def test_a_home_outside_home_keeps_its_dot_directories_private(
     main = Path("/var/home/ann/.local/film/a.blend")
     assert private(Path("/var/home/ann/.local/film/x.png"), main) is None
     assert private(Path("/var/home/ann/.gnupg/secring.gpg"), main)
+
+
+def missing_usage(blend: Path, target: Path, raw: bytes) -> Usage:
+    return Usage(blend, "cache file 'anim.abc'", raw, target, False, 1, None, None, ())
+
+
+def test_a_missing_relative_dependency_keeps_the_root_above_it(tmp_path: Path) -> None:
+    # Otherwise the root is shots/, the .blend lands at the job's top and its
+    # '//../caches/anim.abc' leaves the job: the slave refused the file instead of warning.
+    main = dep(tmp_path / "film" / "shots" / "a.blend", b"BLENDER")
+    gone = tmp_path / "film" / "caches" / "anim.abc"
+    tr = Trace(main.path, [main], [Missing(gone, "cache file 'anim.abc'", main.path)],
+               [missing_usage(main.path, gone, b"//../caches/anim.abc")])
+    assert project_root(tr, []) == tmp_path / "film"
+    with pack_trace(tr) as p:
+        assert p.main == "shots/a.blend" and not p.files[0].rewritten
+    absolute = Trace(main.path, [main], [Missing(gone, "x", main.path)],
+                     [missing_usage(main.path, Path("/srv/x.abc"), b"/srv/x.abc")])
+    assert project_root(absolute, []) == tmp_path / "film" / "shots"
+
+
+def test_a_missing_absolute_path_is_rewritten_to_its_place_in_the_job(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from blender_asset_tracer import blendfile
+
+    from afarm.project import rewrite
+
+    class Fake:
+        def copy_and_rebind(self, path: Path, mode: str) -> None:
+            path.write_bytes(b"BLENDER copy")
+
+        def close(self) -> None:
+            pass
+
+    done: list[bytes] = []
+    monkeypatch.setattr(blendfile, "open_cached", lambda path: Fake())
+    monkeypatch.setattr(rewrite, "_set", lambda bfile, u, new: done.append(new))
+    main = dep(tmp_path / "film" / "a.blend", b"BLENDER")
+    root = tmp_path / "film"
+    usages = [missing_usage(main.path, Path("/srv/x.abc"), b"/srv/x.abc"),
+              missing_usage(main.path, root / "y.abc", b"//y.abc"),  # already right
+              missing_usage(main.path, Path("/w/C:\\x.abc"), b"C:\\x.abc"),  # cwd's
+              missing_usage(main.path, Path("/srv/a\\b.abc"), b"/srv/a\\b.abc")]  # no name
+    tr = Trace(main.path, [main], [], usages)
+    copies = rewrite.rewrite_blends(tr, {main.path: "a.blend"}, root, tmp_path / "work")
+    assert done == [b"//_outside/srv/x.abc"] and list(copies) == [main.path]

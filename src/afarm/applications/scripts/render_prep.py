@@ -38,7 +38,7 @@ import re
 import shutil
 import stat
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 PREFIX = "afarm: refused: "
@@ -358,6 +358,27 @@ def _point_caches(bpy: Any) -> Iterator[tuple[str, Any, Any]]:
             yield f"rigid body world of {_name('scene', scene)}", world.point_cache, scene
 
 
+def _fcurves(action: Any) -> Iterator[Any]:
+    """An action's fcurves: its own (Blender < 5) and those of its layers' strips (the
+    layered actions of Blender 4.4 and later)."""
+    yield from getattr(action, "fcurves", ())
+    for layer in getattr(action, "layers", ()):
+        for strip in layer.strips:
+            for bag in getattr(strip, "channelbags", ()):
+                yield from bag.fcurves
+
+
+def animates(bpy: Any, prop: str) -> bool:
+    """Whether any fcurve (of any action) or driver (of any datablock) in the file may set
+    a property named `prop`, wherever it is."""
+    paths = [fc.data_path for action in bpy.data.actions for fc in _fcurves(action)]
+    for idb in bpy.data.user_map():
+        anim = getattr(idb, "animation_data", None)
+        if anim is not None:
+            paths += [fc.data_path for fc in anim.drivers]
+    return any(prop in path for path in paths)
+
+
 def file_refs(bpy: Any, bases: _Bases) -> tuple[list[Ref], list[Ref]]:
     """(refs to check, refs Blender never opens in a render) of the loaded file."""
     refs: list[Ref] = []
@@ -413,17 +434,26 @@ def file_refs(bpy: Any, bases: _Bases) -> tuple[list[Ref], list[Ref]]:
             elif mod.type == "OCEAN":
                 (refs if mod.is_cached else unused).append(Ref(what, mod.filepath, base, DIR))
             elif mod.type == "FLUID" and mod.fluid_type == "DOMAIN":
-                # Missing only matters for a baked cache: an unbaked one is simulated anew.
-                baked = getattr(mod.domain_settings, "has_cache_baked_any", True)
+                # Missing matters baked or not: Blender's default cache (Replay) is written
+                # while the frames play and never marked baked, and a task that starts at
+                # frame N without it simulates from N, not from the start: other smoke.
                 refs.append(Ref(f"fluid cache of {what}", mod.domain_settings.cache_directory,
-                                base, DIR if baked else OPTDIR))
+                                base, DIR))
+    switchable = None
     for what, cache, idb in _point_caches(bpy):
         for item in cache.point_caches:
-            # Internal disk caches live in //blendcache_NAME beside the file, inside the job.
-            # The external path is checked even while use_external is off: a keyframe can
-            # switch it on mid-render.
-            refs.append(Ref(f"point cache of {what}", item.filepath, bases.of(idb),
-                            DIR if getattr(item, "use_external", True) else OPTDIR))
+            # Internal disk caches live in //blendcache_NAME beside the file, inside the job
+            # (disk_cache_warnings says when a baked one is missing). The external path is
+            # checked even while use_external is off if an fcurve or driver can switch it
+            # on mid-render; otherwise Blender never reads it, and it is often nonsense:
+            # File > External Data > Make Paths Relative turns the empty path of every disk
+            # cache into '//../..' up to '/'.
+            external = getattr(item, "use_external", True)
+            if not external and switchable is None:
+                switchable = animates(bpy, "use_external")
+            (refs if external or switchable else unused).append(
+                Ref(f"point cache of {what}", item.filepath, bases.of(idb),
+                    DIR if external else OPTDIR))
     for owner, tree, idb in _node_trees(bpy):
         base = bases.of(idb)
         for node in tree.nodes:
@@ -550,6 +580,37 @@ def _tile_warnings(bpy: Any, bases: _Bases, cwd: str) -> list[str]:
     return out
 
 
+def disk_cache_prefix(cache_name: str, owner_name: str) -> str:
+    """The file name prefix of an internal disk cache's files (ptcache_filename in Blender):
+    the cache's name, else its owner datablock's name in upper-case hex."""
+    return (cache_name or owner_name.encode("utf-8").hex().upper()) + "_"
+
+
+def disk_cache_warnings(bpy: Any, bases: _Bases) -> list[str]:
+    """Each baked internal disk cache none of whose files is in the job: Blender does not
+    simulate a baked cache again, so what it drives (particles, cloth...) is missing or at
+    rest in the frame. Its files sit in //blendcache_STEM beside the .blend that holds it."""
+    out = []
+    for what, cache, idb in _point_caches(bpy):
+        for item in cache.point_caches:
+            if getattr(item, "use_external", False) or not item.use_disk_cache \
+                    or not item.is_baked:
+                continue
+            lib = getattr(idb, "library", None)
+            blend = bases.library_file(lib) if lib is not None else bpy.data.filepath
+            stem = os.path.splitext(os.path.basename(blend))[0]
+            folder = os.path.join(os.path.dirname(blend), "blendcache_" + stem)
+            prefix = disk_cache_prefix(item.name, idb.name)
+            try:
+                found = any(n.startswith(prefix) for n in os.listdir(folder))
+            except OSError:
+                found = False
+            if not found:
+                out.append(f"baked point cache of {what} reads '//blendcache_{stem}/"
+                           f"{prefix}*': no such files in the job")
+    return out
+
+
 def _job_tree_problems(dirs: JobDirs) -> list[str]:
     # Inputs arrive as hard links, so the job's in/ never holds a symlink or a FIFO; if one
     # appears anyway, a sequence or a view of a multi-view image might open it by a name no
@@ -577,6 +638,7 @@ def check_loaded_file(bpy: Any, dirs: JobDirs) -> tuple[list[str], list[str]]:
     refused, warned = _others(bpy, refs, unused, dirs, cwd)
     refusals += refused
     warnings += warned + _tile_warnings(bpy, bases, cwd) + _unread_libraries(bpy, bases)
+    warnings += disk_cache_warnings(bpy, bases)
     refusals += _job_tree_problems(dirs)
     return refusals, warnings
 
@@ -639,14 +701,53 @@ def _sequence_users(bpy: Any) -> Iterator[tuple[Any, Any]]:
             yield img, tex.image_user
 
 
+def volume_frame(frame: int, start: int, duration: int, offset: int,
+                 mode: str) -> int | None:
+    """The number of the file of a volume sequence Blender reads at scene frame `frame`
+    (as BKE_volume_sequence_frame computes it); None when the volume shows no frame."""
+    if duration <= 0:
+        return None
+    n = frame - start + 1
+    if mode == "CLIP" and not 1 <= n <= duration:
+        return None
+    if mode == "EXTEND":
+        n = min(max(n, 1), duration)
+    elif mode == "REPEAT":
+        n %= duration
+        n = n or duration
+    elif mode == "PING_PONG":
+        period = max(duration * 2 - 2, 1)
+        n %= period
+        n = n or period
+        if n > duration:
+            n = duration * 2 - n
+    return n + offset
+
+
+def _sequence_files(bpy: Any) -> Iterator[tuple[str, Any, Callable[[int], int | None]]]:
+    """(kind, datablock, scene frame -> file number) of every image and volume sequence."""
+    def image_number(u: Any) -> Callable[[int], int | None]:
+        return lambda f: image_frame(f, u.frame_start, u.frame_duration, u.frame_offset,
+                                     u.use_cyclic)
+
+    def volume_number(v: Any) -> Callable[[int], int | None]:
+        return lambda f: volume_frame(f, v.frame_start, v.frame_duration, v.frame_offset,
+                                      v.sequence_mode)
+
+    for img, user in _sequence_users(bpy):
+        if img.packed_file is None and img.filepath:
+            yield "image", img, image_number(user)
+    for vol in bpy.data.volumes:
+        if vol.is_sequence and vol.filepath:
+            yield "volume", vol, volume_number(vol)
+
+
 def sequence_warnings(bpy: Any, frames: Sequence[int], cwd: str) -> list[str]:
-    """Files of image sequences that the frames of this task read and the job lacks:
-    Blender renders those frames black or without the image."""
+    """Files of image and volume sequences that the frames of this task read and the job
+    lacks: Blender renders those frames black or without the image or volume."""
     bases = _Bases(bpy, cwd)
     found: dict[tuple[str, str], list[str]] = {}
-    for img, user in _sequence_users(bpy):
-        if img.packed_file is not None or not img.filepath:
-            continue
+    for kind, img, number in _sequence_files(bpy):
         path = blender_abspath(img.filepath, bases.of(img), cwd)
         folder, name = os.path.split(path)
         try:
@@ -656,11 +757,10 @@ def sequence_warnings(bpy: Any, frames: Sequence[int], cwd: str) -> list[str]:
         except OSError:
             continue
         for frame in frames:
-            n = image_frame(frame, user.frame_start, user.frame_duration, user.frame_offset,
-                            user.use_cyclic)
+            n = number(frame)
             wanted = sequence_file(path, n) if n is not None else None
             if wanted is not None and not os.path.exists(wanted):
-                names = found.setdefault((_name("image", img), img.filepath), [])
+                names = found.setdefault((_name(kind, img), img.filepath), [])
                 if os.path.basename(wanted) not in names:
                     names.append(os.path.basename(wanted))
     return [f"{owner} reads {raw!r}: the sequence's file{'s' if len(names) > 1 else ''} "
