@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -111,6 +112,17 @@ class Trace:
         return sum(d.size for d in self.files)
 
 
+WINDOWS_DRIVE = re.compile(r"[A-Za-z]:[\\/]")  # C:\tex\wood.png, as Windows-made files hold
+
+
+def windows_target(raw: str) -> str | None:
+    """Where Blender on Linux looks for a Windows drive path (BLI_path_abs turns
+    'C:\\tex\\a.png' into '/c/tex/a.png'); None for any other path."""
+    if not WINDOWS_DRIVE.match(raw):
+        return None
+    return "/" + raw[0].lower() + raw[2:].replace("\\", "/")
+
+
 def lexical(path: Path | str) -> Path:
     """An absolute path with '.' and '..' removed by the text (Blender's way), symlinks kept."""
     return Path(os.path.normpath(os.path.abspath(path)))
@@ -153,7 +165,8 @@ def _usages(main: Path) -> Iterable[Usage]:
         bfile = Path(u.block.bfile.filepath)
         blend = lexical(bfile)
         raw = bytes(u.asset_path)
-        target = lexical(os.fsdecode(bytes(u.block.bfile.abspath(u.asset_path))))
+        target = lexical(windows_target(os.fsdecode(raw))
+                         or os.fsdecode(bytes(u.block.bfile.abspath(u.asset_path))))
         owner = owner_name(u.block_name, str(getattr(u.block, "dna_type_name", "")))
         sequence = u.is_sequence or _clip_sequence(u.block)
         yield Usage(blend=blend, owner=owner, raw=raw, target=target,
@@ -202,7 +215,9 @@ def trace(blend: Path, project_root: Path | None = None) -> Trace:
         for u in _usages(main):
             usages.append(u)
             if not u.files:
-                missing.append(Missing(u.target, u.owner, u.blend))
+                drive = windows_target(os.fsdecode(u.raw)) is not None
+                missing.append(Missing(u.target, u.owner, u.blend, f"missing (the Windows"
+                                       f" path {os.fsdecode(u.raw)})" if drive else "missing"))
                 continue
             for f in u.files:
                 wanted.setdefault(f, []).append((u.owner, u.blend))

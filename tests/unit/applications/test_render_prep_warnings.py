@@ -6,6 +6,8 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
+import pytest
+
 from afarm.applications.base import script_path
 
 
@@ -201,3 +203,34 @@ def test_a_volume_sequences_file_the_task_reads_is_a_warning_when_missing(
     assert rp.sequence_warnings(bpy, [2, 3], str(tmp_path)) == [
         "volume 'Smoke' reads '//vdb/smoke_0001.vdb': the sequence's file 'smoke_0003.vdb'"
         " for the frames of this task is not in the job"]
+
+
+def test_a_missing_windows_path_is_a_warning_and_any_other_colon_a_refusal(
+        tmp_path: Path) -> None:
+    d = dirs(tmp_path)
+    cwd, base = str(tmp_path / "scratch"), str(tmp_path / "in")
+    assert rp.blender_abspath("C:\\tex\\Wood.png", base, cwd) == "/c/tex/Wood.png"
+    assert rp.blender_abspath("d:/x.png", base, cwd) == "/d/x.png"
+    for raw in ("C:\\Users\\bob\\tex\\wood.png", "C:/Users/bob/tex/wood.png"):
+        refusals, warnings = rp.check_ref(rp.Ref("image 'wood'", raw, base, rp.FILE), d, cwd)
+        assert refusals == [] and len(warnings) == 1
+        assert warnings[0].startswith(f"image 'wood' reads {raw!r}: a Windows path; no such")
+    # A point cache's unused default path is no warning; a File Output to C:\ is refused.
+    assert rp.check_ref(rp.Ref("point cache of x", "C:\\cache\\", base, rp.OPTDIR), d,
+                        cwd) == ([], [])
+    assert rp.check_ref(rp.Ref("File Output node", "C:\\renders\\", base, rp.WRITE), d,
+                        cwd)[0]
+    # Only a drive letter: any other ':' is a protocol to ffmpeg (or hides one).
+    for raw in ("concat:/etc/passwd|/etc/hosts", "C:\\x|concat:/etc/passwd", "CC:/x",
+                "file:/etc/passwd"):
+        refusals, _ = rp.check_ref(rp.Ref("image 'x'", raw, base, rp.FILE), d, cwd)
+        assert refusals and "':' is not allowed" in refusals[0], raw
+
+
+def test_a_windows_path_whose_linux_place_exists_is_judged_like_any_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    d = dirs(tmp_path)
+    monkeypatch.setattr(rp.os.path, "lexists", lambda p: p == "/e/secret")
+    refusals, warnings = rp.check_ref(rp.Ref("image 'x'", "E:\\secret", str(tmp_path / "in"),
+                                             rp.FILE), d, str(tmp_path / "scratch"))
+    assert warnings == [] and refusals and "outside" in refusals[0], refusals

@@ -147,8 +147,15 @@ def use_gpu(bpy: Any, device: int) -> str:
 
 # -- the rule, without Blender ------------------------------------------------------------
 
+WINDOWS_DRIVE = re.compile(r"[A-Za-z]:[\\/][^:]*")  # C:\tex\a.png; no other ':' after
+
+
 def blender_abspath(raw: str, base: str, cwd: str) -> str:
-    """The path Blender opens for `raw`: '//' is `base`, other relative paths are `cwd`'s."""
+    """The path Blender opens for `raw`: '//' is `base`, other relative paths are `cwd`'s,
+    and a Windows drive path is read on Linux as /c/...: BLI_path_abs lowercases the drive
+    letter into the first directory ('C:\\tex\\a.png' -> '/c/tex/a.png')."""
+    if WINDOWS_DRIVE.fullmatch(raw):
+        return "/" + raw[0].lower() + raw[2:].replace("\\", "/")
     if raw.startswith("//"):
         # Blender joins by plain concatenation: "///etc/x" is base + "/etc/x", not "/etc/x".
         return base.rstrip("/") + "/" + raw[2:]
@@ -248,7 +255,16 @@ def check_ref(ref: Ref, dirs: JobDirs, cwd: str) -> tuple[list[str], list[str]]:
     if not raw:
         return [], []
     said = f"{ref.owner} {'writes' if ref.use == WRITE else 'reads'} {raw!r}"
-    if ":" in raw:
+    drive = WINDOWS_DRIVE.fullmatch(raw) is not None
+    if drive and ref.use != WRITE and not os.path.lexists(blender_abspath(raw, ref.base, cwd)):
+        # A Windows-made file naming C:\... (Blender here looks in /c/..., which the task
+        # cannot see): nothing is read, so it is a missing file, not an escape attempt.
+        if ref.use == OPTDIR:
+            return [], []
+        return [], [f"{said}: a Windows path; no such file in the job (relink it with File"
+                    " > External Data > Find Missing Files, or make paths relative on the"
+                    " machine that has the file)"]
+    if ":" in raw and not drive:
         return [f"{said}: a path with ':' is not allowed (ffmpeg treats 'concat:', 'http:',"
                 " 'file:' and the like as protocols); use a plain relative path (//...)"], []
     if "\0" in raw:
