@@ -29,7 +29,8 @@ WARNED = {"font": "font 'DejaVu Sans Bold' reads '//../fonts/title.ttf'",
           "point cache": "blendcache_kinds",
           "smoke cache": "'//../cache_smoke/'",
           "replay smoke cache": "fluid cache of modifier 'Fluid' of object 'ReplayDomain'"
-                                " reads '//cache_replay/': no such directory in the job",
+                                " reads '//cache_replay/': no such directory in the job;"
+                                " bake the simulation (Physics > Fluid > Bake All)",
           "volume sequence frame": "volume 'SmokeSeq' reads '//../vdb/seq/smoke_0001.vdb': the"
                                    " sequence's file 'smoke_0003.vdb' for the frames of this"
                                    " task is not in the job",

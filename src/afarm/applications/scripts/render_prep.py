@@ -73,6 +73,11 @@ class JobDirs(NamedTuple):
         return tuple(os.path.realpath(d) for d in (self.outputs, self.scratch))
 
 
+# Without its cache a simulation is run anew by each task from the task's first frame.
+BAKE_HINT = ("; bake the simulation (Physics > Fluid > Bake All) and submit again, or every"
+             " task simulates from its own first frame")
+
+
 class Ref(NamedTuple):
     """One path the loaded file refers to, with the datablock that wants it."""
 
@@ -80,6 +85,7 @@ class Ref(NamedTuple):
     raw: str  # as stored in the file
     base: str  # the directory '//' means for this datablock
     use: str  # FILE, MEDIA, FAMILY, DIR, OPTDIR or WRITE
+    hint: str = ""  # what the user can do when it is missing
 
 
 def parse_job_dirs(argv: Sequence[str]) -> JobDirs:
@@ -302,7 +308,7 @@ def check_ref(ref: Ref, dirs: JobDirs, cwd: str) -> tuple[list[str], list[str]]:
         if ref.use == OPTDIR:
             return [], []
         return [], [f"{said}: no such {'directory' if ref.use == DIR else 'file'} in the"
-                    " job"]
+                    f" job{ref.hint}"]
     if ref.use == MEDIA and _is_text(path):
         return [f"{said}: it is text, not a movie or sound: ffmpeg would open whatever files"
                 " and addresses a playlist or manifest (HLS, DASH, SDP, ffconcat) names"], []
@@ -454,7 +460,7 @@ def file_refs(bpy: Any, bases: _Bases) -> tuple[list[Ref], list[Ref]]:
                 # while the frames play and never marked baked, and a task that starts at
                 # frame N without it simulates from N, not from the start: other smoke.
                 refs.append(Ref(f"fluid cache of {what}", mod.domain_settings.cache_directory,
-                                base, DIR))
+                                base, DIR, BAKE_HINT))
     switchable = None
     for what, cache, idb in _point_caches(bpy):
         for item in cache.point_caches:
