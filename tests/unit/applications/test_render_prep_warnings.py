@@ -234,3 +234,17 @@ def test_a_windows_path_whose_linux_place_exists_is_judged_like_any_path(
     refusals, warnings = rp.check_ref(rp.Ref("image 'x'", "E:\\secret", str(tmp_path / "in"),
                                              rp.FILE), d, str(tmp_path / "scratch"))
     assert warnings == [] and refusals and "outside" in refusals[0], refusals
+
+
+def test_a_file_or_library_saved_by_a_newer_blender_is_a_warning() -> None:
+    lib = SimpleNamespace(name="chars.blend", library=None, version=(3, 6, 5))
+    same = SimpleNamespace(name="props.blend", library=None, version=(3, 4, 9))
+    bpy = SimpleNamespace(app=SimpleNamespace(version=(3, 4, 1), version_string="3.4.1"),
+                          data=SimpleNamespace(version=(4, 1, 0), libraries=[lib, same]))
+    got = rp.version_warnings(bpy)
+    assert [w.split(",")[0] for w in got] == [
+        "the file was saved by Blender 4.1", "library 'chars.blend' was saved by Blender 3.6"]
+    assert "newer than this slave's 3.4.1" in got[0]
+    assert "--app 'blender (>= 4.1)'" in got[0]
+    bpy.data.version = (3, 4, 30)  # a later save of the same minor version: no warning
+    assert rp.version_warnings(bpy) == [got[1]]

@@ -641,13 +641,36 @@ def _job_tree_problems(dirs: JobDirs) -> list[str]:
             for p in _tree_problems(dirs.inputs, dirs.read_roots())]
 
 
+def _minor(version: Any) -> tuple[int, int]:
+    major, minor = tuple(version)[:2]
+    return int(major), int(minor)
+
+
+def version_warnings(bpy: Any) -> list[str]:
+    """The file, or a library it links, saved by a newer Blender than this one: Blender
+    reads it, but drops or renders differently what the newer version added (it says
+    "expect loss of data" on its console only)."""
+    running = _minor(bpy.app.version)
+    out = []
+    for what, saved in [("the file", bpy.data.version),
+                        *((_name("library", lib), lib.version) for lib in bpy.data.libraries)]:
+        major, minor = _minor(saved)
+        if (major, minor) > running:
+            out.append(f"{what} was saved by Blender {major}.{minor}, newer than this slave's"
+                       f" {bpy.app.version_string}: what the newer version added is lost or"
+                       " renders differently; pin the job to a newer Blender (afarmctl submit"
+                       f" --app 'blender (>= {major}.{minor})' with such a version in the"
+                       " pool: afarmctl app add)")
+    return out
+
+
 def check_loaded_file(bpy: Any, dirs: JobDirs) -> tuple[list[str], list[str]]:
     """(refusals, warnings) for the file Blender has just loaded."""
     cwd = os.getcwd()
     bases = _Bases(bpy, cwd)
     refs, unused = file_refs(bpy, bases)
     refusals: list[str] = []
-    warnings: list[str] = []
+    warnings: list[str] = version_warnings(bpy)
     seen: set[tuple[str, str, str]] = set()
     for ref in refs:
         key = (ref.owner, ref.raw, ref.use)
