@@ -13,7 +13,7 @@ import pytest
 
 from afarm.runner.verify import image_size, verify_output
 from tests.farm import MasterProcess
-from tests.fixtures.blends import make_autorun_blend, make_broken_blend, make_scene
+from tests.fixtures.blends import make_autorun_blend, make_broken_blend, make_scene, pixels
 
 pytestmark = pytest.mark.slow
 
@@ -36,10 +36,6 @@ def frame_count(video: Path) -> int:
                          str(video)], capture_output=True, text=True, check=True)
     return int(cp.stdout.strip())
 
-
-def pixels(png: Path) -> bytes:
-    return subprocess.run(["ffmpeg", "-v", "error", "-i", str(png), "-f", "rawvideo",
-                           "-pix_fmt", "rgba", "-"], capture_output=True, check=True).stdout
 
 
 def test_a_blend_renders_into_verified_frames_and_an_mp4(farm: MasterProcess,

@@ -7,13 +7,11 @@ turns border fractions into pixels: float32 fractions, multiplied and truncated.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -28,6 +26,7 @@ from tests.fixtures.blends import (
     make_scene,
     run_blender,
 )
+from tests.fixtures.scripts import load_script
 
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
 # An odd size on purpose: 65x37 does not divide into 2 or 3 columns or 2 rows evenly.
@@ -35,16 +34,7 @@ WIDTH, HEIGHT = 65, 37
 FRAME = 2
 
 
-def _load_tile_border() -> ModuleType:
-    # The script lives beside the package as a file Blender runs, not as an importable module.
-    spec = importlib.util.spec_from_file_location("afarm_tile_border", TILE_BORDER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tb = _load_tile_border()
+tb = load_script("tile_border.py")
 
 
 def _blender_pixel(fraction: float, size: int) -> int:

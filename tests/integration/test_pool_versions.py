@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.farm import MasterProcess
-from tests.fixtures.blends import make_scene
+from tests.fixtures.blends import make_scene, pixels
 from tests.fixtures.pool_versions import bpy_archive, system_blender_dir
 
 pytestmark = pytest.mark.slow
@@ -35,10 +35,6 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MasterProcess]:
     finally:
         m.stop()
 
-
-def pixels(png: Path) -> bytes:
-    return subprocess.run(["ffmpeg", "-v", "error", "-i", str(png), "-f", "rawvideo",
-                           "-pix_fmt", "rgba", "-"], capture_output=True, check=True).stdout
 
 
 def local_render(program: str, scene: Path, out: Path, frame: int) -> Path:

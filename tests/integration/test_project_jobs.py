@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.farm import MasterProcess
-from tests.fixtures.blends import run_blender
+from tests.fixtures.blends import pixels, run_blender
 from tests.fixtures.projects import make_project, render_local
 
 pytestmark = pytest.mark.slow
@@ -40,10 +39,6 @@ def copy_project(project: Path, dst: Path) -> Path:
     shutil.copytree(root, dst / root.name, symlinks=True)
     return dst / root.name / "shots" / project.name
 
-
-def pixels(png: Path) -> bytes:
-    return subprocess.run(["ffmpeg", "-v", "error", "-i", str(png), "-f", "rawvideo",
-                           "-pix_fmt", "rgba", "-"], capture_output=True, check=True).stdout
 
 
 def farm_frame(farm: MasterProcess, shot: Path, *extra: str) -> Path:

@@ -16,7 +16,7 @@ import pytest
 
 from afarm.pool.archive import unpack
 from tests.farm import MasterProcess
-from tests.fixtures.blends import run_blender
+from tests.fixtures.blends import pixels, run_blender
 from tests.fixtures.pool_versions import bpy_archive
 from tests.fixtures.projects import render_local
 from tests.fixtures.visible_kinds import FRAME, KINDS, PARTIAL, make_alembic, make_visible_kinds
@@ -65,10 +65,6 @@ def copy_top(blend: Path, dst: Path) -> Path:
     shutil.copytree(top_of(blend), dst, symlinks=True)
     return dst / blend.relative_to(top_of(blend))
 
-
-def pixels(png: Path) -> bytes:
-    return subprocess.run(["ffmpeg", "-v", "error", "-i", str(png), "-f", "rawvideo",
-                           "-pix_fmt", "rgba", "-"], capture_output=True, check=True).stdout
 
 
 def farm_frame(farm: MasterProcess, blend: Path, *extra: str) -> tuple[dict, Path]:

@@ -12,14 +12,13 @@ outside the job when Blender runs them without render_prep.py.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import shutil
 import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
 import pytest
 
@@ -35,30 +34,20 @@ from tests.fixtures.attack_blends import (
     make_wav,
 )
 from tests.fixtures.blends import (
-    SCRIPTS,
     SIZE,
     blender_executable,
     make_png,
     make_scene,
     make_screen_blend,
 )
+from tests.fixtures.scripts import load_script
 
 APP = BlenderApp("blender", {"executable": blender_executable(), "engine": "CYCLES"})
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # blender depends on it
 STRACE = shutil.which("strace") or "strace"  # make deps-test installs it
 
 
-def _load_render_prep() -> ModuleType:
-    # A script Blender runs, not an importable module; it imports bpy only inside Blender.
-    spec = importlib.util.spec_from_file_location("afarm_render_prep",
-                                                  SCRIPTS / "render_prep.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-rp = _load_render_prep()
+rp = load_script("render_prep.py")
 
 
 # -- the rule, without Blender --------------------------------------------------------------
@@ -138,11 +127,7 @@ def test_a_path_blender_lists_but_no_walked_datablock_explains_is_refused(
 
 
 def test_tile_border_reads_its_tile_beside_render_preps_job_dirs() -> None:
-    spec = importlib.util.spec_from_file_location("afarm_tile_border",
-                                                  SCRIPTS / "tile_border.py")
-    assert spec is not None and spec.loader is not None
-    tb = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tb)
+    tb = load_script("tile_border.py")
     argv = ["blender", "--", "--job-dirs", "/j/in", "/j/out", "/j/s", "--tile", "1", "0", "2",
             "1"]
     assert tb.parse_tile(argv) == tb.Tile(1, 0, 2, 1)

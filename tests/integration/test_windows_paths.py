@@ -6,14 +6,13 @@ the file was missing, instead of refusing the path as an escape (issue 14)."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.farm import MasterProcess
-from tests.fixtures.blends import make_png, run_blender
+from tests.fixtures.blends import make_png, pixels, run_blender
 from tests.fixtures.projects import render_local
 
 pytestmark = pytest.mark.slow
@@ -71,10 +70,6 @@ def windows_made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     script.unlink()
     return blend
 
-
-def pixels(png: Path) -> bytes:
-    return subprocess.run(["ffmpeg", "-v", "error", "-i", str(png), "-f", "rawvideo",
-                           "-pix_fmt", "rgba", "-"], capture_output=True, check=True).stdout
 
 
 def test_a_missing_windows_path_stops_the_submission_naming_it(farm: MasterProcess,

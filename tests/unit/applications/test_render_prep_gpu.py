@@ -2,26 +2,15 @@
 """render_prep.py's GPU part, without Blender: it reads the pinned device after `--` and
 sets Cycles to render on the GPU, or refuses when Cycles finds none."""
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from afarm.applications.base import script_path
+from tests.fixtures.scripts import load_script
 
-
-def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("render_prep_under_test",
-                                                  script_path("render_prep.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-prep = load()
+prep = load_script("render_prep.py")
 DIRS = ["--", "--job-dirs", "/j/in", "/j/out", "/j/scratch"]
 
 

@@ -2,25 +2,14 @@
 """render_prep.py's missing-file warnings, without Blender: the rule for one reference and
 the files of UDIM tiles."""
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
 import pytest
 
-from afarm.applications.base import script_path
+from tests.fixtures.scripts import load_script
 
-
-def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("render_prep_warnings_under_test",
-                                                  script_path("render_prep.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-rp = load()
+rp = load_script("render_prep.py")
 
 
 def dirs(tmp_path: Path) -> object:

@@ -17,6 +17,7 @@ from afarm.master import results_api
 from afarm.master.http_util import errors
 from afarm.model.job import JobSpec, TaskSpec
 from afarm.store.db import Store
+from tests.aioserve import serving
 
 
 def fill(store: Store, n: int) -> list[int]:
@@ -33,19 +34,11 @@ async def _get(tmp_path: Path, store: Store, paths: list[str]) -> list[Answer]:
                            meter=SimpleNamespace(site=SimpleNamespace(currency="EUR")))
     app = web.Application(middlewares=[errors])
     app.add_routes(results_api.routes(farm))  # type: ignore[arg-type]
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     got = []
-    try:
-        async with aiohttp.ClientSession() as s:
-            for path in paths:
-                async with s.get(f"http://127.0.0.1:{port}{path}") as r:
-                    got.append((r.status, await r.json(), dict(r.headers)))
-    finally:
-        await runner.cleanup()
+    async with serving(app) as port, aiohttp.ClientSession() as s:
+        for path in paths:
+            async with s.get(f"http://127.0.0.1:{port}{path}") as r:
+                got.append((r.status, await r.json(), dict(r.headers)))
     return got
 
 
@@ -119,16 +112,10 @@ def test_afarmctl_follows_the_real_pages_to_the_oldest_job(tmp_path: Path,
                                meter=SimpleNamespace(site=SimpleNamespace(currency="EUR")))
         app = web.Application(middlewares=[errors])
         app.add_routes(results_api.routes(farm))  # type: ignore[arg-type]
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        client = Client("127.0.0.1:9", f"127.0.0.1:{runner.addresses[0][1]}")
-        try:
+        async with serving(app) as port:
+            client = Client("127.0.0.1:9", f"127.0.0.1:{port}")
             one = await asyncio.to_thread(ops.jobs, client, None, 3)
             every = await asyncio.to_thread(ops.jobs, client, None, 3, True)
-        finally:
-            await runner.cleanup()
         return one, every
 
     one, every = asyncio.run(listed())

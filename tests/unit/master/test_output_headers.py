@@ -12,6 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from afarm.master import results_api
+from tests.aioserve import serving
 
 
 class OneJob:
@@ -31,21 +32,13 @@ async def _fetch(tmp_path: Path, names: list[str]) -> dict[str, tuple[int, Any]]
     farm = SimpleNamespace(store=OneJob(), jobs_root=tmp_path)
     app = web.Application()
     app.add_routes(results_api.routes(farm))  # type: ignore[arg-type]
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     got = {}
-    try:
-        async with aiohttp.ClientSession() as s:
-            for name in [*names, "../log"]:
-                path = "/api/v1/jobs/1/log" if name == "../log" else \
-                    f"/api/v1/jobs/1/outputs/{name}"
-                async with s.get(f"http://127.0.0.1:{port}{path}") as r:
-                    got[name] = (r.status, r.headers.copy())
-    finally:
-        await runner.cleanup()
+    async with serving(app) as port, aiohttp.ClientSession() as s:
+        for name in [*names, "../log"]:
+            path = "/api/v1/jobs/1/log" if name == "../log" else \
+                f"/api/v1/jobs/1/outputs/{name}"
+            async with s.get(f"http://127.0.0.1:{port}{path}") as r:
+                got[name] = (r.status, r.headers.copy())
     return got
 
 

@@ -18,6 +18,7 @@ from afarm.master.web import routes as web_routes
 from afarm.master.web.views import JobsPage
 from afarm.model.job import JobSpec, TaskSpec
 from afarm.store.db import Store
+from tests.aioserve import serving
 
 
 @pytest.fixture
@@ -42,20 +43,12 @@ async def _pages(tmp_path: Path, store: Store, paths: list[str]) -> list[tuple[i
     app = web.Application(middlewares=[errors])
     app.add_routes(page_routes)
     app.add_routes(results_api.routes(farm, index))  # type: ignore[arg-type]
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     got = []
-    try:
-        async with aiohttp.ClientSession() as s:
-            for path in paths:
-                async with s.get(f"http://127.0.0.1:{port}{path}",
-                                 headers={"Accept": "text/html"}) as r:
-                    got.append((r.status, await r.text()))
-    finally:
-        await runner.cleanup()
+    async with serving(app) as port, aiohttp.ClientSession() as s:
+        for path in paths:
+            async with s.get(f"http://127.0.0.1:{port}{path}",
+                             headers={"Accept": "text/html"}) as r:
+                got.append((r.status, await r.text()))
     return got
 
 
